@@ -1,0 +1,43 @@
+"""Shared fixtures. Test traffic stays on this machine, in a ROS domain of its own per run."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Set before rclpy initialises anywhere (and inherited by subprocess nodes): localhost-only
+# discovery and a domain id derived from this run's pid, so parallel runs never cross.
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
+_prefix_path = os.environ.get("AMENT_PREFIX_PATH", "")
+if sys.prefix not in _prefix_path.split(os.pathsep):
+    os.environ["AMENT_PREFIX_PATH"] = os.pathsep.join(p for p in (sys.prefix, _prefix_path) if p)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def ros():
+    """rclpy initialised for one test (default context), shut down after it."""
+    import rclpy
+
+    rclpy.init()
+    try:
+        yield
+    finally:
+        rclpy.try_shutdown()
+
+
+@pytest.fixture
+def executor(ros):
+    """A MultiThreadedExecutor; nodes added to it are destroyed after the test."""
+    from rclpy.executors import MultiThreadedExecutor
+
+    ex = MultiThreadedExecutor(num_threads=4)
+    try:
+        yield ex
+    finally:
+        for node in list(ex.get_nodes()):
+            ex.remove_node(node)
+            node.destroy_node()
+        ex.shutdown()

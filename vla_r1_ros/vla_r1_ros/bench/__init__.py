@@ -1,0 +1,1 @@
+"""Benchmarks behind `vla-r1 bench`."""

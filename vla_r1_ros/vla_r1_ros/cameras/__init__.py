@@ -1,0 +1,1 @@
+"""Camera sources (one interface): RealSense, the simulator, recordings."""

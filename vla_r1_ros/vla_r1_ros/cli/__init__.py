@@ -1,0 +1,1 @@
+"""The `vla-r1` command."""

@@ -1,0 +1,1 @@
+"""ROS-free functional core: no module here imports rclpy."""

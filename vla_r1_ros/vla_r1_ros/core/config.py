@@ -1,0 +1,56 @@
+"""The package's YAML configuration: the one source of truth for camera, workspace and model numbers.
+
+Nodes and the `vla-r1` command both read `config/<name>.yaml` through `load_config`. The directory is,
+in order: `$VLA_R1_CONFIG_DIR`; the source tree's `config/` (editable install, tests); the installed
+`share/vla_r1_ros/config` found through the ament index (colcon / apt install).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PACKAGE = "vla_r1_ros"
+
+
+class ConfigError(ValueError):
+    """A configuration file is missing or holds a wrong value."""
+
+
+def config_dir() -> Path:
+    override = os.environ.get("VLA_R1_CONFIG_DIR")
+    if override:
+        return Path(override)
+    source_tree = Path(__file__).resolve().parents[2] / "config"
+    if source_tree.is_dir():
+        return source_tree
+    from ament_index_python.packages import get_package_share_directory
+
+    return Path(get_package_share_directory(PACKAGE)) / "config"
+
+
+def package_share_path(*parts: str) -> Path:
+    """A file shipped with the package (urdf/, launch/, config/), source tree or installed."""
+    return config_dir().parent.joinpath(*parts)
+
+
+def load_config(name: str, directory: str | Path | None = None) -> dict[str, Any]:
+    """Read `config/<name>.yaml` (or `<directory>/<name>.yaml`) as a dict."""
+    path = Path(directory or config_dir()) / f"{name}.yaml"
+    return dict(_read_yaml(str(path)))
+
+
+@lru_cache(maxsize=32)
+def _read_yaml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"configuration file not found: {path}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping at its top level")
+    return data

@@ -1,0 +1,1 @@
+"""Arm executors (one interface): the simulated Panda and MoveIt (moveit_py)."""

@@ -1,0 +1,1 @@
+"""rclpy nodes: each translates messages and parameters into calls to the core."""

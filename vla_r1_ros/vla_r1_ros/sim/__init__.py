@@ -1,0 +1,1 @@
+"""The simulated workcell (PyBullet): table, Franka Panda, tray, objects, RGB-D camera."""

@@ -1,0 +1,1 @@
+"""GRPO fine-tuning with TRL."""
