@@ -29,7 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="vla-r1", description="VLA-R1 on a ROS 2 robot arm: tools around the node graph.")
+        prog="vla-r1", description="VLA-R1 on a ROS 2 robot arm: tools around the node graph."
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (_module, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)

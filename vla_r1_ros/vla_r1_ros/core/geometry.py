@@ -26,8 +26,9 @@ class CameraIntrinsics:
     @classmethod
     def from_config(cls, camera_config: dict[str, Any]) -> CameraIntrinsics:
         image, k = camera_config["image"], camera_config["intrinsics"]
-        return cls(int(image["width"]), int(image["height"]), float(k["fx"]), float(k["fy"]),
-                   float(k["cx"]), float(k["cy"]))
+        return cls(
+            int(image["width"]), int(image["height"]), float(k["fx"]), float(k["fy"]), float(k["cx"]), float(k["cy"])
+        )
 
     @classmethod
     def from_k(cls, width: int, height: int, k: Any) -> CameraIntrinsics:
@@ -99,8 +100,10 @@ class RigidTransform:
         return m
 
     def to_config(self) -> dict[str, list[float]]:
-        return {"translation": [float(x) for x in self.translation],
-                "rotation_xyzw": [float(x) for x in self.quat_xyzw]}
+        return {
+            "translation": [float(x) for x in self.translation],
+            "rotation_xyzw": [float(x) for x in self.quat_xyzw],
+        }
 
 
 def look_at(eye: Any, target: Any, up: Any = (0.0, 0.0, 1.0)) -> RigidTransform:
