@@ -23,7 +23,7 @@ setup(
     maintainer_email="maintainers@vla-r1-ros.org",
     description="VLA-R1 reasoning vision-language-action model on a ROS 2 robot arm.",
     license="Apache-2.0",
-    tests_require=["pytest"],
+    extras_require={"test": ["pytest"]},
     entry_points={
         "console_scripts": [
             "vla-r1 = vla_r1_ros.cli.main:main",

@@ -1,4 +1,8 @@
-"""`vla-r1 bench NAME`: benchmarks. Each lives in `vla_r1_ros.bench.<module>` with configure/run."""
+"""`vla-r1 bench NAME [options]`: benchmarks, each in `vla_r1_ros.bench.<module>` with configure/run.
+
+Only the chosen benchmark's module is imported (they pull in torch, rclpy, …), so one benchmark's
+dependencies never break another.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +17,14 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
-    for name, (module, help_text) in BENCHMARKS.items():
-        bench_parser = sub.add_parser(name, help=help_text, description=help_text)
-        importlib.import_module(module).configure(bench_parser)
+    parser.epilog = "benchmarks: " + "; ".join(f"{name}: {text}" for name, (_m, text) in BENCHMARKS.items())
+    parser.add_argument("benchmark", choices=BENCHMARKS, help="which benchmark (then its own options; -h lists them)")
+    parser.add_argument("options", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace) -> int:
-    return int(importlib.import_module(BENCHMARKS[args.benchmark][0]).run(args) or 0)
+    module_name, help_text = BENCHMARKS[args.benchmark]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"vla-r1 bench {args.benchmark}", description=help_text)
+    module.configure(parser)
+    return int(module.run(parser.parse_args(args.options)) or 0)

@@ -1,0 +1,27 @@
+"""`vla-r1 report LOGDIR`: write the self-contained HTML report of an episode log."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("logdir", type=Path, help="episode log (index.jsonl + episodes/)")
+    parser.add_argument("--out", type=Path, help="HTML file to write (default LOGDIR/report.html)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from vla_r1_ros.report import write_report
+
+    if not (args.logdir / "index.jsonl").is_file():
+        print(f"vla-r1 report: {args.logdir} has no index.jsonl (not an episode log)")
+        return 2
+    summary_path = args.logdir / "summary.json"
+    summary = None
+    if summary_path.is_file():
+        import json
+
+        summary = json.loads(summary_path.read_text())
+    print(write_report(args.logdir, args.out or args.logdir / "report.html", summary=summary))
+    return 0

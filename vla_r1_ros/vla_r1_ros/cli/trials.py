@@ -1,0 +1,137 @@
+"""`vla-r1 trials`: teleop-free pick-and-place trials through the node graph, with summary and report.
+
+By default it starts the graph itself (the same processes `ros2 launch vla_r1_ros demo.launch.py`
+starts) with the chosen policy; `--attach` uses a graph that is already running (a lab's launch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from vla_r1_ros.graph import POLICIES
+
+
+def configure(parser: argparse.ArgumentParser, default_n: int = 10, default_out: str | None = None) -> None:
+    parser.add_argument("--n", "--trials", dest="n", type=int, default=default_n, help="number of trials")
+    parser.add_argument("--seed", type=int, default=0, help="first layout seed (trial i uses seed + i)")
+    parser.add_argument(
+        "--out",
+        default=default_out,
+        help="output folder: index.jsonl, episodes/, logs/, summary.json, report.html (default runs/<time>)",
+    )
+    parser.add_argument(
+        "--policy",
+        choices=POLICIES,
+        default="scripted",
+        help="scripted: simulator test expert (not the model); vla_r1: the model",
+    )
+    parser.add_argument("--noise", default="none", help="scripted policy noise profile: none | paper")
+    parser.add_argument("--model", default="GigaAI-Research/vla-r1", help="VLA-R1 checkpoint (policy vla_r1)")
+    parser.add_argument("--quantization", default="nf4", choices=("nf4", "int8", "none"))
+    parser.add_argument("--objects", type=int, default=0, help="objects per layout (0 = config default)")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds allowed per trial")
+    parser.add_argument("--attach", action="store_true", help="use an already running graph (e.g. ros2 launch)")
+    parser.add_argument(
+        "--manual-reset",
+        action="store_true",
+        help="real robot: a person resets the scene between trials (implies --attach)",
+    )
+    parser.add_argument(
+        "--instruction",
+        action="append",
+        default=[],
+        help="instruction for --manual-reset trials (repeat to cycle through several)",
+    )
+    parser.add_argument("--no-report", action="store_true", help="skip the HTML report")
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_trials(args)
+
+
+def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
+    import rclpy
+    from tqdm import tqdm
+
+    from vla_r1_ros.core.episodes import write_json_atomic
+    from vla_r1_ros.core.trials import format_summary, summarize
+    from vla_r1_ros.graph import GraphArgs
+    from vla_r1_ros.launcher import GraphLauncher
+    from vla_r1_ros.trial_runner import GraphUnavailable, TrialRunner, TrialSettings
+
+    if args.manual_reset and not args.instruction:
+        print("vla-r1: --manual-reset needs at least one --instruction", file=sys.stderr)
+        return 2
+    attach = args.attach or args.manual_reset
+    out = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    launcher = None
+    if not attach:
+        graph_args = GraphArgs(
+            policy=args.policy,
+            noise=args.noise,
+            model=args.model,
+            quantization=args.quantization,
+            log_dir=str(out),
+            seed=args.seed,
+        )
+        launcher = GraphLauncher(graph_args, out / "logs")
+        launcher.start()
+        print(
+            f"started {len(launcher.processes)} processes (logs: {out / 'logs'}); "
+            f"needs a ROS install, skipped: {', '.join(launcher.skipped) or 'none'}"
+        )
+    rclpy.init()
+    runner = TrialRunner()
+    try:
+        runner.wait_for_graph(timeout_s=180.0, need_reset=not args.manual_reset)
+        settings = TrialSettings(
+            n=args.n,
+            seed=args.seed,
+            num_objects=args.objects,
+            trial_timeout_s=args.timeout,
+            manual_reset=args.manual_reset,
+            instructions=tuple(args.instruction),
+        )
+        outcomes = []
+        with tqdm(total=args.n, desc="trials", unit="trial", disable=args.n == 0) as progress:
+
+            def on_trial(outcome) -> None:
+                outcomes.append(outcome)
+                progress.set_postfix(
+                    success=f"{sum(o.success for o in outcomes)}/{len(outcomes)}", last=outcome.failure_stage or "ok"
+                )
+                progress.update()
+
+            runner.run(settings, on_trial=on_trial)
+        if args.n:
+            summary = summarize(outcomes) | {"policy": args.policy, "noise": args.noise, "seed": args.seed}
+            write_json_atomic(out / "summary.json", summary)
+            write_json_atomic(out / "trials.json", [o.to_json() for o in outcomes])
+            print(format_summary(summary))
+            if not args.no_report:
+                from vla_r1_ros.report import write_report
+
+                report = write_report(out, out / "report.html", summary=summary)
+                print(f"report: {report}")
+            print(f"summary: {out / 'summary.json'}")
+        if keep_running:
+            print("graph running; Ctrl-C to stop")
+            while True:
+                time.sleep(1.0)
+    except GraphUnavailable as exc:
+        print(f"vla-r1: {exc}", file=sys.stderr)
+        for failure in launcher.failed() if launcher else []:
+            print(failure, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runner.close()
+        rclpy.try_shutdown()
+        if launcher:
+            launcher.stop()
+    return 0

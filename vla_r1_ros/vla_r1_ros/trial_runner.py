@@ -1,0 +1,224 @@
+"""Teleop-free trials through the running node graph (rclpy client side of `vla-r1 trials`).
+
+Per trial: reset the workcell to a seeded random layout (`workcell/reset`; on a real robot a person
+resets and presses Enter), wait until the camera shows the new layout, pick a target and an instruction
+from the templates, send `ExecuteInstruction`, and wait for the reward logger to confirm the episode.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from rclpy.action import ActionClient
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from std_msgs.msg import String
+from vla_r1_interfaces.action import ExecuteInstruction
+from vla_r1_interfaces.msg import SceneState
+from vla_r1_interfaces.srv import ResetScene
+
+from vla_r1_ros.core.scene import make_instruction
+from vla_r1_ros.core.trials import TrialOutcome
+from vla_r1_ros.nodes.scene_msgs import scene_from_msg
+
+
+class GraphUnavailable(RuntimeError):
+    """The node graph did not come up (or went away) in time."""
+
+
+@dataclass
+class TrialSettings:
+    n: int
+    seed: int
+    num_objects: int = 0  # 0 = the workcell's default
+    trial_timeout_s: float = 120.0
+    manual_reset: bool = False
+    instructions: tuple[str, ...] = ()  # used with manual_reset (no ground truth to make them from)
+
+
+class TrialClient(Node):
+    def __init__(self) -> None:
+        super().__init__("vla_r1_trials")
+        group = ReentrantCallbackGroup()
+        self.reset_client = self.create_client(ResetScene, "workcell/reset", callback_group=group)
+        self.execute_client = ActionClient(self, ExecuteInstruction, "vla_r1/execute_instruction", callback_group=group)
+        self._lock = threading.Lock()
+        self._scenes: list[SceneState] = []
+        self._logged: dict[str, dict] = {}
+        self.inference_status = ""
+        latched = QoSProfile(
+            depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE
+        )
+        self.create_subscription(String, "vla_r1/status", self._on_status, latched, callback_group=group)
+        self.create_subscription(
+            SceneState, "workcell/scene", self._on_scene, qos_profile_sensor_data, callback_group=group
+        )
+        self.create_subscription(String, "vla_r1/episode_logged", self._on_logged, 50, callback_group=group)
+
+    def _on_scene(self, msg: SceneState) -> None:
+        with self._lock:
+            self._scenes = [*self._scenes[-9:], msg]
+
+    def _on_status(self, msg: String) -> None:
+        self.inference_status = msg.data
+
+    def _on_logged(self, msg: String) -> None:
+        record = json.loads(msg.data)
+        with self._lock:
+            self._logged[record["trial_id"]] = record
+
+    def scenes_with_seed(self, seed: int) -> list[SceneState]:
+        with self._lock:
+            return [s for s in self._scenes if s.seed == seed]
+
+    def logged(self, trial_id: str) -> dict | None:
+        with self._lock:
+            return self._logged.get(trial_id)
+
+
+def _wait(predicate: Callable[[], object], timeout_s: float, what: str) -> object:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise GraphUnavailable(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def future_result(future, timeout_s: float, what: str):
+    _wait(future.done, timeout_s, what)
+    return future.result()
+
+
+class TrialRunner:
+    """Owns a TrialClient spinning in a background executor."""
+
+    def __init__(self) -> None:
+        self.node = TrialClient()
+        self.executor = MultiThreadedExecutor(num_threads=4)
+        self.executor.add_node(self.node)
+        self._spin = threading.Thread(target=self.executor.spin, name="trials-executor", daemon=True)
+        self._spin.start()
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+
+    def wait_for_graph(self, timeout_s: float, need_reset: bool = True) -> None:
+        if not self.node.execute_client.wait_for_server(timeout_sec=timeout_s):
+            raise GraphUnavailable("no ExecuteInstruction server on vla_r1/execute_instruction (planning node)")
+        if need_reset and not self.node.reset_client.wait_for_service(timeout_sec=timeout_s):
+            raise GraphUnavailable("no workcell/reset service (is the simulator running?)")
+        _wait(
+            lambda: self.node.inference_status == "ready" or self.node.inference_status.startswith("error"),
+            timeout_s,
+            "the inference node to report ready on vla_r1/status",
+        )
+        if self.node.inference_status != "ready":
+            raise GraphUnavailable(f"inference node: {self.node.inference_status}")
+
+    def prepare_sim_trial(self, seed: int, settings: TrialSettings, rng: np.random.Generator) -> tuple[str, str]:
+        response = future_result(
+            self.node.reset_client.call_async(ResetScene.Request(seed=seed, num_objects=settings.num_objects)),
+            60.0,
+            "workcell/reset",
+        )
+        if not response.success:
+            raise GraphUnavailable(f"workcell reset failed: {response.message}")
+        # Two frames of the new layout: by the second, every subscriber has the first one too.
+        scenes = _wait(
+            lambda: len(self.node.scenes_with_seed(seed)) >= 2 and self.node.scenes_with_seed(seed),
+            30.0,
+            f"camera frames of the layout with seed {seed}",
+        )
+        scene = scene_from_msg(scenes[-1])
+        visible = [o for o in scene.objects if o.visible]
+        if not visible:
+            raise GraphUnavailable(f"layout {seed} has no visible object")
+        target = visible[rng.integers(len(visible))]
+        return make_instruction(target, rng), target.name
+
+    def run(
+        self,
+        settings: TrialSettings,
+        on_trial: Callable[[TrialOutcome], None] | None = None,
+        on_feedback: Callable[[str], None] | None = None,
+    ) -> list[TrialOutcome]:
+        rng = np.random.default_rng(settings.seed)
+        outcomes = []
+        for index in range(settings.n):
+            seed = settings.seed + index
+            if settings.manual_reset:
+                instruction = settings.instructions[index % len(settings.instructions)]
+                target = ""
+                input(f"[trial {index + 1}/{settings.n}] reset the scene for: {instruction!r}, then press Enter ")
+            else:
+                instruction, target = self.prepare_sim_trial(seed, settings, rng)
+            outcome = self.run_one(index, seed, instruction, target, settings.trial_timeout_s, on_feedback)
+            outcomes.append(outcome)
+            if on_trial:
+                on_trial(outcome)
+        return outcomes
+
+    def run_one(
+        self,
+        index: int,
+        seed: int,
+        instruction: str,
+        target: str,
+        timeout_s: float,
+        on_feedback: Callable[[str], None] | None = None,
+    ) -> TrialOutcome:
+        start = time.monotonic()
+        goal = ExecuteInstruction.Goal(instruction=instruction)
+        feedback = (lambda fb: on_feedback(fb.feedback.stage)) if on_feedback else None
+        handle = future_result(
+            self.node.execute_client.send_goal_async(goal, feedback_callback=feedback),
+            30.0,
+            "the planning node to accept the goal",
+        )
+        if not handle.accepted:
+            return TrialOutcome(
+                index, seed, instruction, target, False, "execute", "goal rejected by the planning node"
+            )
+        result_future = handle.get_result_async()
+        try:
+            result = future_result(result_future, timeout_s, "the trial result").result
+        except GraphUnavailable:
+            future_result(handle.cancel_goal_async(), 10.0, "the cancel to be accepted")
+            return TrialOutcome(
+                index,
+                seed,
+                instruction,
+                target,
+                False,
+                "timeout",
+                f"no result within {timeout_s:.0f} s; goal cancelled",
+                wall_seconds=timeout_s,
+            )
+        logged = _wait(
+            lambda: self.node.logged(result.episode_id),
+            30.0,
+            f"the reward logger to record episode {result.episode_id}",
+        )
+        return TrialOutcome(
+            index=index,
+            seed=seed,
+            instruction=instruction,
+            target=target,
+            success=bool(result.success),
+            failure_stage=result.failure_stage,
+            message=result.message,
+            episode_id=result.episode_id,
+            rewards={k: v for k, v in logged.get("rewards", {}).items() if isinstance(v, int | float)},
+            stage_seconds=dict(logged.get("stage_seconds", {})),
+            wall_seconds=time.monotonic() - start,
+        )
