@@ -1,0 +1,199 @@
+"""Pick-and-place planning and its safety checks: each rule rejects a crafted bad plan by name; a good
+plan passes; nothing but the validator can make a ValidatedPlan, and executors run nothing else."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from vla_r1_ros.core.config import load_config
+from vla_r1_ros.core.geometry import RigidTransform
+from vla_r1_ros.core.lifting import GraspSurface
+from vla_r1_ros.core.planning import (
+    JointLimits,
+    PlanningParams,
+    PlanRejected,
+    SafetyLimits,
+    ValidatedPlan,
+    grasp_yaw,
+    plan_pick_and_place,
+    top_down_orientation,
+    validate_either_way,
+    validate_plan,
+)
+from vla_r1_ros.executors.base import require_validated
+
+JOINTS = tuple(f"panda_joint{i}" for i in range(1, 8))
+LIMITS = JointLimits(np.full(7, -3.0), np.full(7, 3.0), np.full(7, 2.0))
+HOME = RigidTransform(top_down_orientation(0.0), np.array([0.31, 0.0, 0.49]))
+
+
+def smooth_ik(position, quat_xyzw, seed=None):
+    """A stand-in arm whose joints vary smoothly with the TCP pose (reachable everywhere)."""
+    x, y, z = position
+    yaw = np.arctan2(*(RigidTransform.from_pose(position, quat_xyzw).rotation.apply([1.0, 0.0, 0.0])[[1, 0]]))
+    return np.array([np.arctan2(y, x), x, y, z, 0.0, 1.0, yaw])
+
+
+START_JOINTS = smooth_ik(HOME.translation, HOME.quat_xyzw)
+
+
+def surface(point=(0.5, 0.0, 0.05), height=0.05, axis=(1.0, 0.0, 0.0)) -> GraspSurface:
+    return GraspSurface(
+        point=np.array(point, float),
+        up=np.array([0.0, 0.0, 1.0]),
+        axis=np.array(axis, float),
+        height_m=height,
+        length_m=0.05,
+        width_m=0.05,
+        pixels=500,
+    )
+
+
+def waypoints(end=(0.45, 0.30, 0.0), start=(0.5, 0.0, 0.05), n=4) -> np.ndarray:
+    return np.linspace(start, end, n)
+
+
+@pytest.fixture(scope="module")
+def params() -> PlanningParams:
+    return PlanningParams.from_config(load_config("workspace"))
+
+
+@pytest.fixture(scope="module")
+def limits() -> SafetyLimits:
+    return SafetyLimits.from_config(load_config("workspace"))
+
+
+def validate(plan, limits, ik=smooth_ik, start=HOME):
+    return validate_plan(plan, limits, ik, LIMITS, JOINTS, ik(start.translation, start.quat_xyzw), start)
+
+
+def rejected_check(plan, limits, **kwargs) -> str:
+    with pytest.raises(PlanRejected) as info:
+        validate(plan, limits, **kwargs)
+    assert info.value.reason
+    return info.value.check
+
+
+def test_good_plan_passes_with_a_checked_joint_path(params, limits):
+    plan = plan_pick_and_place(surface(), waypoints(), params)
+    validated = validate(plan, limits)
+    assert isinstance(validated, ValidatedPlan)
+    names = [step.name for step in validated.steps]
+    assert names == ["approach", "descend", "grasp", "lift", "carry", "lower", "release", "retreat"]
+    path = validated.joint_path()
+    assert path.shape[1] == 7 and len(path) > 20  # sampled every 2 cm, not just the key poses
+    assert np.max(np.abs(np.diff(path, axis=0))) <= limits.max_joint_step_rad
+
+
+def test_plan_geometry(params):
+    grasp = surface(point=(0.5, 0.1, 0.05), height=0.05, axis=(0.0, 1.0, 0.0))
+    plan = plan_pick_and_place(grasp, waypoints(start=(0.5, 0.1, 0.05)), params)
+    # Grasp 2 cm below the top, top-down (TCP z points down), fingers closing across the long axis (y).
+    np.testing.assert_allclose(plan.grasp.translation, [0.5, 0.1, 0.03])
+    np.testing.assert_allclose(plan.grasp.rotation.apply([0, 0, 1]), [0, 0, -1], atol=1e-9)
+    np.testing.assert_allclose(abs(plan.grasp.rotation.apply([0, 1, 0])[0]), 1.0, atol=1e-9)
+    np.testing.assert_allclose(plan.pre_grasp.translation, [0.5, 0.1, 0.13])
+    # Carry waypoints 15 cm above their surface; release with the object's bottom 1.5 cm above the last one.
+    np.testing.assert_allclose(plan.carry_waypoints[-1].translation, [0.45, 0.30, 0.15])
+    np.testing.assert_allclose(plan.place.translation, [0.45, 0.30, 0.03 + 0.015])
+    assert plan.lift.translation[2] == pytest.approx(max(0.13, plan.carry_waypoints[0].translation[2]))
+
+
+def test_grasp_yaw_is_wrapped_to_the_smaller_wrist_turn():
+    for angle in np.linspace(-np.pi, np.pi, 37):
+        yaw = grasp_yaw(np.array([np.cos(angle), np.sin(angle), 0.0]))
+        assert -np.pi / 2 < yaw <= np.pi / 2 + 1e-12
+        assert np.isclose(np.cos(2 * (yaw - angle)), 1.0)  # same axis, modulo pi
+
+
+def test_workspace_rule(params, limits):
+    plan = plan_pick_and_place(surface(), waypoints(end=(0.6, 0.7, 0.0)), params)  # places beyond y = 0.5
+    assert rejected_check(plan, limits) == "workspace"
+
+
+def test_workspace_rule_covers_the_approach_from_where_the_arm_is(params, limits):
+    plan = plan_pick_and_place(surface(), waypoints(), params)
+    outside = RigidTransform(HOME.rotation, np.array([0.31, 0.0, 0.95]))
+    assert rejected_check(plan, limits, start=outside) == "workspace"
+
+
+def test_clearance_rule(params, limits):
+    flat = surface(point=(0.5, 0.0, 0.012), height=0.012)  # a 1.2 cm object: TCP 6 mm above the table
+    plan = plan_pick_and_place(flat, waypoints(start=(0.5, 0.0, 0.012)), params)
+    assert rejected_check(plan, limits) == "clearance"
+
+
+def test_step_rule_catches_a_wild_waypoint(params, limits):
+    wild = np.array([[0.5, 0.0, 0.05], [0.45, -0.45, 0.0], [0.45, 0.30, 0.0]])
+    plan = plan_pick_and_place(surface(), wild, params)
+    assert rejected_check(plan, limits) == "step"
+
+
+def test_step_rule_catches_an_ik_branch_flip(params, limits):
+    def flipping_ik(position, quat, seed=None):
+        q = smooth_ik(position, quat)
+        q[0] += 1.0 if position[1] > 0.15 else 0.0  # the elbow flips half-way along the carry
+        return q
+
+    plan = plan_pick_and_place(surface(), waypoints(), params)
+    assert rejected_check(plan, limits, ik=flipping_ik) == "step"
+
+
+def test_speed_rule(params, limits):
+    plan = plan_pick_and_place(surface(), waypoints(), params)
+    for speed in (0.0, -0.1, limits.max_speed_scaling + 0.1, float("nan")):
+        assert rejected_check(replace(plan, speed_scaling=speed), limits) == "speed"
+
+
+def test_reachability_rule(params, limits):
+    def short_arm(position, quat, seed=None):
+        return None if np.linalg.norm(position[:2]) > 0.52 else smooth_ik(position, quat)
+
+    plan = plan_pick_and_place(surface(), waypoints(), params)
+    assert rejected_check(plan, limits, ik=short_arm) == "reachability"
+
+
+def test_joint_limit_rule(params, limits):
+    def wrist_at_its_stop(position, quat, seed=None):
+        q = smooth_ik(position, quat)
+        q[6] = 2.99  # within the hard limit (3.0) but inside the safety margin
+        return q
+
+    plan = plan_pick_and_place(surface(), waypoints(), params)
+    assert rejected_check(plan, limits, ik=wrist_at_its_stop) == "joint_limits"
+
+
+def test_no_waypoints_means_no_plan(params):
+    with pytest.raises(PlanRejected) as info:
+        plan_pick_and_place(surface(), np.zeros((0, 3)), params)
+    assert info.value.check == "lift"
+
+
+def test_only_the_validator_makes_a_validated_plan(params, limits):
+    plan = plan_pick_and_place(surface(), waypoints(), params)
+    with pytest.raises(TypeError):
+        ValidatedPlan(plan=plan, joint_names=JOINTS, start_joints=START_JOINTS, steps=())
+    with pytest.raises(TypeError):
+        require_validated(plan)  # what every executor calls first
+    assert require_validated(validate(plan, limits)).plan is plan
+
+
+def test_half_turned_grasp_is_tried_when_the_wrist_runs_out(params, limits):
+    def wrist_only_one_way(position, quat, seed=None):
+        # Near the table this arm's wrist needs 3.0 rad for yaw 0, 0 rad for the half-turned yaw.
+        q = smooth_ik(position, quat)
+        q[6] = 1.5 + 1.5 * np.cos(q[6]) * np.clip((0.3 - position[2]) / 0.1, 0.0, 1.0)
+        return q
+
+    plan = plan_pick_and_place(surface(), waypoints(), params)
+    assert rejected_check(plan, limits, ik=wrist_only_one_way) == "joint_limits"
+    args = (limits, wrist_only_one_way, LIMITS, JOINTS, wrist_only_one_way(HOME.translation, HOME.quat_xyzw), HOME)
+    validated = validate_either_way(plan, *args)
+    np.testing.assert_allclose(validated.plan.grasp.rotation.apply([1, 0, 0]), [-1, 0, 0], atol=1e-9)
+    np.testing.assert_allclose(validated.plan.grasp.translation, plan.grasp.translation)
+    with pytest.raises(PlanRejected) as info:  # a workspace violation is not the wrist's fault: no retry
+        validate_either_way(plan_pick_and_place(surface(), waypoints(end=(0.6, 0.7, 0.0)), params), *args)
+    assert info.value.check == "workspace"

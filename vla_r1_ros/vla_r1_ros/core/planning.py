@@ -1,0 +1,359 @@
+"""Pick-and-place plans from lifted predictions, and the safety checks that gate every motion.
+
+Plain Python, no ROS. Poses are of the tool centre point (TCP: between the fingertips, the Panda's
+`panda_grasptarget` / MoveIt's hand TCP) in the robot base frame, z up. A top-down grasp points the
+TCP's z axis down; the fingers close along the TCP's y axis.
+
+Nothing moves on an unvalidated plan, by construction: executors accept only a `ValidatedPlan`, and
+only `validate_plan` can make one (its constructor demands a token private to this module). The
+validator samples the whole Cartesian motion — including the approach from where the arm is now —
+and solves IK at every sample, so the joint path an executor follows is the one that was checked.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+from scipy.spatial.transform import Rotation, Slerp
+
+from vla_r1_ros.core.geometry import RigidTransform
+from vla_r1_ros.core.lifting import GraspSurface
+
+# The checks a plan can fail, as reported in ManipulationPlan.failed_check.
+CHECKS = ("workspace", "clearance", "step", "speed", "reachability", "joint_limits")
+
+IkSolver = Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray | None]
+
+
+class PlanRejected(Exception):
+    """A plan cannot be made or fails a safety check; `check` names which (see CHECKS, or "lift")."""
+
+    def __init__(self, check: str, reason: str):
+        super().__init__(f"{check}: {reason}")
+        self.check = check
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class PlanningParams:
+    pre_grasp_height_m: float = 0.10  # approach starts this far above the grasp, straight down
+    grasp_depth_m: float = 0.02  # TCP below the object's top (at most half the object's height)
+    carry_height_m: float = 0.15  # carried waypoints: this far above the surface under them
+    release_gap_m: float = 0.015  # the held object's bottom this far above the surface at release
+    speed_scaling: float = 0.5  # fraction of the arm's maximum joint speed
+
+    @classmethod
+    def from_config(cls, workspace_config: dict[str, Any]) -> PlanningParams:
+        return cls(**workspace_config.get("planning", {}))
+
+
+@dataclass(frozen=True)
+class SafetyLimits:
+    workspace_min: tuple[float, float, float] = (0.15, -0.6, 0.0)  # TCP must stay in this box (base frame)
+    workspace_max: tuple[float, float, float] = (0.85, 0.6, 0.75)
+    table_z: float = 0.0  # table top in the base frame
+    min_table_clearance_m: float = 0.01  # TCP never lower than this above the table
+    max_waypoint_step_m: float = 0.30  # between consecutive plan poses (a wild model waypoint)
+    max_joint_step_rad: float = 0.5  # between consecutive IK samples (an IK branch flip)
+    joint_limit_margin_rad: float = 0.02
+    max_speed_scaling: float = 0.8
+    sample_spacing_m: float = 0.02  # Cartesian sampling of the motion for IK and checks
+
+    @classmethod
+    def from_config(cls, workspace_config: dict[str, Any]) -> SafetyLimits:
+        values = dict(workspace_config.get("safety", {}))
+        for key in ("workspace_min", "workspace_max"):
+            if key in values:
+                values[key] = tuple(float(v) for v in values[key])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class JointLimits:
+    lower: np.ndarray
+    upper: np.ndarray
+    max_velocity: np.ndarray
+
+
+def top_down_orientation(yaw: float) -> Rotation:
+    """TCP z pointing down, x along `yaw` in the base xy plane (fingers close across the yaw axis)."""
+    return Rotation.from_euler("z", yaw) * Rotation.from_euler("x", np.pi)
+
+
+def grasp_yaw(axis: np.ndarray) -> float:
+    """Yaw that closes the fingers across a (base-frame) object axis, wrapped to (-pi/2, pi/2]: a
+    parallel gripper is symmetric, so the smaller wrist turn is the better one."""
+    yaw = float(np.arctan2(axis[1], axis[0]))
+    return float(yaw - np.pi * np.ceil((yaw - np.pi / 2) / np.pi))
+
+
+@dataclass(frozen=True)
+class PickPlacePlan:
+    """A pick-and-place in the base frame. Fields mirror vla_r1_interfaces/ManipulationPlan."""
+
+    grasp_surface_point: np.ndarray  # the object's top point the grasp is built on
+    pre_grasp: RigidTransform
+    grasp: RigidTransform
+    carry_waypoints: tuple[RigidTransform, ...]  # the model's trajectory, raised to carry height
+    place: RigidTransform  # release pose
+    speed_scaling: float
+
+    @property
+    def lift(self) -> RigidTransform:
+        """Straight up from the grasp to the first carry height (or the pre-grasp height if higher)."""
+        z = max(self.pre_grasp.translation[2], self.carry_waypoints[0].translation[2])
+        return RigidTransform(self.grasp.rotation, np.array([*self.grasp.translation[:2], z]))
+
+    @property
+    def retreat(self) -> RigidTransform:
+        return self.carry_waypoints[-1]
+
+    def turned_half(self) -> PickPlacePlan:
+        """The same plan with the gripper turned 180 degrees about the vertical: a parallel gripper grasps
+        the same way, but the wrist joint ends up elsewhere (it may be the one that is within limits)."""
+        half = Rotation.from_euler("z", np.pi)
+
+        def turn(pose: RigidTransform) -> RigidTransform:
+            return RigidTransform(half * pose.rotation, pose.translation)
+
+        return replace(
+            self,
+            pre_grasp=turn(self.pre_grasp),
+            grasp=turn(self.grasp),
+            carry_waypoints=tuple(turn(p) for p in self.carry_waypoints),
+            place=turn(self.place),
+        )
+
+    def key_poses(self) -> list[tuple[str, RigidTransform]]:
+        """The plan's poses in execution order, named."""
+        carry = [(f"carry_{i}", pose) for i, pose in enumerate(self.carry_waypoints)]
+        return [
+            ("pre_grasp", self.pre_grasp),
+            ("grasp", self.grasp),
+            ("lift", self.lift),
+            *carry,
+            ("place", self.place),
+            ("retreat", self.retreat),
+        ]
+
+
+def plan_pick_and_place(grasp: GraspSurface, surface_waypoints: np.ndarray, params: PlanningParams) -> PickPlacePlan:
+    """Grasp + surface waypoints, both in the base frame -> plan.
+
+    Grasp: at the object's top centre, `grasp_depth_m` down (at most half its height), top-down, yaw
+    across the object's long axis. Carry: each waypoint `carry_height_m` above the surface it lies on.
+    Place: below the last carry waypoint, so that the held object's bottom ends `release_gap_m` above
+    the last waypoint's surface.
+    """
+    waypoints = np.asarray(surface_waypoints, dtype=float).reshape(-1, 3)
+    if len(waypoints) == 0:
+        raise PlanRejected("lift", "no trajectory waypoints: nowhere to place the object")
+    orientation = top_down_orientation(grasp_yaw(grasp.axis))
+    depth = min(params.grasp_depth_m, grasp.height_m / 2.0)
+    grasp_position = grasp.point - np.array([0.0, 0.0, depth])
+    pre_grasp_position = grasp_position + np.array([0.0, 0.0, params.pre_grasp_height_m])
+    carry = tuple(
+        RigidTransform(orientation, point + np.array([0.0, 0.0, params.carry_height_m])) for point in waypoints
+    )
+    # The held object hangs (height - depth) below the TCP.
+    place_z = waypoints[-1, 2] + (grasp.height_m - depth) + params.release_gap_m
+    return PickPlacePlan(
+        grasp_surface_point=np.asarray(grasp.point, dtype=float),
+        pre_grasp=RigidTransform(orientation, pre_grasp_position),
+        grasp=RigidTransform(orientation, grasp_position),
+        carry_waypoints=carry,
+        place=RigidTransform(orientation, np.array([*waypoints[-1, :2], place_z])),
+        speed_scaling=params.speed_scaling,
+    )
+
+
+# --- validated plans ----------------------------------------------------------------------------
+
+_ISSUED_BY_VALIDATOR = object()
+
+
+@dataclass(frozen=True)
+class MotionSegment:
+    name: str  # approach | descend | lift | carry | lower | retreat
+    targets: tuple[RigidTransform, ...]  # the plan's poses this segment goes through (goals for MoveIt)
+    poses: tuple[RigidTransform, ...]  # Cartesian samples of the TCP along the way
+    joints: np.ndarray  # (len(poses), n_joints): IK of each sample, checked
+
+
+@dataclass(frozen=True)
+class GripperAction:
+    name: str  # grasp | release
+    close: bool
+
+
+@dataclass(frozen=True)
+class ValidatedPlan:
+    """A plan that passed every safety check, with the joint path that was checked. Only
+    `validate_plan` constructs one; executors refuse anything else."""
+
+    plan: PickPlacePlan
+    joint_names: tuple[str, ...]
+    start_joints: np.ndarray
+    steps: tuple[MotionSegment | GripperAction, ...]
+    _token: object = field(repr=False, compare=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self._token is not _ISSUED_BY_VALIDATOR:
+            raise TypeError("a ValidatedPlan is made only by core.planning.validate_plan")
+
+    def joint_path(self) -> np.ndarray:
+        """All motion samples in order, (M, n_joints)."""
+        return np.vstack([s.joints for s in self.steps if isinstance(s, MotionSegment)])
+
+
+def _interpolate(a: RigidTransform, b: RigidTransform, spacing_m: float, max_angle_step: float = 0.1):
+    """Poses from a (exclusive) to b (inclusive): straight line, slerped orientation."""
+    distance = float(np.linalg.norm(b.translation - a.translation))
+    angle = float((a.rotation.inv() * b.rotation).magnitude())
+    n = max(1, int(np.ceil(distance / spacing_m)), int(np.ceil(angle / max_angle_step)))
+    slerp = Slerp([0.0, 1.0], Rotation.concatenate([a.rotation, b.rotation]))
+    ts = np.linspace(0.0, 1.0, n + 1)[1:]
+    rotations = slerp(ts)
+    return [RigidTransform(rotations[i], a.translation + t * (b.translation - a.translation)) for i, t in enumerate(ts)]
+
+
+def _sample(start: RigidTransform, targets: Sequence[RigidTransform], spacing_m: float) -> list[RigidTransform]:
+    samples: list[RigidTransform] = []
+    previous = start
+    for target in targets:
+        samples += _interpolate(previous, target, spacing_m)
+        previous = target
+    return samples
+
+
+def _fmt(p: np.ndarray) -> str:
+    return "[" + ", ".join(f"{v:.3f}" for v in p) + "]"
+
+
+def check_speed(plan: PickPlacePlan, limits: SafetyLimits) -> None:
+    s = plan.speed_scaling
+    if not (np.isfinite(s) and 0.0 < s <= limits.max_speed_scaling):
+        raise PlanRejected("speed", f"speed scaling {s} is outside (0, {limits.max_speed_scaling}]")
+
+
+def check_poses(named: Sequence[tuple[str, RigidTransform]], limits: SafetyLimits) -> None:
+    """Workspace box and table clearance for every pose."""
+    low, high = np.array(limits.workspace_min), np.array(limits.workspace_max)
+    floor = limits.table_z + limits.min_table_clearance_m
+    for name, pose in named:
+        p = pose.translation
+        if not np.all(np.isfinite(p)):
+            raise PlanRejected("workspace", f"{name} position {p} is not finite")
+        if np.any(p < low) or np.any(p > high):
+            raise PlanRejected("workspace", f"{name} at {_fmt(p)} is outside the workspace {_fmt(low)}..{_fmt(high)}")
+        if p[2] < floor:
+            raise PlanRejected(
+                "clearance",
+                f"{name} at z = {p[2]:.3f} m is below the table clearance floor {floor:.3f} m "
+                f"(table {limits.table_z:.3f} + {limits.min_table_clearance_m:.3f})",
+            )
+
+
+def check_steps(plan: PickPlacePlan, limits: SafetyLimits) -> None:
+    named = plan.key_poses()
+    for (name_a, a), (name_b, b) in itertools.pairwise(named):
+        step = float(np.linalg.norm(b.translation - a.translation))
+        if step > limits.max_waypoint_step_m:
+            raise PlanRejected(
+                "step", f"{name_a} -> {name_b} is a {step:.3f} m jump (max {limits.max_waypoint_step_m:.3f} m)"
+            )
+
+
+def validate_plan(
+    plan: PickPlacePlan,
+    limits: SafetyLimits,
+    solve_ik: IkSolver,
+    joint_limits: JointLimits,
+    joint_names: Sequence[str],
+    start_joints: np.ndarray,
+    start_pose: RigidTransform,
+) -> ValidatedPlan:
+    """Every check, cheapest first; raises PlanRejected naming the first that fails.
+
+    `solve_ik(position, quat_xyzw, seed_joints)` returns joints or None (the executor's own IK, so the
+    check matches the arm that will move); `start_joints`/`start_pose` are where the arm is now.
+    """
+    check_speed(plan, limits)
+    check_poses(plan.key_poses(), limits)
+    check_steps(plan, limits)
+
+    # Motion program: (segment name, Cartesian targets), gripper actions in between.
+    program: list[tuple[str, list[RigidTransform]] | GripperAction] = [
+        ("approach", [plan.pre_grasp]),
+        ("descend", [plan.grasp]),
+        GripperAction("grasp", close=True),
+        ("lift", [plan.lift]),
+        ("carry", list(plan.carry_waypoints)),
+        ("lower", [plan.place]),
+        GripperAction("release", close=False),
+        ("retreat", [plan.retreat]),
+    ]
+    lower = joint_limits.lower + limits.joint_limit_margin_rad
+    upper = joint_limits.upper - limits.joint_limit_margin_rad
+    steps: list[MotionSegment | GripperAction] = []
+    pose, joints = start_pose, np.asarray(start_joints, dtype=float)
+    for item in program:
+        if isinstance(item, GripperAction):
+            steps.append(item)
+            continue
+        name, targets = item
+        samples = _sample(pose, targets, limits.sample_spacing_m)
+        # The approach starts wherever the arm is; its samples must be safe too.
+        check_poses([(f"{name} sample {i}", s) for i, s in enumerate(samples)], limits)
+        solutions = []
+        for i, sample in enumerate(samples):
+            solution = solve_ik(sample.translation, sample.quat_xyzw, joints)
+            if solution is None:
+                raise PlanRejected(
+                    "reachability", f"no IK solution for {name} sample {i} at {_fmt(sample.translation)}"
+                )
+            solution = np.asarray(solution, dtype=float)
+            bad = np.nonzero((solution < lower) | (solution > upper))[0]
+            if bad.size:
+                j = int(bad[0])
+                raise PlanRejected(
+                    "joint_limits",
+                    f"{name} sample {i}: {joint_names[j]} = {solution[j]:.3f} rad is outside "
+                    f"[{lower[j]:.3f}, {upper[j]:.3f}] (limits minus a {limits.joint_limit_margin_rad} rad margin)",
+                )
+            jump = float(np.max(np.abs(solution - joints)))
+            if jump > limits.max_joint_step_rad:
+                raise PlanRejected(
+                    "step",
+                    f"{name} sample {i}: a joint moves {jump:.2f} rad between neighbouring samples "
+                    f"(max {limits.max_joint_step_rad}): the IK solution flips branch",
+                )
+            solutions.append(solution)
+            joints = solution
+        steps.append(MotionSegment(name, tuple(targets), tuple(samples), np.array(solutions)))
+        pose = targets[-1]
+    return ValidatedPlan(
+        plan=plan,
+        joint_names=tuple(joint_names),
+        start_joints=np.asarray(start_joints, dtype=float),
+        steps=tuple(steps),
+        _token=_ISSUED_BY_VALIDATOR,
+    )
+
+
+def validate_either_way(plan: PickPlacePlan, *args: Any) -> ValidatedPlan:
+    """`validate_plan`, and when the arm cannot follow the plan (IK, joint limits, an IK flip), the same
+    plan with the gripper turned half a turn. The first rejection is reported when both fail."""
+    try:
+        return validate_plan(plan, *args)
+    except PlanRejected as first:
+        if first.check not in ("reachability", "joint_limits", "step"):
+            raise
+        try:
+            return validate_plan(plan.turned_half(), *args)
+        except PlanRejected:
+            raise first from None

@@ -1,0 +1,171 @@
+"""One pick-and-place trial as a state machine with injected steps (no ROS).
+
+perceive -> predict -> lift -> plan (+ safety validation) -> execute. The planning node injects steps
+that talk to ROS (the Predict action, the depth buffer, the executor); tests inject plain functions.
+Every way a trial can end maps to one EpisodeRecord.failure_stage:
+parse | lift | safety | ik | grasp | place | execute | cancelled | timeout.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vla_r1_ros.core.lifting import LiftedPrediction, LiftError
+from vla_r1_ros.core.planning import PickPlacePlan, PlanRejected, ValidatedPlan
+
+STAGES = ("perceive", "predict", "lift", "plan", "execute")
+
+
+class StageFailure(Exception):
+    """A step could not finish for a reason that is not a bug (no camera frame, predict timed out, …)."""
+
+    def __init__(self, failure_stage: str, message: str):
+        super().__init__(message)
+        self.failure_stage = failure_stage
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What a trial needs of a VlaPrediction; `source` keeps the original (the message) for the record."""
+
+    stamp_ns: int
+    valid: bool
+    error: str = ""
+    box_px: tuple[float, float, float, float] | None = None  # x1, y1, x2, y2
+    waypoints_px: np.ndarray | None = None  # (N, 2)
+    source: Any = None
+
+
+@dataclass
+class TrialSteps:
+    perceive: Callable[[], None]  # raise StageFailure when there is nothing fresh to act on
+    predict: Callable[[str, list[str]], Prediction]  # raise StageFailure on timeout / cancel
+    lift: Callable[[Prediction], LiftedPrediction]  # base frame; raise LiftError
+    plan: Callable[[LiftedPrediction], PickPlacePlan]  # raise PlanRejected
+    validate: Callable[[PickPlacePlan], ValidatedPlan]  # raise PlanRejected
+    execute: Callable[[ValidatedPlan, Callable[[], bool]], Any]  # -> executors.base.ExecutionResult
+
+
+@dataclass
+class TrialRecord:
+    trial_id: str
+    instruction: str
+    success: bool = False
+    failure_stage: str = ""
+    message: str = ""
+    prediction: Prediction | None = None
+    lifted: LiftedPrediction | None = None
+    lift_error: LiftError | None = None
+    plan: PickPlacePlan | None = None
+    validated: ValidatedPlan | None = None
+    rejection: PlanRejected | None = None
+    execution: Any = None  # ExecutionResult
+    stage_names: list[str] = field(default_factory=list)
+    stage_seconds: list[float] = field(default_factory=list)
+
+    @property
+    def ee_path(self) -> list[np.ndarray]:
+        return [] if self.execution is None else list(self.execution.ee_path)
+
+
+def new_trial_id() -> str:
+    """Sortable and unique: UTC time + random suffix."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
+
+
+# The failure_stage an unexpected exception (a bug) in each stage is reported as.
+_UNEXPECTED_FAILURE = {
+    "perceive": "timeout",
+    "predict": "parse",
+    "lift": "lift",
+    "plan": "safety",
+    "execute": "execute",
+}
+
+
+class TrialFlow:
+    def __init__(
+        self,
+        steps: TrialSteps,
+        on_stage: Callable[[str], None] = lambda stage: None,
+        on_plan: Callable[[TrialRecord], None] = lambda record: None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.steps = steps
+        self.on_stage = on_stage
+        # Once the plan's fate is known — after the plan stage, or when lifting failed — before anything moves.
+        self.on_plan = on_plan
+        self.clock = clock
+
+    def run(
+        self,
+        instruction: str,
+        tasks: list[str],
+        plan_only: bool = False,
+        should_stop: Callable[[], bool] = lambda: False,
+        trial_id: str | None = None,
+    ) -> TrialRecord:
+        record = TrialRecord(trial_id=trial_id or new_trial_id(), instruction=instruction)
+        for stage in STAGES:
+            if stage == "execute" and plan_only:
+                record.success, record.message = True, "plan only: validated, not executed"
+                return record
+            if should_stop():
+                return self._fail(record, "cancelled", f"cancelled before {stage}")
+            self.on_stage(stage)
+            started = self.clock()
+            try:
+                self._run_stage(stage, record, instruction, tasks, should_stop)
+            except StageFailure as exc:
+                self._fail(record, exc.failure_stage, str(exc))
+            except LiftError as exc:
+                record.lift_error = exc
+                self._fail(record, "lift", str(exc))
+            except PlanRejected as exc:
+                record.rejection = exc
+                self._fail(record, {"reachability": "ik", "lift": "lift"}.get(exc.check, "safety"), str(exc))
+            except Exception as exc:  # a bug in a step must still end the trial with a record
+                self._fail(record, _UNEXPECTED_FAILURE[stage], f"internal error in {stage}: {exc!r}")
+            record.stage_names.append(stage)
+            record.stage_seconds.append(self.clock() - started)
+            if stage == "plan" or (stage == "lift" and record.failure_stage):
+                self.on_plan(record)
+            if record.failure_stage:
+                return record
+        return record
+
+    def _run_stage(
+        self, stage: str, record: TrialRecord, instruction: str, tasks: list[str], should_stop: Callable[[], bool]
+    ) -> None:
+        if stage == "perceive":
+            self.steps.perceive()
+        elif stage == "predict":
+            prediction = record.prediction = self.steps.predict(instruction, tasks)
+            if not prediction.valid:
+                raise StageFailure("parse", f"the model's answer did not parse: {prediction.error}")
+            missing = [n for n, v in (("box", prediction.box_px), ("waypoints", prediction.waypoints_px)) if v is None]
+            if missing:
+                raise StageFailure("parse", f"pick-and-place needs a box and waypoints; the prediction lacks {missing}")
+        elif stage == "lift":
+            record.lifted = self.steps.lift(record.prediction)
+        elif stage == "plan":
+            record.plan = self.steps.plan(record.lifted)
+            record.validated = self.steps.validate(record.plan)
+            record.plan = record.validated.plan  # validation may have chosen the half-turned grasp
+        else:
+            record.execution = self.steps.execute(record.validated, should_stop)
+            record.success = bool(record.execution.success)
+            record.message = record.execution.message
+            if not record.success:
+                record.failure_stage = record.execution.failure_stage or "execute"
+
+    @staticmethod
+    def _fail(record: TrialRecord, failure_stage: str, message: str) -> TrialRecord:
+        record.success, record.failure_stage, record.message = False, failure_stage, message
+        return record

@@ -1,0 +1,63 @@
+"""The arm-executor interface: one protocol for the simulated Panda and for MoveIt.
+
+An executor does two things for the planning node: it answers kinematic questions for the safety
+validator (IK, joint limits, where the arm is) — so the plan is checked against the arm that will
+move — and it executes a `ValidatedPlan`, the only kind of plan it accepts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from vla_r1_ros.core.geometry import RigidTransform
+from vla_r1_ros.core.planning import JointLimits, ValidatedPlan
+
+# ExecutionResult.failure_stage values (a subset of EpisodeRecord.failure_stage).
+EXECUTION_FAILURES = ("ik", "grasp", "place", "execute", "cancelled")
+
+
+@dataclass
+class ExecutionResult:
+    success: bool
+    failure_stage: str = ""  # "" on success, else one of EXECUTION_FAILURES
+    message: str = ""
+    ee_path: list[np.ndarray] = field(default_factory=list)  # TCP positions during execution, base frame
+    held_object: str | None = None  # what the gripper held after closing, when the executor can tell
+
+
+class ArmExecutor(Protocol):
+    name: str
+    joint_names: tuple[str, ...]
+
+    def joint_limits(self) -> JointLimits: ...
+
+    def joint_positions(self) -> np.ndarray: ...
+
+    def tcp_pose(self) -> RigidTransform:
+        """Where the tool centre point is now (base frame)."""
+        ...
+
+    def solve_ik(
+        self, position: np.ndarray, quat_xyzw: np.ndarray, seed_joints: np.ndarray | None = None
+    ) -> np.ndarray | None:
+        """Joints that put the TCP at the pose, or None when it is unreachable (the reachability check)."""
+        ...
+
+    def execute(self, plan: ValidatedPlan, should_stop: Callable[[], bool]) -> ExecutionResult:
+        """Run the plan; return early with failure_stage "cancelled" once `should_stop()` is true."""
+        ...
+
+    def stop(self) -> None:
+        """Halt any motion now (from another thread)."""
+        ...
+
+
+def require_validated(plan: object) -> ValidatedPlan:
+    """Executors call this first: a plan that did not come out of the validator never moves the arm."""
+    if not isinstance(plan, ValidatedPlan):
+        raise TypeError(f"executors run only a ValidatedPlan (from core.planning.validate_plan), not {type(plan)}")
+    return plan

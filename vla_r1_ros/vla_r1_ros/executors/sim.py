@@ -1,0 +1,109 @@
+"""The simulated Panda of the PyBullet workcell as an `ArmExecutor`.
+
+It follows the validated joint path segment by segment (the workcell interpolates in joint space
+within the scaled velocity limits), works the gripper, and judges the outcome by the physics: which
+object is between the fingers after closing, and whether that object ends up resting in the tray.
+It never reads the instruction: the target is whatever the grasp picked up.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import numpy as np
+
+from vla_r1_ros.core.geometry import RigidTransform
+from vla_r1_ros.core.planning import GripperAction, JointLimits, MotionSegment, ValidatedPlan
+from vla_r1_ros.executors.base import ExecutionResult, require_validated
+from vla_r1_ros.sim.workcell import Workcell
+
+# The arm must still be where the plan was validated from (else the checked path is not the path).
+START_TOLERANCE_RAD = 0.02
+# After a segment, the arm must have reached its last sample (else something blocked it).
+TRACKING_TOLERANCE_RAD = 0.05
+SETTLE_AFTER_RELEASE_S = 0.6
+
+
+class SimArmExecutor:
+    name = "sim"
+
+    def __init__(self, workcell: Workcell):
+        self.workcell = workcell
+        self.joint_names = tuple(workcell.arm_joint_names)
+        self._stop = threading.Event()
+
+    def joint_limits(self) -> JointLimits:
+        return JointLimits(*self.workcell.joint_limits())
+
+    def joint_positions(self) -> np.ndarray:
+        return self.workcell.joint_positions()
+
+    def tcp_pose(self) -> RigidTransform:
+        return RigidTransform.from_pose(*self.workcell.ee_pose())
+
+    def solve_ik(
+        self, position: np.ndarray, quat_xyzw: np.ndarray, seed_joints: np.ndarray | None = None
+    ) -> np.ndarray | None:
+        return self.workcell.solve_ik(position, quat_xyzw, seed_joints)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def execute(self, plan: ValidatedPlan, should_stop: Callable[[], bool]) -> ExecutionResult:
+        plan = require_validated(plan)
+        self._stop.clear()
+
+        def stopping() -> bool:
+            return self._stop.is_set() or should_stop()
+
+        result = ExecutionResult(success=False)
+        drift = float(np.max(np.abs(self.workcell.joint_positions() - plan.start_joints)))
+        if drift > START_TOLERANCE_RAD:
+            result.failure_stage, result.message = "execute", f"the arm moved {drift:.3f} rad since validation"
+            return result
+        self.workcell.set_gripper(closed=False)
+        carrying = False  # between a successful grasp and the release
+        for step in plan.steps:
+            if stopping():
+                return self._cancelled(result, step.name)
+            if isinstance(step, MotionSegment):
+                result.ee_path += self.workcell.execute_joint_path(step.joints, plan.plan.speed_scaling, stopping)
+                if stopping():
+                    return self._cancelled(result, step.name)
+                error = float(np.max(np.abs(self.workcell.joint_positions() - step.joints[-1])))
+                if error > TRACKING_TOLERANCE_RAD:
+                    result.failure_stage = "execute"
+                    result.message = f"{step.name}: the arm stopped {error:.3f} rad short of its target (blocked?)"
+                    return result
+                if carrying and not self.workcell.holding(result.held_object):
+                    result.failure_stage = "grasp"
+                    result.message = f"{result.held_object} slipped out of the gripper during {step.name}"
+                    return result
+            elif isinstance(step, GripperAction) and step.close:
+                opening = self.workcell.set_gripper(closed=True)
+                held = [o.name for o in self.workcell.scene().objects if self.workcell.holding(o.name)]
+                if len(held) != 1:
+                    result.failure_stage = "grasp"
+                    result.message = (
+                        f"gripper closed to {opening * 1000:.0f} mm holding nothing"
+                        if not held
+                        else f"gripper closed on several objects: {held}"
+                    )
+                    return result
+                result.held_object, carrying = held[0], True
+            else:
+                self.workcell.set_gripper(closed=False)
+                carrying = False
+        self.workcell.step(SETTLE_AFTER_RELEASE_S)
+        result.ee_path.append(self.workcell.ee_pose()[0])
+        if result.held_object is None or not self.workcell.object_in_tray(result.held_object):
+            result.failure_stage = "place"
+            result.message = f"{result.held_object} was released but is not resting in the tray"
+            return result
+        result.success, result.message = True, f"{result.held_object} placed in the tray"
+        return result
+
+    def _cancelled(self, result: ExecutionResult, during: str) -> ExecutionResult:
+        result.failure_stage, result.message = "cancelled", f"stopped during {during}"
+        return result

@@ -1,0 +1,411 @@
+"""`planning_node`: lift VLA-R1 predictions to 3-D, plan a safe pick-and-place, execute, report.
+
+Serves `vla_r1/execute_instruction` (ExecuteInstruction): one trial = perceive -> predict (Predict
+action on the inference node, reasoning relayed as feedback) -> lift (the depth frame with the
+prediction's stamp) -> plan + safety checks -> execute; then publishes `vla_r1/episode`. The trial
+logic is `core.trial_flow.TrialFlow`; this node only supplies its ROS-facing steps.
+
+Also plans every prediction published on `vla_r1/prediction` outside a trial (e.g. from the
+`vla_r1/instruction` topic) and publishes the plan; it executes such a plan only with
+`auto_execute:=true`.
+
+Parameters: `executor` (sim | moveit), `max_frame_age_s`, `auto_execute`, `predict_timeout_s`.
+Threads: a MultiThreadedExecutor and one ReentrantCallbackGroup, so the action callback can block on
+the Predict action while that action's callbacks (and the depth subscription) keep running.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any
+
+import rclpy
+from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image
+from visualization_msgs.msg import MarkerArray
+from vla_r1_interfaces.action import ExecuteInstruction, Predict
+from vla_r1_interfaces.msg import EpisodeRecord, ManipulationPlan, VlaPrediction
+
+from vla_r1_ros.core.config import load_config
+from vla_r1_ros.core.geometry import camera_extrinsics
+from vla_r1_ros.core.lifting import LiftedPrediction, LiftError, LiftParams, lift_prediction
+from vla_r1_ros.core.planning import (
+    PickPlacePlan,
+    PlanningParams,
+    SafetyLimits,
+    ValidatedPlan,
+    plan_pick_and_place,
+    validate_either_way,
+)
+from vla_r1_ros.core.trial_flow import Prediction, StageFailure, TrialFlow, TrialRecord, TrialSteps
+from vla_r1_ros.executors.base import ArmExecutor
+from vla_r1_ros.nodes.conversions import (
+    image_to_numpy,
+    intrinsics_from_camera_info,
+    ns_to_stamp,
+    point_msg,
+    stamp_to_ns,
+)
+from vla_r1_ros.nodes.plan_msgs import plan_markers, plan_msg
+from vla_r1_ros.nodes.prediction_msgs import prediction_from_msg
+
+DEPTH_BUFFER = 30  # ~1 s of depth at 30 Hz: a prediction's frame is found even if inference was quick
+DEPTH_MATCH_TOLERANCE_NS = 1_000_000  # depth and colour of one aligned frame carry the same stamp
+DEPTH_MATCH_WAIT_S = 0.5  # the frame may still be in flight when the prediction arrives
+FRESH_FRAME_WAIT_S = 2.0  # perceive: how long to wait for a first / fresh depth frame
+HANDLED_STAMPS = 32  # predictions a trial already acted on (their topic copy is ignored)
+
+
+def make_executor(name: str) -> ArmExecutor:
+    if name == "sim":
+        from vla_r1_ros.executors.sim import SimArmExecutor
+        from vla_r1_ros.sim.shared import shared_workcell
+
+        return SimArmExecutor(shared_workcell())
+    if name == "moveit":
+        from vla_r1_ros.core.config import config_dir
+        from vla_r1_ros.executors.moveit import MoveItExecutor, make_moveit_py
+
+        settings = load_config("moveit_py")["vla_r1"]
+        return MoveItExecutor(make_moveit_py(str(config_dir() / "moveit_py.yaml"), settings), settings)
+    raise ValueError(f"unknown executor {name!r}: use sim or moveit")
+
+
+def to_prediction(msg: VlaPrediction) -> Prediction:
+    data = prediction_from_msg(msg)
+    return Prediction(
+        stamp_ns=data.stamp_ns,
+        valid=data.valid,
+        error=data.error,
+        box_px=None if data.box_px is None else tuple(float(v) for v in data.box_px),
+        waypoints_px=data.waypoints_px,
+        source=msg,
+    )
+
+
+class PlanningNode(Node):
+    def __init__(self, arm: ArmExecutor | None = None, **kwargs: Any):
+        """`arm`: an executor to use instead of the `executor` parameter's (tests share a workcell)."""
+        super().__init__("planning", **kwargs)
+        self.declare_parameter("executor", "sim")
+        self.declare_parameter("max_frame_age_s", 2.0)
+        self.declare_parameter("auto_execute", False)
+        self.declare_parameter("predict_timeout_s", 120.0)
+
+        camera, workspace = load_config("camera"), load_config("workspace")
+        self.base_frame = str(camera["frames"]["base"])
+        self.camera_frame = str(camera["frames"]["camera_optical"])
+        self.base_T_camera = camera_extrinsics(camera)
+        self.lift_params = LiftParams.from_config(workspace, camera)
+        self.planning_params = PlanningParams.from_config(workspace)
+        self.limits = SafetyLimits.from_config(workspace)
+        self.arm = arm if arm is not None else make_executor(self.get_parameter("executor").value)
+
+        self._group = ReentrantCallbackGroup()
+        self._frames = threading.Condition()
+        self._depth: deque[Image] = deque(maxlen=DEPTH_BUFFER)
+        self._camera_info: CameraInfo | None = None
+        self._busy = threading.Lock()  # one trial (one arm) at a time
+        self._handled: deque[int] = deque(maxlen=HANDLED_STAMPS)
+
+        self.create_subscription(
+            Image,
+            "camera/aligned_depth_to_color/image_raw",
+            self._on_depth,
+            qos_profile_sensor_data,
+            callback_group=self._group,
+        )
+        self.create_subscription(
+            CameraInfo,
+            "camera/color/camera_info",
+            self._on_camera_info,
+            qos_profile_sensor_data,
+            callback_group=self._group,
+        )
+        self.create_subscription(
+            VlaPrediction, "vla_r1/prediction", self._on_prediction, 10, callback_group=self._group
+        )
+        self.plan_pub = self.create_publisher(ManipulationPlan, "vla_r1/plan", 10)
+        self.marker_pub = self.create_publisher(MarkerArray, "vla_r1/plan_markers", 10)
+        self.episode_pub = self.create_publisher(EpisodeRecord, "vla_r1/episode", 10)
+        self.predict_client = ActionClient(self, Predict, "vla_r1/predict", callback_group=self._group)
+        self.server = ActionServer(
+            self,
+            ExecuteInstruction,
+            "vla_r1/execute_instruction",
+            execute_callback=self._execute_trial,
+            goal_callback=self._on_goal,
+            cancel_callback=self._on_cancel,
+            callback_group=self._group,
+        )
+        self.get_logger().info(f"planning node ready (executor: {self.arm.name})")
+
+    # --- camera -----------------------------------------------------------------------------------
+
+    def _on_depth(self, msg: Image) -> None:
+        with self._frames:
+            self._depth.append(msg)
+            self._frames.notify_all()
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        with self._frames:
+            self._camera_info = msg
+
+    def _age_s(self, stamp_ns: int) -> float:
+        return (self.get_clock().now().nanoseconds - stamp_ns) / 1e9
+
+    def _perceive(self) -> None:
+        max_age = float(self.get_parameter("max_frame_age_s").value)
+
+        def fresh() -> bool:
+            return (
+                bool(self._depth)
+                and self._camera_info is not None
+                and self._age_s(stamp_to_ns(self._depth[-1].header.stamp)) <= max_age
+            )
+
+        with self._frames:
+            if not self._frames.wait_for(fresh, timeout=FRESH_FRAME_WAIT_S):
+                raise StageFailure(
+                    "timeout",
+                    f"no depth frame + camera info younger than {max_age} s on "
+                    "camera/aligned_depth_to_color/image_raw and camera/color/camera_info",
+                )
+
+    def _matching_depth(self, stamp_ns: int) -> tuple[Image, CameraInfo]:
+        def match() -> Image | None:
+            for msg in reversed(self._depth):
+                if abs(stamp_to_ns(msg.header.stamp) - stamp_ns) <= DEPTH_MATCH_TOLERANCE_NS:
+                    return msg
+            return None
+
+        max_age = float(self.get_parameter("max_frame_age_s").value)
+        age = self._age_s(stamp_ns)
+        if age > max_age:
+            raise LiftError("stale", f"the prediction's image is {age:.1f} s old (max_frame_age_s {max_age})")
+        with self._frames:
+            found = self._frames.wait_for(match, timeout=DEPTH_MATCH_WAIT_S)
+            if found is None or self._camera_info is None:
+                held = [stamp_to_ns(m.header.stamp) for m in self._depth]
+                span = f"{min(held)}..{max(held)} ns" if held else "nothing"
+                raise LiftError("stale", f"no depth frame with the prediction's stamp {stamp_ns} ns (buffer: {span})")
+            return found, self._camera_info
+
+    # --- trial steps --------------------------------------------------------------------------------
+
+    def _lift(self, prediction: Prediction) -> LiftedPrediction:
+        depth_msg, info = self._matching_depth(prediction.stamp_ns)
+        if depth_msg.header.frame_id and depth_msg.header.frame_id != self.camera_frame:
+            raise LiftError(
+                "bad_input",
+                f"depth is in {depth_msg.header.frame_id!r} but the extrinsics are for {self.camera_frame!r}",
+            )
+        lifted = lift_prediction(
+            image_to_numpy(depth_msg),
+            intrinsics_from_camera_info(info),
+            prediction.box_px,
+            prediction.waypoints_px,
+            self.lift_params,
+            frame_id=self.camera_frame,
+        )
+        return lifted.transformed(self.base_T_camera, self.base_frame)
+
+    def _plan(self, lifted: LiftedPrediction) -> PickPlacePlan:
+        return plan_pick_and_place(lifted.grasp, lifted.surface_waypoints, self.planning_params)
+
+    def _validate(self, plan: PickPlacePlan) -> ValidatedPlan:
+        arm = self.arm
+        return validate_either_way(
+            plan,
+            self.limits,
+            arm.solve_ik,
+            arm.joint_limits(),
+            arm.joint_names,
+            arm.joint_positions(),
+            arm.tcp_pose(),
+        )
+
+    def _predict(self, instruction: str, tasks: list[str], goal_handle: Any) -> Prediction:
+        timeout = float(self.get_parameter("predict_timeout_s").value)
+        if not self.predict_client.wait_for_server(timeout_sec=min(5.0, timeout)):
+            raise StageFailure("timeout", "no Predict action server on vla_r1/predict (is the inference node up?)")
+        done = threading.Event()
+        outcome: dict[str, Any] = {}
+
+        def on_feedback(feedback_msg: Any) -> None:
+            fb = feedback_msg.feedback
+            goal_handle.publish_feedback(ExecuteInstruction.Feedback(stage="predict", reasoning_chunk=fb.text))
+
+        def on_result(future: Any) -> None:
+            outcome["result"] = future.result()
+            done.set()
+
+        def on_goal_response(future: Any) -> None:
+            handle = future.result()
+            outcome["handle"] = handle
+            if not handle.accepted:
+                done.set()
+                return
+            handle.get_result_async().add_done_callback(on_result)
+
+        goal = Predict.Goal(instruction=instruction, tasks=list(tasks))
+        self.predict_client.send_goal_async(goal, feedback_callback=on_feedback).add_done_callback(on_goal_response)
+        deadline = self.get_clock().now().nanoseconds + int(timeout * 1e9)
+        while not done.wait(0.05):
+            cancelled = goal_handle.is_cancel_requested
+            if cancelled or self.get_clock().now().nanoseconds > deadline:
+                if "handle" in outcome:
+                    outcome["handle"].cancel_goal_async()
+                if cancelled:
+                    raise StageFailure("cancelled", "cancelled while the model was predicting")
+                raise StageFailure("timeout", f"the Predict action did not answer within {timeout} s")
+        if "result" not in outcome:
+            raise StageFailure("timeout", "the inference node rejected the Predict goal (busy or not ready)")
+        return to_prediction(outcome["result"].result.prediction)
+
+    # --- publishing --------------------------------------------------------------------------------
+
+    def _plan_message(self, record: TrialRecord) -> ManipulationPlan:
+        stamp = ns_to_stamp(record.prediction.stamp_ns) if record.prediction else self.get_clock().now().to_msg()
+        if record.lift_error is not None:
+            check = "stale" if record.lift_error.kind == "stale" else "lift"
+            reason = str(record.lift_error)
+        elif record.rejection is not None:
+            check, reason = record.rejection.check, record.rejection.reason
+        else:
+            check, reason = "", ""
+        return plan_msg(
+            record.plan,
+            trial_id=record.trial_id,
+            stamp=stamp,
+            frame_id=self.base_frame,
+            validated=record.validated,
+            failed_check=check,
+            reason=reason,
+        )
+
+    def _publish_plan(self, record: TrialRecord) -> None:
+        msg = self._plan_message(record)
+        self.plan_pub.publish(msg)
+        self.marker_pub.publish(
+            plan_markers(
+                record.plan, self.limits, frame_id=self.base_frame, stamp=msg.header.stamp, feasible=msg.feasible
+            )
+        )
+        if not msg.feasible:
+            self.get_logger().warning(f"trial {record.trial_id}: plan rejected ({msg.failed_check}): {msg.reason}")
+
+    def _publish_episode(self, record: TrialRecord) -> None:
+        msg = EpisodeRecord()
+        prediction = record.prediction
+        msg.header.stamp = ns_to_stamp(prediction.stamp_ns) if prediction else self.get_clock().now().to_msg()
+        msg.header.frame_id = self.base_frame
+        msg.trial_id = record.trial_id
+        msg.instruction = record.instruction
+        if prediction is not None and prediction.source is not None:
+            msg.prediction = prediction.source
+        msg.plan = self._plan_message(record)
+        msg.executed_ee_path = [point_msg(p) for p in record.ee_path]
+        msg.success = record.success
+        msg.failure_stage = record.failure_stage
+        msg.message = record.message
+        msg.stage_names = list(record.stage_names)
+        msg.stage_seconds = [float(s) for s in record.stage_seconds]
+        self.episode_pub.publish(msg)
+
+    # --- the action ------------------------------------------------------------------------------
+
+    def _on_goal(self, goal_request: Any) -> GoalResponse:
+        if self._busy.locked():
+            self.get_logger().warning("rejecting ExecuteInstruction: a trial is already running")
+            return GoalResponse.REJECT
+        return GoalResponse.ACCEPT
+
+    def _on_cancel(self, goal_handle: Any) -> CancelResponse:
+        self.arm.stop()  # halts a motion in progress now; the trial then ends as "cancelled"
+        return CancelResponse.ACCEPT
+
+    def _execute_trial(self, goal_handle: Any) -> ExecuteInstruction.Result:
+        goal = goal_handle.request
+        tasks = list(goal.tasks) or ["affordance", "trajectory"]
+        with self._busy:
+            flow = TrialFlow(
+                TrialSteps(
+                    perceive=self._perceive,
+                    predict=lambda instruction, t: self._predict(instruction, t, goal_handle),
+                    lift=self._lift,
+                    plan=self._plan,
+                    validate=self._validate,
+                    execute=self.arm.execute,
+                ),
+                on_stage=lambda stage: goal_handle.publish_feedback(ExecuteInstruction.Feedback(stage=stage)),
+                on_plan=self._publish_plan,
+            )
+            record = flow.run(
+                goal.instruction, tasks, plan_only=goal.plan_only, should_stop=lambda: goal_handle.is_cancel_requested
+            )
+            if record.prediction is not None:
+                self._handled.append(record.prediction.stamp_ns)
+        self._publish_episode(record)
+        goal_handle.publish_feedback(ExecuteInstruction.Feedback(stage="done"))
+        self.get_logger().info(
+            f"trial {record.trial_id}: {'success' if record.success else record.failure_stage} — {record.message}"
+        )
+        if goal_handle.is_cancel_requested:
+            goal_handle.canceled()
+        else:
+            goal_handle.succeed()
+        return ExecuteInstruction.Result(
+            success=record.success,
+            message=record.message,
+            episode_id=record.trial_id,
+            failure_stage=record.failure_stage,
+        )
+
+    # --- predictions outside a trial --------------------------------------------------------------
+
+    def _on_prediction(self, msg: VlaPrediction) -> None:
+        stamp_ns = stamp_to_ns(msg.header.stamp)
+        # A trial's own prediction also arrives here: the trial already handles it.
+        if stamp_ns in self._handled or not self._busy.acquire(blocking=False):
+            return
+        try:
+            execute = bool(self.get_parameter("auto_execute").value)
+            flow = TrialFlow(
+                TrialSteps(
+                    perceive=lambda: None,
+                    predict=lambda instruction, tasks: to_prediction(msg),
+                    lift=self._lift,
+                    plan=self._plan,
+                    validate=self._validate,
+                    execute=self.arm.execute,
+                ),
+                on_plan=self._publish_plan,
+            )
+            record = flow.run(msg.instruction, list(msg.tasks), plan_only=not execute)
+            self._handled.append(stamp_ns)
+        finally:
+            self._busy.release()
+        if execute and record.stage_names[-1:] == ["execute"]:
+            self._publish_episode(record)
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args)
+    node = PlanningNode()
+    executor = MultiThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.arm.stop()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
