@@ -101,7 +101,7 @@ if step_needed interfaces "$key"; then
   # The wheels' CMake exports hard-code the build machine's Python include and numpy paths.
   py_include=$(python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
   np_include=$(python -c 'import numpy; print(numpy.get_include())')
-  grep -rlE '/opt/python/cp311-cp311' "$venv/share" --include='*.cmake' 2>/dev/null |
+  { grep -rlE '/opt/python/cp311-cp311' "$venv/share" --include='*.cmake' 2>/dev/null || true; } |
     xargs -r sed -i \
       -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$np_include#g" \
       -e "s#/opt/python/cp311-cp311/include/python3.11#$py_include#g"
