@@ -74,7 +74,10 @@ def _path_plot(episode: dict[str, Any]) -> str:
 def _trial_html(root: Path, entry: dict[str, Any], episode: dict[str, Any]) -> str:
     color = load_color(root, entry["episode"])
     parsed = episode["prediction"]["parsed"]
-    picture = _png(annotate_prediction(color, parsed)) if color is not None else "<p>(no image logged)</p>"
+    reasoning = " / ".join(text for text in (parsed.get("reasoning") or {}).values() if text)
+    caption = reasoning if parsed.get("valid") else f"INVALID ({parsed.get('error', '')})"
+    picture = (_png(annotate(color, parsed.get("box_normalized"), parsed.get("waypoints_normalized"), caption))
+               if color is not None else "<p>(no image logged)</p>")
     outcome = episode["outcome"]
     verdict = (
         '<span class="ok">success</span>'

@@ -1,1 +1,49 @@
 """Camera sources (one interface): RealSense, the simulator, recordings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vla_r1_ros.cameras.base import CameraError, CameraSource
+
+SOURCES = ("sim", "realsense", "replay")
+
+
+def make_camera(source: str, params: dict[str, Any]) -> CameraSource:
+    """The camera named `source`, configured from `params` (the perception node's parameters).
+
+    Keys: realsense: `serial`, `width`, `height`, `fps`, `reconnect_timeout_s`; replay: `recording`,
+    `repeat`; both: `spatial_filter`, `temporal_filter`, `hole_filling_filter`, `frame_id`. Missing
+    keys take the sources' defaults. Imports are lazy: the simulator needs no pyrealsense2 and the
+    RealSense no PyBullet.
+    """
+    if source == "sim":
+        from vla_r1_ros.cameras.sim import SimCamera
+        from vla_r1_ros.sim.shared import shared_workcell
+
+        return SimCamera(shared_workcell())
+    if source not in SOURCES:
+        raise CameraError(f"unknown camera source {source!r}; choose one of {', '.join(SOURCES)}")
+
+    from vla_r1_ros.cameras.realsense import DepthFilters
+
+    common: dict[str, Any] = {
+        "filters": DepthFilters(
+            spatial=params.get("spatial_filter", DepthFilters.spatial),
+            temporal=params.get("temporal_filter", DepthFilters.temporal),
+            hole_filling=params.get("hole_filling_filter", DepthFilters.hole_filling),
+        )
+    }
+    if "frame_id" in params:
+        common["frame_id"] = params["frame_id"]
+    if source == "replay":
+        from vla_r1_ros.cameras.replay import ReplayCamera
+
+        if not params.get("recording"):
+            raise CameraError("source 'replay' needs a recording (.db3 or .bag) path")
+        return ReplayCamera(params["recording"], repeat=bool(params.get("repeat", False)), **common)
+
+    from vla_r1_ros.cameras.realsense import RealSenseCamera
+
+    keys = ("serial", "width", "height", "fps", "reconnect_timeout_s")
+    return RealSenseCamera(**{key: params[key] for key in keys if key in params}, **common)

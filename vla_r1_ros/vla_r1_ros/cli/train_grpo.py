@@ -43,6 +43,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quantization", choices=("nf4", "int8", "none"), default=None, help="GPU only (default nf4)")
     parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default=None, help="default auto")
     parser.add_argument("--full", action="store_true", help="full fine-tune instead of LoRA")
+    parser.add_argument(
+        "--gradient-checkpointing",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="recompute activations to save memory (default on; off with --cpu-smoke)",
+    )
     for name, kind, help_text in _SETTINGS_FLAGS:
         parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=help_text)
 
@@ -52,7 +58,9 @@ def run(args: argparse.Namespace) -> int:
     from vla_r1_ros.training.grpo import GrpoSettings, train
 
     overrides = {name: getattr(args, name) for name, _kind, _help in _SETTINGS_FLAGS}
-    overrides.update(quantization=args.quantization, device=args.device)
+    overrides.update(
+        quantization=args.quantization, device=args.device, gradient_checkpointing=args.gradient_checkpointing
+    )
     overrides = {key: value for key, value in overrides.items() if value is not None}
     if args.full:
         overrides["lora"] = False

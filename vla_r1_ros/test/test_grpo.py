@@ -1,0 +1,134 @@
+"""GRPO fine-tuning end to end: simulator episodes -> episode log -> export -> 2 TRL GRPO steps on the
+tiny offline Qwen2.5-VL with the logger's reward functions -> a LoRA adapter that loads back with PEFT.
+
+The episodes are real simulator frames and ground truth (PyBullet workcell, `reset(seed)` + `capture()`)
+answered by the scripted expert with the `paper` noise profile; the arm is not run (GRPO reads image,
+instruction and references, not the executed motion), so every trial is logged as plan-only success.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+
+import numpy as np
+import pytest
+
+from vla_r1_ros.cli.main import main
+from vla_r1_ros.core import dataset, prompts
+from vla_r1_ros.core.episodes import CameraFrame, EpisodeStore, TrialLog, select_references
+from vla_r1_ros.core.parsing import parse_answer
+from vla_r1_ros.core.scene import make_instruction
+from vla_r1_ros.training import grpo
+
+SEEDS = (0, 1)
+
+
+def write_sim_episodes(root) -> None:
+    from vla_r1_ros.policies.scripted import ScriptedExpertPolicy
+    from vla_r1_ros.sim.workcell import Workcell
+
+    with Workcell() as cell, EpisodeStore(root) as store:
+        for seed in SEEDS:
+            cell.reset(seed)
+            frame, scene = cell.capture()
+            target = next(o for o in scene.objects if o.visible and o.bbox_px is not None)
+            instruction = make_instruction(target, np.random.default_rng(seed))
+            expert = ScriptedExpertPolicy(noise="paper", seed=seed)
+            texts = {task: expert.answer(scene, instruction, task) for task in prompts.TASKS}
+            parsed = {task: parse_answer(text, task) for task, text in texts.items()}
+            trial = TrialLog(
+                trial_id=f"sim-{seed}",
+                instruction=instruction,
+                stamp_ns=frame.stamp_ns,
+                tasks=prompts.TASKS,
+                raw_texts=texts,
+                prediction={
+                    "box_normalized": parsed[prompts.AFFORDANCE].box,
+                    "waypoints_normalized": parsed[prompts.TRAJECTORY].waypoints,
+                    "reasoning": {task: answer.reasoning for task, answer in parsed.items()},
+                },
+                plan={},
+                executed_ee_path=[],
+                success=True,
+                message="plan only: the arm was not run",
+            )
+            intrinsics = frame.intrinsics
+            camera_info = {"frame_id": frame.frame_id, "width": intrinsics.width, "height": intrinsics.height}
+            camera_info["k"] = intrinsics.k.reshape(-1).tolist()
+            references = select_references(trial, scene=scene, intrinsics=intrinsics, base_T_camera=cell.base_T_camera)
+            store.write(trial, CameraFrame(frame.color, frame.depth_mm, camera_info), references)
+
+
+@pytest.mark.slow
+def test_grpo_two_steps_on_simulator_episodes(tmp_path, monkeypatch):
+    from peft import PeftModel
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from vla_r1_ros.testing.tiny_model import build_tiny_vla_r1
+
+    log, data, output = tmp_path / "log", tmp_path / "data", tmp_path / "grpo"
+    write_sim_episodes(log)
+    summary = dataset.export_dataset(log, data)
+    assert summary.by_reference_source == {"simulator": 4}
+    rows = dataset.load_hf_dataset(data)
+    truth_by_task = {task: {r["ground_truth"] for r in rows if r["task"] == task} for task in prompts.TASKS}
+    model = build_tiny_vla_r1(tmp_path / "tiny")
+
+    # Spy on the real reward functions (same names, so TRL's metric names stay).
+    calls: dict[str, list[dict]] = {"format_reward": [], "task_reward": []}
+
+    def spy(function):
+        @functools.wraps(function)
+        def recorded(completions, **kwargs):
+            scores = function(completions, **kwargs)
+            calls[function.__name__].append({"completions": completions, "scores": scores, **kwargs})
+            return scores
+
+        return recorded
+
+    monkeypatch.setattr(grpo, "format_reward", spy(grpo.format_reward))
+    monkeypatch.setattr(grpo, "task_reward", spy(grpo.task_reward))
+
+    argv = ["train-grpo", "--data", str(data), "--model", str(model), "--output", str(output), "--cpu-smoke"]
+    assert main(argv) == 0
+
+    # Two steps, each scoring one batch of 2 completions (one prompt × group of 2) with both functions.
+    assert len(calls["task_reward"]) == 2 and len(calls["format_reward"]) == 2
+    for call in calls["task_reward"]:
+        assert len(call["completions"]) == len(call["task"]) == len(call["ground_truth"]) == 2
+        assert all(c[0]["role"] == "assistant" and isinstance(c[0]["content"], str) for c in call["completions"])
+        for task, truth in zip(call["task"], call["ground_truth"], strict=True):
+            assert truth in truth_by_task[task]  # each completion is scored against its own row's answer
+        assert set(call) >= {"episode", "image", "trainer_state"}  # every dataset column reaches the rewards
+        assert all(0.0 <= score <= 1.0 for score in call["scores"])
+
+    # Reward curves: one CSV row per step, with the format and task curves separately.
+    with (output / grpo.REWARD_CSV).open() as handle:
+        curve = list(csv.DictReader(handle))
+    assert [row["step"] for row in curve] == ["1", "2"]
+    assert all(row["rewards/task_reward/mean"] != "" and row["rewards/format_reward/mean"] != "" for row in curve)
+    history = json.loads((output / grpo.LOG_HISTORY).read_text())
+    assert history[-1]["step"] == 2
+    assert json.loads((output / grpo.SETTINGS_FILE).read_text())["num_generations"] == 2
+
+    # The adapter is saved and loads back onto the base model with PEFT.
+    adapter = output / grpo.ADAPTER_DIR
+    assert (adapter / "adapter_config.json").is_file() and (adapter / "adapter_model.safetensors").is_file()
+    base = Qwen2_5_VLForConditionalGeneration.from_pretrained(model)
+    tuned = PeftModel.from_pretrained(base, adapter)
+    lora_modules = [name for name, _ in tuned.named_modules() if name.endswith("lora_A")]
+    assert lora_modules and all(".language_model." in name for name in lora_modules)  # vision tower untouched
+
+
+def test_reward_functions_adapt_trl_calls():
+    """TRL's call shape -> core.rewards, and the weights make the total of the reference."""
+    box = prompts.format_answer("there", (0.5, 0.5, 0.2, 0.2))
+    completions = [[{"role": "assistant", "content": box}], [{"role": "assistant", "content": "no tags"}]]
+    truth = [box, box]
+    tasks = [prompts.AFFORDANCE, prompts.AFFORDANCE]
+    assert grpo.format_reward(completions, task=tasks, ground_truth=truth) == [1.0, 0.0]
+    assert grpo.task_reward(completions, task=tasks, ground_truth=truth) == [1.0, 0.0]
+    functions, weights = grpo.reward_functions()
+    assert [f.__name__ for f in functions] == ["format_reward", "task_reward"] and weights == [0.1, 0.9]

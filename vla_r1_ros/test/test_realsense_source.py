@@ -1,0 +1,245 @@
+"""The RealSense and replay sources, driven end to end by a `rs.software_device` (no hardware).
+
+The software device goes through the same pipeline, filters, alignment and conversion as a USB camera.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import pyrealsense2 as rs
+import pytest
+
+from vla_r1_ros.cameras import make_camera
+from vla_r1_ros.cameras.base import CameraError
+from vla_r1_ros.cameras.realsense import DepthFilters, RealSenseCamera
+from vla_r1_ros.cameras.replay import ReplayCamera
+from vla_r1_ros.core.geometry import CameraIntrinsics
+from vla_r1_ros.testing.realsense import SoftwareRealSense, box_scene, record
+
+W, H = 160, 120
+DEPTH_K = CameraIntrinsics(W, H, 140.0, 140.0, 80.0, 60.0)
+COLOR_K = CameraIntrinsics(W, H, 150.0, 152.0, 79.5, 59.0)
+DEPTH_TO_COLOR = np.array([0.05, 0.01, 0.0])  # colour camera 5 cm beside the depth camera: a visible shift
+NO_FILTERS = DepthFilters(spatial=False, temporal=False, hole_filling=False)
+RECORDED = 12
+
+
+def software_camera(**kwargs) -> SoftwareRealSense:
+    return SoftwareRealSense(DEPTH_K, COLOR_K, DEPTH_TO_COLOR, **kwargs)
+
+
+def started(device: SoftwareRealSense, **kwargs) -> RealSenseCamera:
+    camera = RealSenseCamera(width=W, height=H, fps=device.fps, device=device.device, **kwargs)
+    camera.start()
+    return camera
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory):
+    path = tmp_path_factory.mktemp("recording") / "software.db3"
+    live = record(path, software_camera(serial="555000555"), RECORDED)
+    assert sorted(live) == list(range(1, RECORDED + 1))
+    return path, live
+
+
+def test_alignment_intrinsics_stamps_and_sequence():
+    device = software_camera()
+    camera = started(device, filters=NO_FILTERS)
+    try:
+        t0_ms = 1.7e12
+        for index in range(1, 4):
+            depth, color = box_scene(W, H, index)
+            device.push(depth, color, frame_number=index, timestamp_ms=t0_ms + 33.3 * index)
+            frame = camera.read(2.0)
+            assert frame is not None
+            assert frame.sequence == index
+            assert frame.stamp_ns == round((t0_ms + 33.3 * index) * 1e6)
+            assert frame.intrinsics == COLOR_K
+            assert frame.frame_id == "camera_color_optical_frame"
+            assert frame.color.dtype == np.uint8 and frame.color.shape == (H, W, 3)
+            assert np.array_equal(frame.color, color)  # colour is the reference: untouched
+            assert frame.depth_mm.dtype == np.uint16 and frame.depth_mm.shape == (H, W)
+    finally:
+        camera.stop()
+
+    # Where the box face must land in colour pixels: deproject its depth pixels at 0.5 m, move them
+    # into the colour frame, project with the colour intrinsics.
+    box_v, box_u = np.nonzero(depth == 500)
+    in_color = COLOR_K.project(DEPTH_K.deproject(box_u, box_v, 0.5) + DEPTH_TO_COLOR)
+    got_v, got_u = np.nonzero(frame.depth_mm == 500)
+    assert abs(got_u.mean() - in_color[:, 0].mean()) < 0.6
+    assert abs(got_v.mean() - in_color[:, 1].mean()) < 0.6
+    assert abs(got_u.mean() - box_u.mean()) > 10  # the extrinsics matter: unaligned depth would be far off
+    # Everything else that is covered sees the wall at 1 m (the box hides part of it: no depth there).
+    assert set(np.unique(frame.depth_mm)) <= {0, 500, 1000}
+    assert (frame.depth_mm == 1000).mean() > 0.8
+
+
+def test_depth_scale_converts_to_millimetres():
+    device = software_camera(depth_units_m=0.0001)  # D405-style 0.1 mm units
+    camera = started(device, filters=NO_FILTERS)
+    try:
+        depth, color = box_scene(W, H, 0)
+        device.push(depth * 10, color, frame_number=1, timestamp_ms=1e12)
+        frame = camera.read(2.0)
+    finally:
+        camera.stop()
+    assert set(np.unique(frame.depth_mm)) <= {0, 500, 1000}
+    assert (frame.depth_mm == 500).sum() > 100
+
+
+def test_hardware_clock_stamps_are_anchored_to_host_time():
+    device = software_camera()
+    camera = started(device, filters=NO_FILTERS)
+    stamps = []
+    try:
+        for index in range(1, 4):
+            device.push(*box_scene(W, H, index), index, 5000.0 + 33.3 * index, rs.timestamp_domain.hardware_clock)
+            stamps.append(camera.read(2.0).stamp_ns)
+    finally:
+        camera.stop()
+    assert abs(stamps[0] - time.time_ns()) < 2e9
+    assert np.allclose(np.diff(stamps), 33.3e6, atol=1e3)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_hole_filling_is_switchable(enabled):
+    device = software_camera()
+    camera = started(device, filters=DepthFilters(spatial=False, temporal=False, hole_filling=enabled))
+    depth, color = box_scene(W, H, 0)
+    depth[100:104, 20:24] = 0  # a hole in the wall, far from the box
+    try:
+        device.push(depth, color, frame_number=1, timestamp_ms=1e12)
+        frame = camera.read(2.0)
+    finally:
+        camera.stop()
+    hole = COLOR_K.project(DEPTH_K.deproject(21.5, 101.5, 1.0) + DEPTH_TO_COLOR).round().astype(int)
+    assert (frame.depth_mm[hole[1], hole[0]] == 1000) == enabled
+
+
+def test_spatial_filter_smooths_noise():
+    rng = np.random.default_rng(0)
+    noisy = (1000 + rng.integers(-8, 9, (H, W))).astype(np.uint16)
+    color = np.zeros((H, W, 3), np.uint8)
+    spreads = {}
+    for spatial in (False, True):
+        device = software_camera()
+        camera = started(device, filters=DepthFilters(spatial=spatial, temporal=False, hole_filling=False))
+        try:
+            device.push(noisy, color, frame_number=1, timestamp_ms=1e12)
+            depth = camera.read(2.0).depth_mm
+        finally:
+            camera.stop()
+        spreads[spatial] = depth[20:-20, 20:-20].std()
+    assert spreads[True] < 0.5 * spreads[False]
+
+
+def test_stalled_stream_restarts_then_gives_up(caplog):
+    device = software_camera()
+    camera = started(device, filters=NO_FILTERS, stall_timeout_s=0.3, reconnect_timeout_s=1.5)
+    caplog.set_level(logging.INFO, logger="vla_r1_ros.cameras.realsense")
+    try:
+        device.push(*box_scene(W, H, 1), frame_number=1, timestamp_ms=1e12)
+        assert camera.read(2.0).sequence == 1
+        deadline = time.monotonic() + 1.0
+        while "restarted" not in caplog.text and time.monotonic() < deadline:
+            assert camera.read(0.1) is None
+        assert "restarting the pipeline" in caplog.text and "restarted" in caplog.text
+        device.push(*box_scene(W, H, 2), frame_number=2, timestamp_ms=1e12 + 33.3)
+        assert camera.read(2.0).sequence == 2  # the restarted pipeline delivers again
+        with pytest.raises(CameraError, match="not back after"):  # ...and gives up when nothing comes
+            deadline = time.monotonic() + 5.0
+            while time.monotonic() < deadline:
+                camera.read(0.1)
+    finally:
+        camera.stop()
+
+
+def test_missing_device_error_lists_connected_devices(recording):
+    context = rs.context()
+    recorded = context.load_device(str(recording[0]))  # a recorded camera shows up while loaded
+    camera = RealSenseCamera(serial="123456789", context=context)
+    with pytest.raises(CameraError) as error:
+        camera.start()
+    message = str(error.value)
+    assert "no RealSense device with serial 123456789 found" in message
+    assert "Software RealSense (serial 555000555" in message
+    del recorded
+
+
+def test_unsupported_mode_is_a_clear_error():
+    device = software_camera()
+    camera = RealSenseCamera(width=W, height=H, fps=60, device=device.device)  # the device streams at 30
+    with pytest.raises(CameraError, match=f"did not start: .*requested colour rgb8 and depth z16 at {W}x{H}, 60 fps"):
+        camera.start()
+
+
+def test_missing_device_error_without_serial():
+    with pytest.raises(CameraError, match="no RealSense device with serial nope found; connected devices"):
+        RealSenseCamera(serial="nope").start()
+
+
+def test_replay_is_bit_identical_and_signals_the_end(recording):
+    path, live = recording
+    replay = ReplayCamera(path, filters=NO_FILTERS)
+    replay.start()
+    replayed = []
+    deadline = time.monotonic() + 10.0
+    while not replay.finished and time.monotonic() < deadline:
+        frame = replay.read(0.5)
+        if frame is not None:
+            replayed.append(frame)
+    assert replay.finished
+    assert replay.read(0.1) is None
+    # librealsense may lose the first frame or two while playback starts; every frame that comes out
+    # is the recorded one, bit for bit, with its recorded stamp and intrinsics.
+    sequences = [f.sequence for f in replayed]
+    assert sequences == sorted(set(sequences)) and sequences[-1] == RECORDED and len(sequences) >= RECORDED - 2
+    for frame in replayed:
+        original = live[frame.sequence]
+        assert np.array_equal(frame.color, original.color)
+        assert np.array_equal(frame.depth_mm, original.depth_mm)
+        assert frame.stamp_ns == original.stamp_ns
+        assert frame.intrinsics == original.intrinsics == COLOR_K
+
+
+def test_replay_repeat_loops(recording):
+    replay = ReplayCamera(recording[0], repeat=True, filters=NO_FILTERS)
+    replay.start()
+    sequences = []
+    try:
+        deadline = time.monotonic() + 10.0
+        while len(sequences) < RECORDED + 4 and time.monotonic() < deadline:
+            frame = replay.read(0.5)
+            if frame is not None:
+                sequences.append(frame.sequence)
+    finally:
+        replay.stop()
+    assert not replay.finished
+    assert RECORDED in sequences and sequences[-1] < RECORDED  # went past the end and started over
+
+
+def test_replay_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(CameraError, match="recording not found"):
+        ReplayCamera(tmp_path / "nothing.db3").start()
+
+
+def test_make_camera():
+    replay = make_camera("replay", {"recording": "x.db3", "repeat": True, "hole_filling_filter": True})
+    assert isinstance(replay, ReplayCamera) and replay.repeat
+    assert replay.filters == DepthFilters(spatial=True, temporal=True, hole_filling=True)
+    camera = make_camera("realsense", {"serial": "42", "fps": 15, "spatial_filter": False, "frame_id": "cam"})
+    assert (camera.name, camera.serial, camera.fps, camera.filters.spatial, camera.frame_id) == (
+        "realsense",
+        "42",
+        15,
+        False,
+        "cam",
+    )
+    with pytest.raises(CameraError, match="needs a recording"):
+        make_camera("replay", {"recording": ""})
+    with pytest.raises(CameraError, match="unknown camera source 'kinect'"):
+        make_camera("kinect", {})

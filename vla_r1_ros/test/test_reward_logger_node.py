@@ -1,0 +1,190 @@
+"""The reward logger node with real rclpy messages: frames matched by stamp, episodes written, index line
+published on `vla_r1/episode_logged`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rclpy
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import String
+from test_episodes import BASE_T_CAMERA, INTRINSICS, scene
+from vla_r1_interfaces.msg import EpisodeRecord, SceneState
+
+from vla_r1_ros.core import episodes, prompts
+from vla_r1_ros.core.episodes import EpisodeStoreError
+from vla_r1_ros.core.parsing import parse_answer
+from vla_r1_ros.core.scene import reference_box, reference_waypoints
+from vla_r1_ros.nodes import reward_logger_node as logger_module
+from vla_r1_ros.nodes.conversions import camera_info_msg, ns_to_stamp, numpy_to_image, point_msg
+from vla_r1_ros.nodes.prediction_msgs import prediction_msg
+from vla_r1_ros.nodes.reward_logger_node import RewardLoggerNode
+from vla_r1_ros.nodes.scene_msgs import scene_to_msg
+from vla_r1_ros.testing.ros import spin_until
+
+STAMP_NS = 1_700_000_000_123_456_789
+OPTICAL = "camera_color_optical_frame"
+RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def color_image(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 255, (INTRINSICS.height, INTRINSICS.width, 3), dtype=np.uint8)
+
+
+def episode_msg(stamp_ns: int, answers: dict[str, str], success: bool = True, executed=()) -> EpisodeRecord:
+    instruction = "put the red cube in the tray"
+    msg = EpisodeRecord()
+    msg.header.stamp = ns_to_stamp(stamp_ns)
+    msg.trial_id = f"trial-{stamp_ns}"
+    msg.instruction = instruction
+    msg.prediction = prediction_msg(
+        stamp=ns_to_stamp(stamp_ns),
+        frame_id=OPTICAL,
+        instruction=instruction,
+        model_id="scripted:test",
+        image_size=(INTRINSICS.width, INTRINSICS.height),
+        tasks=list(answers),
+        raw_texts=list(answers.values()),
+        parsed=[parse_answer(text, task) for task, text in answers.items()],
+        latency_s=0.5,
+    )
+    msg.executed_ee_path = [point_msg(p) for p in executed]
+    msg.success = success
+    msg.failure_stage = "" if success else "grasp"
+    msg.stage_names = ["predict", "lift", "plan", "execute"]
+    msg.stage_seconds = [0.5, 0.01, 0.02, 4.0]
+    return msg
+
+
+def ground_truth_answers() -> dict[str, str]:
+    target = scene().object("red_cube")
+    return {
+        prompts.AFFORDANCE: prompts.format_answer("the red cube", reference_box(target, INTRINSICS)),
+        prompts.TRAJECTORY: prompts.format_answer(
+            "to the tray", reference_waypoints(scene(), target, INTRINSICS, BASE_T_CAMERA)
+        ),
+    }
+
+
+@pytest.fixture
+def graph(executor, tmp_path):
+    """The logger plus a test node with the publishers the graph would have, all matched."""
+    overrides = [Parameter("log_dir", value=str(tmp_path / "log")), Parameter("retry_period_s", value=0.2)]
+    logger = RewardLoggerNode(parameter_overrides=overrides)
+    source = rclpy.create_node("episode_source")
+    executor.add_node(logger)
+    executor.add_node(source)
+    pubs = {
+        "color": source.create_publisher(Image, logger_module.COLOR_TOPIC, qos_profile_sensor_data),
+        "depth": source.create_publisher(Image, logger_module.DEPTH_TOPIC, qos_profile_sensor_data),
+        "info": source.create_publisher(CameraInfo, logger_module.INFO_TOPIC, qos_profile_sensor_data),
+        "scene": source.create_publisher(SceneState, logger_module.SCENE_TOPIC, 10),
+        "episode": source.create_publisher(EpisodeRecord, logger_module.EPISODE_TOPIC, 10),
+    }
+    logged: list[dict] = []
+    source.create_subscription(
+        String, logger_module.LOGGED_TOPIC, lambda m: logged.append(json.loads(m.data)), RELIABLE
+    )
+    assert spin_until(executor, lambda: all(p.get_subscription_count() > 0 for p in pubs.values()), 10.0)
+    assert spin_until(executor, lambda: logger.logged_pub.get_subscription_count() > 0, 10.0)
+    return logger, pubs, logged
+
+
+def publish_frame(pubs, stamp_ns: int, seed: int, with_scene: bool = True) -> None:
+    stamp = ns_to_stamp(stamp_ns)
+    depth = np.full((INTRINSICS.height, INTRINSICS.width), 650 + seed, dtype=np.uint16)
+    pubs["color"].publish(numpy_to_image(color_image(seed), "rgb8", stamp, OPTICAL))
+    pubs["depth"].publish(numpy_to_image(depth, "16UC1", stamp, OPTICAL))
+    pubs["info"].publish(camera_info_msg(INTRINSICS, stamp, OPTICAL))
+    if with_scene:
+        pubs["scene"].publish(scene_to_msg(scene(), stamp, "panda_link0"))
+
+
+def test_episode_written_with_the_frame_of_its_stamp(executor, graph):
+    logger, pubs, logged = graph
+    # Three frames; the trial used the middle one.
+    for offset, seed in ((-33_000_000, 1), (0, 2), (33_000_000, 3)):
+        publish_frame(pubs, STAMP_NS + offset, seed)
+    assert spin_until(
+        executor, lambda: logger._buffers[logger_module.SCENE_TOPIC].find(STAMP_NS + 33_000_000, 0) is not None, 10.0
+    )
+    pubs["episode"].publish(episode_msg(STAMP_NS, ground_truth_answers()))
+    assert spin_until(executor, lambda: len(logged) == 1, 15.0)
+
+    entry = logged[0]
+    assert entry["episode"] == "000001" and entry["trial_id"] == f"trial-{STAMP_NS}"
+    assert entry["reference_source"] == "simulator"
+    assert entry["rewards"]["total"] == pytest.approx(1.0, abs=1e-5)  # the answers ARE the ground truth
+    assert entry["stage_seconds"] == {"predict": 0.5, "lift": 0.01, "plan": 0.02, "execute": 4.0}
+    root = logger.store.root
+    assert episodes.read_index(root) == [entry]
+    np.testing.assert_array_equal(episodes.load_color(root, "000001"), color_image(2))
+    assert int(episodes.load_depth(root, "000001")[0, 0]) == 652
+    document = episodes.load_episode(root, "000001")
+    assert document["notes"] == []
+    assert document["camera"]["frame_id"] == OPTICAL and document["camera"]["k"] == INTRINSICS.k.reshape(-1).tolist()
+    assert document["references"]["target"] == "red_cube"
+    assert document["prediction"]["parsed"]["reasoning"][prompts.AFFORDANCE] == "the red cube"
+    assert document["prediction"]["raw_texts"] == ground_truth_answers()
+
+
+def test_trial_without_a_frame_is_still_logged(executor, graph):
+    logger, pubs, logged = graph
+    publish_frame(pubs, STAMP_NS, 2, with_scene=False)  # a real robot: no ground truth
+    assert spin_until(executor, lambda: logger._buffers[logger_module.INFO_TOPIC].find(STAMP_NS, 0) is not None, 10.0)
+    executed = np.linspace([0.45, 0.05, 0.15], [0.45, 0.3, 0.2], 30)
+    late = STAMP_NS + 10_000_000_000  # no colour / depth frame with this stamp was ever received
+    pubs["episode"].publish(episode_msg(late, ground_truth_answers(), executed=executed))
+    assert spin_until(executor, lambda: len(logged) == 1, 15.0)
+
+    entry = logged[0]
+    assert not entry["has_color"] and not entry["has_depth"]
+    assert entry["reference_source"] == "successful_trial"  # executed path projected through the camera
+    document = episodes.load_episode(logger.store.root, entry["episode"])
+    assert any("no colour frame" in note for note in document["notes"])
+    assert any("camera info from stamp" in note for note in document["notes"])  # the newest intrinsics
+    assert len(document["references"]["waypoints"]) == 4
+    assert len(document["executed_ee_path"]) == 30
+
+
+def test_failed_write_is_retried_not_dropped(executor, graph, monkeypatch):
+    logger, pubs, logged = graph
+    real_write = logger.store.write
+    attempts = []
+
+    def full_once(*args, **kwargs):
+        attempts.append(args[0].trial_id)
+        if len(attempts) == 1:
+            raise EpisodeStoreError("cannot write episode 000001 to …: disk full")
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(logger.store, "write", full_once)
+    pubs["episode"].publish(episode_msg(STAMP_NS, ground_truth_answers()))
+    assert spin_until(executor, lambda: len(logged) == 1, 15.0)
+    assert attempts == [f"trial-{STAMP_NS}"] * 2 and logged[0]["episode"] == "000001"
+
+
+def test_unwritable_log_dir_stops_the_node(ros, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(EpisodeStoreError, match="not a directory"):
+        RewardLoggerNode(parameter_overrides=[Parameter("log_dir", value=str(blocker / "log"))])
+
+
+def test_message_conversions():
+    from geometry_msgs.msg import Pose
+    from vla_r1_interfaces.msg import ManipulationPlan
+
+    metres = np.array([[0.5, np.nan], [1.234, 0.0]], dtype=np.float32)
+    assert logger_module.depth_to_mm(numpy_to_image(metres, "32FC1")).tolist() == [[500, 0], [1234, 0]]
+    rejected = ManipulationPlan(feasible=False, failed_check="lift", reason="no depth")
+    assert logger_module.plan_json(rejected) == {"feasible": False, "failed_check": "lift", "reason": "no depth"}
+    carry = Pose()
+    carry.position.x, carry.orientation.w = 0.4, 1.0
+    plan = logger_module.plan_json(ManipulationPlan(feasible=True, carry_waypoints=[carry, carry]))
+    assert plan["carry_waypoints"][0] == {"position": [0.4, 0.0, 0.0], "orientation": [0.0, 0.0, 0.0, 1.0]}
+    assert set(plan) >= {"grasp_pose", "place_pose", "pre_grasp_pose", "grasp_surface_point", "speed_scaling"}

@@ -1,0 +1,283 @@
+"""Intel RealSense RGB-D source: pyrealsense2 pipeline, post filters, depth aligned to colour.
+
+One code path for every RealSense-shaped device: `RealSenseStream` starts a pipeline on whatever
+device it is given (a USB camera, a `rs.software_device` in tests, a recording played back by
+`ReplayCamera`) and turns its framesets into `RgbdFrame`s: depth post filters (in the depth sensor's
+own pixel grid, where they were designed to run), `rs.align(rs.stream.color)`, depth in uint16
+millimetres from the device's depth scale, colour intrinsics from the stream profile, device stamps.
+
+`RealSenseCamera` adds device selection (serial number), a clear error when the device is missing,
+and reconnection when it is unplugged or its stream stalls.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pyrealsense2 as rs
+
+from vla_r1_ros.cameras.base import CameraError, RgbdFrame
+from vla_r1_ros.core.geometry import CameraIntrinsics
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FRAME_ID = "camera_color_optical_frame"
+
+# Timestamp domains that already are host (Unix epoch) time: the device clock translated to the host
+# clock by librealsense (global time, the default on D400 cameras), or the host's arrival time.
+_HOST_TIME_DOMAINS = (rs.timestamp_domain.global_time, rs.timestamp_domain.system_time)
+
+
+@dataclass(frozen=True)
+class DepthFilters:
+    """Which librealsense depth post filters run (in this order, before alignment)."""
+
+    spatial: bool = True  # edge-preserving smoothing within a frame
+    temporal: bool = True  # smoothing over frames; fills short dropouts from history
+    hole_filling: bool = False  # invents depth in holes from neighbours: off, so lifting sees missing depth
+
+    def build(self) -> list[rs.filter]:
+        chosen = (
+            (self.spatial, rs.spatial_filter),
+            (self.temporal, rs.temporal_filter),
+            (self.hole_filling, rs.hole_filling_filter),
+        )
+        return [make() for enabled, make in chosen if enabled]
+
+
+def _info(device: rs.device, field: rs.camera_info) -> str:
+    return device.get_info(field) if device.supports(field) else "?"
+
+
+def describe_devices(context: rs.context) -> str:
+    """The connected RealSense devices, one per line, for error messages."""
+    lines = [
+        f"  {_info(d, rs.camera_info.name)} (serial {_info(d, rs.camera_info.serial_number)}, "
+        f"firmware {_info(d, rs.camera_info.firmware_version)}, USB {_info(d, rs.camera_info.usb_type_descriptor)})"
+        for d in context.query_devices()
+    ]
+    return "\n".join(lines) if lines else "  none"
+
+
+def _depth_scale_m(device: rs.device) -> float:
+    """Metres per z16 count. Looked up by option: recorders and playback devices wrap their sensors
+    without the depth-sensor type that `first_depth_sensor` needs."""
+    for sensor in device.query_sensors():
+        if sensor.supports(rs.option.depth_units):
+            return sensor.get_option(rs.option.depth_units)
+    raise CameraError(f"{device} has no sensor with a depth scale (depth_units option)")
+
+
+class FrameProcessor:
+    """Frameset -> RgbdFrame for one started pipeline (the filters keep per-stream history)."""
+
+    def __init__(self, profile: rs.pipeline_profile, filters: DepthFilters, frame_id: str) -> None:
+        color = profile.get_stream(rs.stream.color).as_video_stream_profile()
+        k = color.get_intrinsics()
+        self.intrinsics = CameraIntrinsics(k.width, k.height, k.fx, k.fy, k.ppx, k.ppy)
+        self.frame_id = frame_id
+        # z16 counts -> millimetres. D400 cameras default to 1 mm units, a D405 to 0.1 mm.
+        self._mm_per_unit = _depth_scale_m(profile.get_device()) * 1000.0
+        self._filters = filters.build()
+        self._align = rs.align(rs.stream.color)
+        # The syncer may pair a depth frame with the previous colour frame when one arrives late;
+        # such a pair would put depth from another instant under the colour pixels.
+        self._max_skew_ms = 0.5 * 1000.0 / color.fps()
+        self._host_minus_device_ns: int | None = None
+
+    def process(self, frames: rs.composite_frame) -> RgbdFrame | None:
+        """None when the frameset lacks a stream or pairs frames from different instants."""
+        depth, color = frames.get_depth_frame(), frames.get_color_frame()
+        if not depth or not color or abs(depth.get_timestamp() - color.get_timestamp()) > self._max_skew_ms:
+            log.debug("skipping an unsynchronised frameset")
+            return None
+        for block in self._filters:
+            frames = block.process(frames).as_frameset()
+        aligned = self._align.process(frames)
+        # Copies: the frames' buffers go back to librealsense's pool when the frames are released.
+        color_pixels = np.asanyarray(aligned.get_color_frame().get_data()).copy()
+        raw_depth = np.asanyarray(aligned.get_depth_frame().get_data())
+        if abs(self._mm_per_unit - 1.0) < 1e-6:  # depth_units is a float32 option: 0.001 reads as 0.00100000005
+            depth_mm = raw_depth.copy()
+        else:
+            depth_mm = np.clip(np.rint(raw_depth * self._mm_per_unit), 0, np.iinfo(np.uint16).max).astype(np.uint16)
+        return RgbdFrame(
+            color=color_pixels,
+            depth_mm=depth_mm,
+            intrinsics=self.intrinsics,
+            stamp_ns=self._stamp_ns(color),
+            frame_id=self.frame_id,
+            sequence=int(color.get_frame_number()),
+        )
+
+    def _stamp_ns(self, frame: rs.frame) -> int:
+        device_ns = round(frame.get_timestamp() * 1e6)  # librealsense timestamps are milliseconds
+        if frame.get_frame_timestamp_domain() in _HOST_TIME_DOMAINS:
+            return device_ns
+        # Hardware clock: the device's own epoch. Anchor it to the host clock at the first frame (as
+        # realsense2_camera does), so stamps are comparable with ROS time and keep the device's spacing.
+        if self._host_minus_device_ns is None:
+            self._host_minus_device_ns = time.time_ns() - device_ns
+        return device_ns + self._host_minus_device_ns
+
+
+class RealSenseStream:
+    """A started pipeline plus the processing of its framesets; shared by the live camera and replay."""
+
+    def __init__(
+        self, context: rs.context, config: rs.config, filters: DepthFilters, frame_id: str, device: rs.device | None
+    ) -> None:
+        self.pipeline = rs.pipeline(context)
+        if device is not None:
+            self.pipeline.set_device(device)
+        try:
+            self.profile = self.pipeline.start(config)
+        except RuntimeError as exc:
+            raise CameraError(f"RealSense pipeline did not start: {exc}") from exc
+        try:
+            self.processor = FrameProcessor(self.profile, filters, frame_id)
+        except CameraError:
+            self.pipeline.stop()
+            raise
+
+    def read(self, deadline: float) -> RgbdFrame | None:
+        """The next usable frame, or None when `deadline` (time.monotonic) passes first."""
+        while (remaining_ms := int((deadline - time.monotonic()) * 1000)) > 0:
+            ok, frames = self.pipeline.try_wait_for_frames(remaining_ms)
+            if not ok:
+                return None
+            frame = self.processor.process(frames)
+            if frame is not None:
+                return frame
+        return None
+
+    @property
+    def device(self) -> rs.device:
+        return self.profile.get_device()
+
+    def stop(self) -> None:
+        self.pipeline.stop()
+
+
+class RealSenseCamera:
+    """A RealSense camera (D400 family): colour rgb8 and depth z16 at one size and rate.
+
+    `device` injects an already constructed device (a `rs.software_device`, a `rs.recorder` wrapping
+    a device); `context` injects the device list used for lookup and error messages.
+    """
+
+    name = "realsense"
+
+    def __init__(
+        self,
+        serial: str = "",
+        width: int = 640,
+        height: int = 480,
+        fps: int = 30,
+        filters: DepthFilters | None = None,
+        frame_id: str = DEFAULT_FRAME_ID,
+        stall_timeout_s: float = 2.0,
+        reconnect_timeout_s: float = 10.0,
+        context: rs.context | None = None,
+        device: rs.device | None = None,
+    ) -> None:
+        self.serial = serial
+        self.width, self.height, self.fps = width, height, fps
+        self.filters = filters or DepthFilters()
+        self.frame_id = frame_id
+        self.stall_timeout_s = stall_timeout_s
+        self.reconnect_timeout_s = reconnect_timeout_s
+        self._context = context
+        self._device = device
+        self._stream: RealSenseStream | None = None
+        self._last_frame_at = 0.0
+        self._lost_at: float | None = None  # when the stream was lost; None while streaming
+        self._next_attempt_at = 0.0
+        self._backoff_s = 0.0
+
+    def start(self) -> None:
+        self._context = self._context or rs.context()
+        self._stream = self._open()
+        self._last_frame_at = time.monotonic()
+
+    def read(self, timeout_s: float) -> RgbdFrame | None:
+        deadline = time.monotonic() + timeout_s
+        if self._stream is None:
+            if self._lost_at is None:
+                raise CameraError("RealSenseCamera.read before start()")
+            self._reconnect(deadline)
+            return None
+        frame = self._stream.read(deadline)
+        now = time.monotonic()
+        if frame is not None:
+            self._last_frame_at = now
+            self._lost_at = None
+            return frame
+        if not self._stream.device.is_connected():
+            self._lose(now, "device disconnected")
+        elif now - self._last_frame_at > self.stall_timeout_s:
+            # A stalled USB stream is the usual RealSense failure and a restart is its cure.
+            self._lose(now, f"no frame for {now - self._last_frame_at:.1f} s")
+        return None
+
+    def stop(self) -> None:
+        if self._stream is not None:
+            self._stream.stop()
+            self._stream = None
+        self._lost_at = None
+
+    def _open(self) -> RealSenseStream:
+        config = rs.config()
+        if self._device is None:
+            self._require_device()
+            if self.serial:
+                config.enable_device(self.serial)
+        config.enable_stream(rs.stream.depth, self.width, self.height, rs.format.z16, self.fps)
+        config.enable_stream(rs.stream.color, self.width, self.height, rs.format.rgb8, self.fps)
+        try:
+            return RealSenseStream(self._context, config, self.filters, self.frame_id, self._device)
+        except CameraError as exc:
+            mode = f"colour rgb8 and depth z16 at {self.width}x{self.height}, {self.fps} fps"
+            raise CameraError(f"{exc} (requested {mode})") from exc
+
+    def _require_device(self) -> None:
+        serials = [d.get_info(rs.camera_info.serial_number) for d in self._context.query_devices()]
+        if (self.serial and self.serial not in serials) or not serials:
+            wanted = f"with serial {self.serial} " if self.serial else ""
+            raise CameraError(
+                f"no RealSense device {wanted}found; connected devices:\n{describe_devices(self._context)}"
+            )
+
+    def _lose(self, now: float, reason: str) -> None:
+        log.warning("RealSense %s lost (%s); restarting the pipeline", self.serial or "camera", reason)
+        self._stream.stop()
+        self._stream = None
+        if self._lost_at is None:  # a restart that stalled again does not reset the give-up clock
+            self._lost_at = now
+        self._next_attempt_at = now
+        self._backoff_s = 0.1
+
+    def _reconnect(self, deadline: float) -> None:
+        """One restart attempt if its backoff has passed; gives up `reconnect_timeout_s` after the loss."""
+        now = time.monotonic()
+        if now - self._lost_at > self.reconnect_timeout_s:
+            raise CameraError(
+                f"RealSense {self.serial or 'camera'} lost and not back after {self.reconnect_timeout_s:.0f} s; "
+                f"connected devices:\n{describe_devices(self._context)}"
+            )
+        if now < self._next_attempt_at:
+            time.sleep(max(0.0, min(deadline, self._next_attempt_at) - now))
+            return
+        try:
+            self._stream = self._open()
+        except CameraError as exc:
+            log.info("RealSense restart failed (%s); next attempt in %.1f s", exc, self._backoff_s)
+            self._next_attempt_at = now + self._backoff_s
+            self._backoff_s = min(2 * self._backoff_s, 2.0)
+            return
+        # Still "lost" until a frame arrives: a restarted pipeline that stays silent stalls again.
+        self._last_frame_at = now
+        log.info("RealSense pipeline restarted")

@@ -1,0 +1,211 @@
+"""Logged episodes -> VLA-R1 training data: ShareGPT JSON (the official record format) and a Hugging Face
+`datasets` dataset for TRL's GRPOTrainer.
+
+One record per (episode, task) that has a reference answer for the task:
+
+- ShareGPT (`vla_r1_sharegpt.json`), exactly the official record: `{"image": "images/<episode>.png",
+  "conversations": [{"from": "human", "value": instruction + suffix}, {"from": "gpt", "value": answer}]}`
+  with the task's verbatim suffix (`core.prompts.build_prompt`, ending in `\\n<image>`).
+- `hf/` (`datasets.load_from_disk`): columns `prompt` (conversational: the official user message, text
+  then an image placeholder that TRL fills from `image`), `image`, `task`, `ground_truth`, `episode`.
+
+The gpt turn and `ground_truth` are the REFERENCE answer (simulator ground truth, what a successful
+trial did, or an operator label) in the model's text format (`prompts.format_answer`), never the
+model's own output: SFT on it teaches the right box / path, and the GRPO task reward compares against
+it. The `<think>` part is the model's own reasoning for that task from the logged trial (the dataset's
+answers carry reasoning; the rewards never read it). Filter with `only_success` / `min_reward` so the
+reasoning kept is reasoning that led to a good answer.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vla_r1_ros.core import episodes, prompts
+
+SHAREGPT_FILE = "vla_r1_sharegpt.json"
+HF_DIR = "hf"
+IMAGES_DIR = "images"
+SUMMARY_FILE = "export.json"
+
+
+class ExportError(RuntimeError):
+    """The export cannot be written (output exists, nothing to export, unreadable log)."""
+
+
+@dataclass
+class ExportSummary:
+    logdir: str
+    out: str
+    records: int = 0
+    episodes: int = 0
+    by_task: Counter = field(default_factory=Counter)
+    by_reference_source: Counter = field(default_factory=Counter)
+    skipped: Counter = field(default_factory=Counter)  # reason -> count (per episode or per task)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "logdir": self.logdir,
+            "out": self.out,
+            "records": self.records,
+            "episodes": self.episodes,
+            "by_task": dict(self.by_task),
+            "by_reference_source": dict(self.by_reference_source),
+            "skipped": dict(self.skipped),
+        }
+
+
+def prompt_messages(instruction: str, task: str) -> list[dict[str, Any]]:
+    """The official chat for the `prompt` column, with the image part as a bare `{"type": "image"}`
+    placeholder: TRL fills placeholders that have no "image" key from the `image` column."""
+    messages = prompts.build_messages(instruction, task)
+    return [
+        {**message, "content": [{k: v for k, v in part.items() if k != "image"} for part in message["content"]]}
+        for message in messages
+    ]
+
+
+def sharegpt_record(image: str, instruction: str, task: str, answer: str) -> dict[str, Any]:
+    return {
+        "image": image,
+        "conversations": [
+            {"from": "human", "value": prompts.build_prompt(instruction, task)},
+            {"from": "gpt", "value": answer},
+        ],
+    }
+
+
+def _reasoning(document: dict[str, Any], task: str) -> str:
+    return (document["prediction"]["parsed"].get("reasoning") or {}).get(task) or ""
+
+
+def _rows(
+    logdir: Path, min_reward: float | None, only_success: bool, tasks: Sequence[str], summary: ExportSummary
+) -> Iterator[dict[str, Any]]:
+    """Export rows (episode, task, instruction, answer, reference source, colour path) of a log; counts
+    what it skips, and why, in `summary`.
+
+    Operator labels (`labels.json`) take precedence: `success` overrides the outcome, `box` /
+    `waypoints` replace the references, and the answers are re-scored against them with the same
+    `episodes.episode_rewards` the logger used. `min_reward` keeps a task's record when the logged
+    answer to that task scored at least that total against the reference.
+    """
+    for entry, document in episodes.iter_episodes(logdir):
+        episode = entry["episode"]
+        labels = episodes.read_labels(logdir, episode) or {}
+        success = bool(labels.get("success", document["outcome"]["success"]))
+        if only_success and not success:
+            summary.skipped["failed trial"] += 1
+            continue
+        if document["files"]["color"] is None:
+            summary.skipped["no colour image"] += 1
+            continue
+        references = episodes.effective_references(document, labels)
+        scores = episodes.episode_rewards(episodes.trial_from_document(document), references)["per_task"]
+        exported = False
+        for task in tasks:
+            output = references.answer(task)
+            if output is None:
+                summary.skipped[f"{task}: no reference"] += 1
+                continue
+            total = scores.get(task, {}).get("total")
+            if min_reward is not None and (total is None or total < min_reward):
+                summary.skipped[f"{task}: reward below {min_reward}"] += 1
+                continue
+            exported = True
+            yield {
+                "episode": episode,
+                "task": task,
+                "instruction": document["instruction"],
+                "ground_truth": prompts.format_answer(_reasoning(document, task), output),
+                "reference_source": str(references.source),
+                "color_path": episodes.episode_dir(logdir, episode) / document["files"]["color"],
+            }
+        if exported:
+            summary.episodes += 1
+
+
+def export_dataset(
+    logdir: str | Path,
+    out: str | Path,
+    *,
+    min_reward: float | None = None,
+    only_success: bool = False,
+    tasks: Sequence[str] = prompts.TASKS,
+    overwrite: bool = False,
+) -> ExportSummary:
+    """Write `out/vla_r1_sharegpt.json`, `out/images/`, `out/hf/` and `out/export.json`."""
+    from datasets import Dataset, Features, Image, List, Value
+
+    logdir, out = Path(logdir), Path(out)
+    for task in tasks:
+        if task not in prompts.TASKS:
+            raise ExportError(f"unknown task {task!r}; expected one of {', '.join(prompts.TASKS)}")
+    if not (logdir / episodes.INDEX_FILE).is_file():
+        raise ExportError(f"{logdir} is not an episode log (no {episodes.INDEX_FILE})")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise ExportError(f"{out} exists and is not empty (pass overwrite to replace it)")
+        shutil.rmtree(out)
+    summary = ExportSummary(str(logdir), str(out))
+    rows = list(_rows(logdir, min_reward, only_success, tasks, summary))
+    if not rows:
+        raise ExportError(f"no episode in {logdir} passes the filters (skipped: {dict(summary.skipped)})")
+
+    (out / IMAGES_DIR).mkdir(parents=True)
+    sharegpt = []
+    for row in rows:
+        image = f"{IMAGES_DIR}/{row['episode']}.png"
+        if not (out / image).exists():  # both tasks of an episode share its image
+            shutil.copyfile(row["color_path"], out / image)
+        row["image"] = {"bytes": (out / image).read_bytes(), "path": image}
+        sharegpt.append(sharegpt_record(image, row["instruction"], row["task"], row["ground_truth"]))
+        summary.records += 1
+        summary.by_task[row["task"]] += 1
+        summary.by_reference_source[row["reference_source"]] += 1
+    (out / SHAREGPT_FILE).write_text(json.dumps(sharegpt, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    # Explicit features: the prompt's content parts are {type, text} structs (text is null for the image
+    # placeholder); `image` carries the PNG bytes, so hf/ is self-contained (save_to_disk keeps paths as
+    # paths otherwise, and the dataset would break when moved).
+    message = {"role": Value("string"), "content": List({"type": Value("string"), "text": Value("string")})}
+    features = Features(
+        {
+            "prompt": List(message),
+            "image": Image(),
+            "task": Value("string"),
+            "ground_truth": Value("string"),
+            "episode": Value("string"),
+        }
+    )
+    dataset = Dataset.from_dict(
+        {
+            "prompt": [prompt_messages(row["instruction"], row["task"]) for row in rows],
+            "image": [row["image"] for row in rows],
+            "task": [row["task"] for row in rows],
+            "ground_truth": [row["ground_truth"] for row in rows],
+            "episode": [row["episode"] for row in rows],
+        },
+        features=features,
+    )
+    dataset.save_to_disk(str(out / HF_DIR))
+    summary_json = {
+        **summary.to_json(),
+        "filters": {"min_reward": min_reward, "only_success": only_success, "tasks": list(tasks)},
+    }
+    (out / SUMMARY_FILE).write_text(json.dumps(summary_json, indent=2) + "\n", encoding="utf-8")
+    return summary
+
+
+def load_hf_dataset(path: str | Path):
+    """The `datasets` form of an export: `path` is the export directory or its `hf/` folder."""
+    from datasets import load_from_disk
+
+    path = Path(path)
+    return load_from_disk(str(path / HF_DIR if (path / HF_DIR).is_dir() else path))

@@ -1,0 +1,298 @@
+"""`reward_logger`: writes every finished trial to the episode store and announces it.
+
+Interfaces (docs/ARCHITECTURE.md, docs/episodes.md):
+- subscribes (sensor-data QoS, kept in small ring buffers keyed by stamp) `camera/color/image_raw`,
+  `camera/aligned_depth_to_color/image_raw`, `camera/color/camera_info`, and `workcell/scene`
+  (simulator ground truth, stamped like its frame);
+- subscribes `vla_r1/episode` (EpisodeRecord, reliable): the frame of a trial is the one whose stamp
+  matches the prediction's header stamp (exactly, or within `stamp_tolerance_s`);
+- publishes `vla_r1/episode_logged` (std_msgs/String): the JSON index line of each written episode.
+
+Parameters: `log_dir` (runs/latest), `reference_source` (auto | simulator | successful_trial | none),
+`buffer_size` (frames kept per topic), `stamp_tolerance_s`, `retry_period_s`.
+
+A finished trial is never dropped: a missing or unreadable frame is logged as a note and the episode
+is written without it; a failed write (disk full) is reported and retried every `retry_period_s`. Writing
+(PNG encoding, fsyncs) runs on one worker thread, off the executor, in arrival order.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import rclpy
+from geometry_msgs.msg import Pose
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import String
+from vla_r1_interfaces.msg import EpisodeRecord, ManipulationPlan, SceneState
+
+from vla_r1_ros.core.config import load_config
+from vla_r1_ros.core.episodes import (
+    CameraFrame,
+    EpisodeStore,
+    EpisodeStoreError,
+    References,
+    ReferenceSource,
+    TrialLog,
+    select_references,
+)
+from vla_r1_ros.core.geometry import camera_extrinsics
+from vla_r1_ros.nodes.conversions import image_to_numpy, stamp_to_ns
+from vla_r1_ros.nodes.prediction_msgs import prediction_from_msg
+from vla_r1_ros.nodes.scene_msgs import scene_from_msg
+
+COLOR_TOPIC = "camera/color/image_raw"
+DEPTH_TOPIC = "camera/aligned_depth_to_color/image_raw"
+INFO_TOPIC = "camera/color/camera_info"
+SCENE_TOPIC = "workcell/scene"
+EPISODE_TOPIC = "vla_r1/episode"
+LOGGED_TOPIC = "vla_r1/episode_logged"
+
+
+class StampBuffer:
+    """The last few messages of one topic, looked up by header stamp (thread-safe)."""
+
+    def __init__(self, size: int):
+        self._items: deque[tuple[int, Any]] = deque(maxlen=size)
+        self._lock = threading.Lock()
+
+    def add(self, msg: Any) -> None:
+        with self._lock:
+            self._items.append((stamp_to_ns(msg.header.stamp), msg))
+
+    def find(self, stamp_ns: int, tolerance_ns: int) -> Any | None:
+        """The message with this stamp, else the nearest one within the tolerance, else None."""
+        with self._lock:
+            items = list(self._items)
+        if not items:
+            return None
+        stamp, msg = min(items, key=lambda item: abs(item[0] - stamp_ns))
+        return msg if abs(stamp - stamp_ns) <= tolerance_ns else None
+
+    def latest(self) -> Any | None:
+        with self._lock:
+            return self._items[-1][1] if self._items else None
+
+
+def _pose_json(pose: Pose) -> dict[str, list[float]]:
+    p, o = pose.position, pose.orientation
+    return {"position": [p.x, p.y, p.z], "orientation": [o.x, o.y, o.z, o.w]}
+
+
+def plan_json(msg: ManipulationPlan) -> dict[str, Any]:
+    """The plan as JSON; poses only when the plan carries any (lifting failed: it carries none)."""
+    data: dict[str, Any] = {"feasible": bool(msg.feasible), "failed_check": msg.failed_check, "reason": msg.reason}
+    if msg.carry_waypoints:
+        point = msg.grasp_surface_point
+        data.update(
+            pre_grasp_pose=_pose_json(msg.pre_grasp_pose),
+            grasp_pose=_pose_json(msg.grasp_pose),
+            grasp_surface_point=[point.x, point.y, point.z],
+            carry_waypoints=[_pose_json(p) for p in msg.carry_waypoints],
+            place_pose=_pose_json(msg.place_pose),
+            speed_scaling=float(msg.speed_scaling),
+        )
+    trajectory = msg.joint_trajectory
+    if trajectory.points:
+        data["joint_trajectory"] = {
+            "joint_names": list(trajectory.joint_names),
+            "positions": [[float(v) for v in point.positions] for point in trajectory.points],
+        }
+    return data
+
+
+def trial_from_msg(msg: EpisodeRecord, stamp_ns: int) -> TrialLog:
+    prediction = prediction_from_msg(msg.prediction)
+    parsed = {
+        "model_id": prediction.model_id,
+        "valid": prediction.valid,
+        "error": prediction.error,
+        "format_reward": prediction.format_reward,
+        "inference_latency_s": prediction.latency_s,
+        "image_size": list(prediction.image_size),
+        "box_normalized": None if prediction.box is None else list(prediction.box),
+        "box_px": None if prediction.box_px is None else [int(v) for v in prediction.box_px],
+        "waypoints_normalized": None if prediction.waypoints is None else prediction.waypoints.tolist(),
+        "waypoints_px": None if prediction.waypoints_px is None else prediction.waypoints_px.tolist(),
+        "reasoning": {task: prediction.reasoning.get(task, "") for task in prediction.tasks},
+    }
+    return TrialLog(
+        trial_id=msg.trial_id,
+        instruction=msg.instruction or prediction.instruction,
+        stamp_ns=stamp_ns,
+        tasks=prediction.tasks,
+        raw_texts=dict(zip(prediction.tasks, prediction.raw_texts, strict=False)),
+        prediction=parsed,
+        plan=plan_json(msg.plan),
+        executed_ee_path=[[p.x, p.y, p.z] for p in msg.executed_ee_path],
+        success=bool(msg.success),
+        failure_stage=msg.failure_stage,
+        message=msg.message,
+        timings=dict(zip(msg.stage_names, msg.stage_seconds, strict=False)),
+    )
+
+
+def camera_info_json(msg: CameraInfo) -> dict[str, Any]:
+    return {
+        "frame_id": msg.header.frame_id,
+        "stamp_ns": stamp_to_ns(msg.header.stamp),
+        "width": int(msg.width),
+        "height": int(msg.height),
+        "k": [float(v) for v in msg.k],
+        "d": [float(v) for v in msg.d],
+        "distortion_model": msg.distortion_model,
+    }
+
+
+def depth_to_mm(msg: Image) -> np.ndarray:
+    """Aligned depth as uint16 millimetres whatever the driver sent (16UC1 mm, or 32FC1 metres)."""
+    depth = image_to_numpy(msg)
+    if depth.dtype == np.uint16:
+        return depth
+    metres = np.nan_to_num(depth.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    return np.clip(np.round(metres * 1000.0), 0, np.iinfo(np.uint16).max).astype(np.uint16)
+
+
+class RewardLoggerNode(Node):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("reward_logger", **kwargs)
+        self.declare_parameter("log_dir", "runs/latest")
+        self.declare_parameter("reference_source", str(ReferenceSource.AUTO))
+        self.declare_parameter("buffer_size", 30)
+        # Below half a frame period at 30 fps: never the neighbouring frame.
+        self.declare_parameter("stamp_tolerance_s", 0.015)
+        self.declare_parameter("retry_period_s", 5.0)
+
+        self.reference_source = ReferenceSource(self.get_parameter("reference_source").value)
+        if self.reference_source is ReferenceSource.OPERATOR:
+            raise ValueError("reference_source 'operator' comes from labels after the fact, not from the logger")
+        size = int(self.get_parameter("buffer_size").value)
+        self._tolerance_ns = int(float(self.get_parameter("stamp_tolerance_s").value) * 1e9)
+        # Where the camera is (hand-eye calibration in config/camera.yaml): projects executed paths.
+        self.base_T_camera = camera_extrinsics(load_config("camera"))
+        self.store = EpisodeStore(self.get_parameter("log_dir").value)
+        if self.store.recovered:
+            self.get_logger().warning(f"re-indexed episodes left by a crash: {', '.join(self.store.recovered)}")
+
+        self._buffers = {topic: StampBuffer(size) for topic in (COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC, SCENE_TOPIC)}
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="episode_writer")
+        self._failed: deque[tuple] = deque()  # writes that raised EpisodeStoreError, retried in order
+        self._failed_lock = threading.Lock()
+
+        group = ReentrantCallbackGroup()  # buffers are locked; an episode never waits behind frames
+        for topic, kind in (
+            (COLOR_TOPIC, Image),
+            (DEPTH_TOPIC, Image),
+            (INFO_TOPIC, CameraInfo),
+            (SCENE_TOPIC, SceneState),
+        ):
+            self.create_subscription(
+                kind, topic, self._buffers[topic].add, qos_profile_sensor_data, callback_group=group
+            )
+        reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        self.create_subscription(EpisodeRecord, EPISODE_TOPIC, self._on_episode, reliable, callback_group=group)
+        self.logged_pub = self.create_publisher(String, LOGGED_TOPIC, reliable)
+        self.create_timer(float(self.get_parameter("retry_period_s").value), self._retry_failed, callback_group=group)
+        self.get_logger().info(f"logging episodes to {self.store.root} (next {self.store.next_episode})")
+
+    def _on_episode(self, msg: EpisodeRecord) -> None:
+        # Match now: the ring buffers move on while the writer is busy.
+        stamp_ns = stamp_to_ns(msg.prediction.header.stamp) or stamp_to_ns(msg.header.stamp)
+        found = {topic: buffer.find(stamp_ns, self._tolerance_ns) for topic, buffer in self._buffers.items()}
+        if found[INFO_TOPIC] is None:  # intrinsics do not change between frames: the newest will do
+            found[INFO_TOPIC] = self._buffers[INFO_TOPIC].latest()
+        self._writer.submit(self._write, msg, stamp_ns, found).add_done_callback(self._report_bug)
+
+    def _report_bug(self, future: Future) -> None:
+        # Expected failures are handled inside the job; anything else is a bug that must not pass silently.
+        exc = future.exception()
+        if exc is not None:
+            self.get_logger().error(f"episode writer failed: {type(exc).__name__}: {exc}")
+
+    def _write(self, msg: EpisodeRecord, stamp_ns: int, found: dict[str, Any]) -> None:
+        notes: list[str] = []
+        trial = trial_from_msg(msg, stamp_ns)
+        frame = CameraFrame(
+            color=self._convert(found[COLOR_TOPIC], image_to_numpy, "colour frame", stamp_ns, notes),
+            depth=self._convert(found[DEPTH_TOPIC], depth_to_mm, "aligned depth frame", stamp_ns, notes),
+            camera_info=self._convert(found[INFO_TOPIC], camera_info_json, "camera info", stamp_ns, notes),
+        )
+        info = frame.camera_info
+        if info is not None and info["stamp_ns"] != stamp_ns:
+            notes.append(f"camera info from stamp {info['stamp_ns']}, not {stamp_ns}")
+        scene = None if found[SCENE_TOPIC] is None else scene_from_msg(found[SCENE_TOPIC])
+        try:
+            references = select_references(
+                trial, self.reference_source, scene=scene, intrinsics=frame.intrinsics, base_T_camera=self.base_T_camera
+            )
+        except Exception as exc:  # a reference bug must not cost the trial: log it without references
+            references = References(ReferenceSource.NONE, note=f"references failed: {type(exc).__name__}: {exc}")
+        self._store(trial, frame, references, notes)
+
+    def _convert(self, msg: Any, convert: Callable[[Any], Any], what: str, stamp_ns: int, notes: list[str]) -> Any:
+        if msg is None:
+            notes.append(f"no {what} with stamp {stamp_ns} (within {self._tolerance_ns / 1e9:.3f} s) was received")
+            return None
+        try:
+            return convert(msg)
+        except ValueError as exc:  # e.g. an encoding the logger does not read: keep the rest of the trial
+            notes.append(f"{what} unreadable: {exc}")
+            return None
+
+    def _store(self, trial: TrialLog, frame: CameraFrame, references: References, notes: list[str]) -> None:
+        try:
+            entry = self.store.write(trial, frame, references, notes)
+        except EpisodeStoreError as exc:
+            self.get_logger().error(f"trial {trial.trial_id} NOT logged yet (retrying): {exc}")
+            with self._failed_lock:
+                self._failed.append((trial, frame, references, notes))
+            return
+        self.logged_pub.publish(String(data=json.dumps(entry)))
+        self.get_logger().info(
+            f"episode {entry['episode']} ({trial.trial_id}): success={trial.success} total={entry['rewards']['total']}"
+        )
+
+    def _retry_failed(self) -> None:
+        with self._failed_lock:
+            pending, self._failed = list(self._failed), deque()
+        for job in pending:
+            self._writer.submit(self._store, *job).add_done_callback(self._report_bug)
+
+    def destroy_node(self) -> None:
+        self._writer.shutdown(wait=True)  # finish the episodes already received
+        self.store.close()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args)
+    executor = MultiThreadedExecutor()
+    try:
+        node = RewardLoggerNode()
+    except (EpisodeStoreError, ValueError) as exc:
+        rclpy.logging.get_logger("reward_logger").fatal(str(exc))
+        rclpy.try_shutdown()
+        raise SystemExit(1) from exc
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        executor.shutdown()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+"""GRPO fine-tuning of VLA-R1 with TRL's `GRPOTrainer` on an exported episode dataset.
+
+Rewards are the logger's rewards, not a copy: `format_reward` and `task_reward` below adapt TRL's
+reward-function call (`completions` as `[[{"role": "assistant", "content": str}]]` plus every dataset
+column as a keyword argument) to `core.rewards`. They are two functions with `reward_weights`
+[0.1, 0.9], so TRL logs the format and task curves separately (`rewards/format_reward/mean`,
+`rewards/task_reward/mean`) while their weighted sum is exactly `score_completion(...).score`, the
+reference's total `0.9 · task + 0.1 · format`.
+
+Defaults are the official run's (verl, `run_vla_r1_3b.sh`): group size 5, lr 3e-5, KL coefficient
+0.01 with the low-variance (k3) estimator — TRL's `beta` — entropy 0, clip 0.2, completions up to
+2048 tokens, advantages normalized by the group's std (`scale_rewards="group"`), rollout temperature
+1.0 (verl's default; 0.7 / top-p 0.9 are the inference settings). verl's `data.max_prompt_length=2048`
+with `filter_overlong_prompts` is reproduced by dropping longer prompts (image tokens included) before
+training, since TRL ≥ 0.25 never truncates prompts. Differences, on purpose: LoRA on the language
+model instead of a full fine-tune (a 3B model then trains on one GPU), nf4 QLoRA on GPU, and TRL's
+default token-level loss aggregation (`dapo`), which is verl's `token-mean`.
+
+The model and its image processor / tokenizer / chat template are loaded by `VlaR1Policy`, the same
+loader inference uses (including the bitsandbytes settings); the processor TRL needs is assembled from
+those parts (`processor_from_parts`). Heavy libraries are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from vla_r1_ros.core import rewards
+
+log = logging.getLogger(__name__)
+
+# LoRA on the language model's attention and MLP projections only. The vision tower has modules named
+# gate_proj / up_proj / down_proj too; a bare list of names would adapt them as well.
+LORA_TARGET_MODULES = r".*language_model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)"
+REWARD_CSV = "rewards.csv"
+LOG_HISTORY = "log_history.json"
+SETTINGS_FILE = "grpo_settings.json"
+ADAPTER_DIR = "adapter"
+# Columns of rewards.csv, one row per logging step (TRL's metric names).
+REWARD_COLUMNS = (
+    "step",
+    "epoch",
+    "reward",
+    "reward_std",
+    "rewards/format_reward/mean",
+    "rewards/task_reward/mean",
+    "kl",
+    "loss",
+    "learning_rate",
+    "completions/mean_length",
+)
+
+
+def _completion_texts(completions: Sequence[Any]) -> list[str]:
+    """TRL passes conversational completions as one-message lists; plain strings for text datasets."""
+    return [c if isinstance(c, str) else c[0]["content"] for c in completions]
+
+
+def format_reward(completions: Sequence[Any], **_columns: Any) -> list[float]:
+    """VLA-R1's format reward of each completion (1: `<think>…</think>` and a JSON `<output>`)."""
+    return [float(rewards.format_reward(text)) for text in _completion_texts(completions)]
+
+
+def task_reward(
+    completions: Sequence[Any], task: Sequence[str], ground_truth: Sequence[str], **_columns: Any
+) -> list[float]:
+    """Region (GIoU) or trajectory (Fréchet) score of each completion against its row's ground truth."""
+    return [
+        rewards.score_completion(row_task, text, truth).task_score
+        for text, row_task, truth in zip(_completion_texts(completions), task, ground_truth, strict=True)
+    ]
+
+
+def reward_functions() -> tuple[list[Any], list[float]]:
+    """The reward functions and their weights, in TRL's `reward_funcs` / `reward_weights` form."""
+    return [format_reward, task_reward], [rewards.FORMAT_WEIGHT, rewards.TASK_WEIGHT]
+
+
+@dataclass
+class GrpoSettings:
+    data: str  # export directory (or its hf/ folder)
+    model: str  # checkpoint directory or hub id in the local cache
+    output: str
+    num_generations: int = 5
+    learning_rate: float = 3e-5
+    beta: float = 0.01  # KL coefficient
+    epsilon: float = 0.2  # PPO clip range
+    max_prompt_length: int = 2048
+    max_completion_length: int = 2048
+    temperature: float = 1.0
+    per_device_train_batch_size: int = 5  # one group of 5 per device step
+    gradient_accumulation_steps: int = 8
+    num_train_epochs: float = 1.0
+    max_steps: int = -1
+    lora: bool = True
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    # Recompute activations in the backward pass: the memory that lets a 3B model train on one GPU, at the
+    # price of generating without a KV cache (transformers turns the cache off under checkpointing).
+    gradient_checkpointing: bool = True
+    quantization: str = "nf4"  # nf4 | int8 | none (bitsandbytes; GPU)
+    device: str = "auto"  # auto | cuda | cpu
+    logging_steps: int = 1
+    save_steps: int = 100
+    seed: int = 0
+
+    @classmethod
+    def cpu_smoke(cls, data: str, model: str, output: str, **overrides: Any) -> GrpoSettings:
+        """Tiny settings that run in seconds on a CPU: they check the pipeline, not the learning."""
+        settings = {
+            "num_generations": 2,
+            "per_device_train_batch_size": 2,
+            "gradient_accumulation_steps": 1,
+            "max_completion_length": 32,
+            "max_steps": 2,
+            "lora_r": 8,
+            "lora_alpha": 16,
+            "gradient_checkpointing": False,  # memory is no concern here; cached generation is ~2.5x faster
+            "quantization": "none",
+            "device": "cpu",
+        }
+        return cls(data, model, output, **{**settings, **overrides})
+
+
+@dataclass
+class TrainResult:
+    output: Path
+    adapter: Path
+    steps: int
+    log_history: list[dict[str, Any]]
+    dropped_overlong: int
+
+
+def processor_from_parts(image_processor: Any, tokenizer: Any, chat_template: str) -> Any:
+    """A Qwen2.5-VL processor for images only. `Qwen2_5_VLProcessor` insists on a video processor,
+    which needs torchvision (not installable here); TRL only needs the image path, so this subclass
+    declares the two parts it has — `ProcessorMixin` derives a processor's parts from `__init__`'s
+    signature."""
+    from transformers import Qwen2_5_VLProcessor
+    from transformers.processing_utils import ProcessorMixin
+
+    class Qwen2_5_VLImageOnlyProcessor(Qwen2_5_VLProcessor):
+        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+            self.image_token = "<|image_pad|>"
+            self.video_token = "<|video_pad|>"
+            self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
+            self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
+            ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+
+    return Qwen2_5_VLImageOnlyProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template
+    )
+
+
+def _prompt_length(processor: Any, example: dict[str, Any]) -> int:
+    """Tokens of one dataset row's prompt as the model sees it: chat template + expanded image tokens."""
+    from trl.data_utils import prepare_multimodal_messages
+
+    messages = prepare_multimodal_messages(example["prompt"], images=[example["image"]])
+    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return len(processor(text=[text], images=[example["image"]])["input_ids"][0])
+
+
+def _reward_curve_callback(path: Path) -> Any:
+    """A TrainerCallback appending TRL's reward metrics to a CSV at every log, so the curve survives a
+    crash and can be plotted while training runs."""
+    from transformers import TrainerCallback
+
+    class RewardCurve(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not logs or "reward" not in logs:
+                return
+            new = not path.exists()
+            with path.open("a", newline="", encoding="utf-8") as handle:
+                writer = csv.DictWriter(handle, fieldnames=REWARD_COLUMNS, extrasaction="ignore")
+                if new:
+                    writer.writeheader()
+                writer.writerow({**logs, "step": state.global_step})
+
+    return RewardCurve()
+
+
+def train(settings: GrpoSettings) -> TrainResult:
+    """Run GRPO; writes `adapter/` (or the full model), `rewards.csv`, `log_history.json` and
+    `grpo_settings.json` in `settings.output`."""
+    import torch
+    from peft import LoraConfig
+    from trl import GRPOConfig, GRPOTrainer
+
+    from vla_r1_ros.core.dataset import load_hf_dataset
+    from vla_r1_ros.policies.vla_r1 import VlaR1Policy
+
+    output = Path(settings.output)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / SETTINGS_FILE).write_text(json.dumps(asdict(settings), indent=2) + "\n", encoding="utf-8")
+    (output / REWARD_CSV).unlink(missing_ok=True)  # a new run starts a new curve
+    on_gpu = settings.device != "cpu" and torch.cuda.is_available()
+
+    policy = VlaR1Policy(
+        model=settings.model,
+        quantization=settings.quantization if on_gpu else "none",  # bitsandbytes training needs a GPU
+        device="cuda" if on_gpu else "cpu",
+        dtype="bfloat16" if on_gpu else "float32",
+        seed=settings.seed,
+    )
+    policy.load()
+    # The policy has no public accessor for its loaded parts yet (requested from its owner); reading them
+    # keeps ONE loader for inference and training instead of a twin here.
+    parts = policy._loaded
+    processor = processor_from_parts(parts.image_processor, parts.tokenizer, parts.chat_template)
+
+    dataset = load_hf_dataset(settings.data)
+    before = len(dataset)
+    dataset = dataset.filter(  # in memory: no cache files written into the export directory
+        lambda row: _prompt_length(processor, row) <= settings.max_prompt_length, keep_in_memory=True
+    )
+    dropped = before - len(dataset)
+    if dropped:
+        log.warning("dropped %d of %d prompts longer than %d tokens", dropped, before, settings.max_prompt_length)
+    if len(dataset) == 0:
+        raise ValueError(f"no prompt in {settings.data} fits in {settings.max_prompt_length} tokens")
+
+    reward_funcs, reward_weights = reward_functions()
+    config = GRPOConfig(
+        output_dir=str(output),
+        use_cpu=not on_gpu,
+        bf16=on_gpu,
+        num_generations=settings.num_generations,
+        learning_rate=settings.learning_rate,
+        beta=settings.beta,
+        epsilon=settings.epsilon,
+        entropy_coef=0.0,
+        scale_rewards="group",
+        max_completion_length=settings.max_completion_length,
+        temperature=settings.temperature,
+        per_device_train_batch_size=settings.per_device_train_batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        gradient_checkpointing=settings.gradient_checkpointing,
+        num_train_epochs=settings.num_train_epochs,
+        max_steps=settings.max_steps,
+        reward_weights=reward_weights,
+        logging_steps=settings.logging_steps,
+        save_steps=settings.save_steps,
+        seed=settings.seed,
+        report_to="none",
+    )
+    peft_config = (
+        LoraConfig(
+            r=settings.lora_r,
+            lora_alpha=settings.lora_alpha,
+            lora_dropout=settings.lora_dropout,
+            target_modules=LORA_TARGET_MODULES,
+            task_type="CAUSAL_LM",
+        )
+        if settings.lora
+        else None
+    )
+    trainer = GRPOTrainer(
+        model=parts.model,
+        reward_funcs=reward_funcs,
+        args=config,
+        train_dataset=dataset,
+        processing_class=processor,  # explicit: with None TRL would pick a tokenizer and drop the images
+        peft_config=peft_config,
+        callbacks=[_reward_curve_callback(output / REWARD_CSV)],
+    )
+    trainer.train()
+    adapter = output / ADAPTER_DIR
+    trainer.save_model(str(adapter))
+    (output / LOG_HISTORY).write_text(json.dumps(trainer.state.log_history, indent=2) + "\n", encoding="utf-8")
+    return TrainResult(output, adapter, trainer.state.global_step, trainer.state.log_history, dropped)
