@@ -5,10 +5,11 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 import numpy as np
+import pytest
 from scipy.spatial.transform import Rotation
 
 from vla_r1_ros.core.config import load_config, package_share_path
-from vla_r1_ros.core.geometry import camera_extrinsics
+from vla_r1_ros.core.geometry import RigidTransform, camera_extrinsics
 
 URDF = ET.parse(package_share_path("urdf", "workcell.urdf")).getroot()
 
@@ -46,3 +47,15 @@ def test_urdf_is_a_tree_rooted_at_the_base_frame():
     assert links - set(children) == {load_config("camera")["frames"]["base"]}
     arm = [j.get("name") for j in URDF.findall("joint") if j.get("type") == "revolute"]
     assert arm == [f"panda_joint{i}" for i in range(1, 8)]
+
+
+def test_table_joint_is_the_simulated_table_top_centre():
+    workcell = load_config("workcell")
+    robot, table = workcell["robot"], workcell["table"]
+    world_T_base = RigidTransform(
+        Rotation.from_euler("z", robot["base_yaw_rad"]), np.array(robot["base_position_world"])
+    )
+    table_top_world = np.array([*table["position_world"][:2], table["top_z_world"]])
+    xyz, rotation = _origin(_joint("table_joint"))
+    np.testing.assert_allclose(xyz, world_T_base.inverse().apply(table_top_world), atol=1e-6)
+    assert rotation.magnitude() == pytest.approx(robot["base_yaw_rad"], abs=1e-9)

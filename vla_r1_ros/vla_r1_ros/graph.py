@@ -131,7 +131,7 @@ class ProcessSpec:
             return {
                 "package": self.package,
                 "executable": "stack",
-                "arguments": ["--process", self.name, *[f"{k}:={v}" for k, v in args.as_strings().items()]],
+                "arguments": ["--process", self.name, *[f"{k}={v}" for k, v in args.as_strings().items()]],
                 "respawn": self.respawn,
                 "output": "screen",
             }

@@ -21,7 +21,7 @@ matplotlib.use("Agg")  # headless: the report is written on machines with no dis
 import matplotlib.pyplot as plt
 import numpy as np
 
-from vla_r1_ros.core.annotate import annotate_prediction
+from vla_r1_ros.core.annotate import annotate
 from vla_r1_ros.core.episodes import iter_episodes, load_color, write_text_atomic
 from vla_r1_ros.core.trials import TrialOutcome, format_summary, summarize
 
@@ -76,8 +76,11 @@ def _trial_html(root: Path, entry: dict[str, Any], episode: dict[str, Any]) -> s
     parsed = episode["prediction"]["parsed"]
     reasoning = " / ".join(text for text in (parsed.get("reasoning") or {}).values() if text)
     caption = reasoning if parsed.get("valid") else f"INVALID ({parsed.get('error', '')})"
-    picture = (_png(annotate(color, parsed.get("box_normalized"), parsed.get("waypoints_normalized"), caption))
-               if color is not None else "<p>(no image logged)</p>")
+    picture = (
+        _png(annotate(color, parsed.get("box_normalized"), parsed.get("waypoints_normalized"), caption))
+        if color is not None
+        else "<p>(no image logged)</p>"
+    )
     outcome = episode["outcome"]
     verdict = (
         '<span class="ok">success</span>'

@@ -72,10 +72,13 @@ class InferenceNode(Node):
         self.declare_parameter("seed", int(defaults["seed"]))
         self.declare_parameter("noise", "none")  # scripted policy: none | paper
         self.declare_parameter("max_frame_age_s", 1.0)
+        self.declare_parameter("frame_wait_s", 3.0)  # how long a request waits for a frame newer than it
 
         self.policy_name = str(self.get_parameter("policy").value)
         self.max_frame_age_s = float(self.get_parameter("max_frame_age_s").value)
+        self.frame_wait_s = float(self.get_parameter("frame_wait_s").value)
         self._lock = threading.Lock()  # guards the newest-message slots
+        self._arrived = threading.Condition(self._lock)  # notified on every frame / scene
         self._predict_lock = threading.Lock()  # one prediction at a time: one model, one GPU
         self._image: Image | None = None
         self._scene_msg: SceneState | None = None
@@ -84,9 +87,9 @@ class InferenceNode(Node):
 
         sensors = MutuallyExclusiveCallbackGroup()
         requests = ReentrantCallbackGroup()
-        # Sensor-data QoS (best effort, keep last 1): matches the perception node's best-effort frames
-        # (a reliable subscription would not) and, with the single slot below, never builds a backlog.
-        newest = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT)
+        # Keep last 1, reliable: the newest frame only (no backlog), and a 900 kB frame is not lost to one
+        # dropped UDP fragment, which best effort loses about a third of across processes here.
+        newest = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.create_subscription(Image, "camera/color/image_raw", self._on_image, newest, callback_group=sensors)
         if self.policy_name == "scripted":
@@ -148,12 +151,31 @@ class InferenceNode(Node):
     # ---- inputs ----------------------------------------------------------------------------------
 
     def _on_image(self, msg: Image) -> None:
-        with self._lock:
+        with self._arrived:
             self._image = msg
+            self._arrived.notify_all()
 
     def _on_scene(self, msg: SceneState) -> None:
-        with self._lock:
+        with self._arrived:
             self._scene_msg = msg
+            self._arrived.notify_all()
+
+    def _wait_for_frame(self, not_before_ns: int) -> Image | None:
+        """The newest frame, after waiting (up to frame_wait_s) for one captured at or after
+        `not_before_ns`; for the scripted policy, also for the ground truth of that frame."""
+
+        def arrived() -> bool:
+            if self._image is None or stamp_to_ns(self._image.header.stamp) < not_before_ns:
+                return False
+            if self.policy_name != "scripted":
+                return True
+            return self._scene_msg is not None and stamp_to_ns(self._scene_msg.header.stamp) >= stamp_to_ns(
+                self._image.header.stamp
+            )
+
+        with self._arrived:
+            self._arrived.wait_for(arrived, timeout=self.frame_wait_s)
+            return self._image
 
     def _newest_scene(self):
         from vla_r1_ros.nodes.scene_msgs import scene_from_msg
@@ -179,7 +201,7 @@ class InferenceNode(Node):
                 raise GenerationCancelled
             goal_handle.publish_feedback(Predict.Feedback(task=task, text=text))
 
-        prediction = self.predict(request.instruction, list(request.tasks), stream)
+        prediction = self.predict(request.instruction, list(request.tasks), stream, stamp_to_ns(request.not_before))
         if goal_handle.is_cancel_requested:
             goal_handle.canceled()
         else:
@@ -189,11 +211,11 @@ class InferenceNode(Node):
     def _on_instruction(self, msg: String) -> None:
         self.predict(msg.data, list(TASKS))
 
-    def predict(self, instruction: str, tasks: list[str], on_text=None) -> VlaPrediction:
-        """Run the policy on the newest frame; publish and return the VlaPrediction (never raises)."""
+    def predict(self, instruction: str, tasks: list[str], on_text=None, not_before_ns: int = 0) -> VlaPrediction:
+        """Run the policy on the newest frame (captured at or after `not_before_ns`); publish and return the
+        VlaPrediction (never raises)."""
         tasks = tasks or list(TASKS)
-        with self._lock:
-            image = self._image
+        image = self._wait_for_frame(not_before_ns)
         now = self.get_clock().now()
         if image is None:
             stamp, frame_id, size = now.to_msg(), "", (0, 0)
@@ -208,7 +230,7 @@ class InferenceNode(Node):
             "tasks": tasks,
         }
 
-        error = self._request_problem(instruction, tasks, image, now.nanoseconds)
+        error = self._request_problem(instruction, tasks, image, now.nanoseconds, not_before_ns)
         rgb = None
         if not error:
             try:
@@ -243,7 +265,9 @@ class InferenceNode(Node):
             self.annotated_pub.publish(numpy_to_image(annotated, "rgb8", stamp, frame_id))
         return msg
 
-    def _request_problem(self, instruction: str, tasks: list[str], image: Image | None, now_ns: int) -> str:
+    def _request_problem(
+        self, instruction: str, tasks: list[str], image: Image | None, now_ns: int, not_before_ns: int
+    ) -> str:
         """Why a request cannot run ("" when it can)."""
         if not self.ready or self.policy is None:
             return f"policy {self.policy_name} is not ready ({self._state})"
@@ -254,6 +278,8 @@ class InferenceNode(Node):
             return f"unknown task(s) {', '.join(unknown)}; expected {' or '.join(TASKS)}"
         if image is None:
             return "no camera frame received on camera/color/image_raw"
+        if stamp_to_ns(image.header.stamp) < not_before_ns:
+            return f"no camera frame captured after the request arrived within frame_wait_s {self.frame_wait_s:g}"
         if image.encoding not in ("rgb8", "bgr8"):
             return f"camera frame encoding {image.encoding!r} is not rgb8 or bgr8"
         age_s = (now_ns - stamp_to_ns(image.header.stamp)) / 1e9

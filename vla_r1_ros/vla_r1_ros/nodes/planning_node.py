@@ -159,22 +159,23 @@ class PlanningNode(Node):
     def _age_s(self, stamp_ns: int) -> float:
         return (self.get_clock().now().nanoseconds - stamp_ns) / 1e9
 
-    def _perceive(self) -> None:
-        max_age = float(self.get_parameter("max_frame_age_s").value)
+    def _perceive(self, not_before_ns: int) -> None:
+        """Wait for a frame captured after the instruction arrived: the world may have changed (a reset,
+        a person) since the last one, and a trial must act on the scene as it is now."""
 
         def fresh() -> bool:
             return (
                 bool(self._depth)
                 and self._camera_info is not None
-                and self._age_s(stamp_to_ns(self._depth[-1].header.stamp)) <= max_age
+                and stamp_to_ns(self._depth[-1].header.stamp) >= not_before_ns
             )
 
         with self._frames:
             if not self._frames.wait_for(fresh, timeout=FRESH_FRAME_WAIT_S):
                 raise StageFailure(
                     "timeout",
-                    f"no depth frame + camera info younger than {max_age} s on "
-                    "camera/aligned_depth_to_color/image_raw and camera/color/camera_info",
+                    f"no depth frame + camera info captured after the instruction within {FRESH_FRAME_WAIT_S} s "
+                    "on camera/aligned_depth_to_color/image_raw and camera/color/camera_info",
                 )
 
     def _matching_depth(self, stamp_ns: int) -> tuple[Image, CameraInfo]:
@@ -230,7 +231,7 @@ class PlanningNode(Node):
             arm.tcp_pose(),
         )
 
-    def _predict(self, instruction: str, tasks: list[str], goal_handle: Any) -> Prediction:
+    def _predict(self, instruction: str, tasks: list[str], goal_handle: Any, not_before_ns: int) -> Prediction:
         timeout = float(self.get_parameter("predict_timeout_s").value)
         if not self.predict_client.wait_for_server(timeout_sec=min(5.0, timeout)):
             raise StageFailure("timeout", "no Predict action server on vla_r1/predict (is the inference node up?)")
@@ -253,7 +254,7 @@ class PlanningNode(Node):
                 return
             handle.get_result_async().add_done_callback(on_result)
 
-        goal = Predict.Goal(instruction=instruction, tasks=list(tasks))
+        goal = Predict.Goal(instruction=instruction, tasks=list(tasks), not_before=ns_to_stamp(not_before_ns))
         self.predict_client.send_goal_async(goal, feedback_callback=on_feedback).add_done_callback(on_goal_response)
         deadline = self.get_clock().now().nanoseconds + int(timeout * 1e9)
         while not done.wait(0.05):
@@ -333,11 +334,12 @@ class PlanningNode(Node):
     def _execute_trial(self, goal_handle: Any) -> ExecuteInstruction.Result:
         goal = goal_handle.request
         tasks = list(goal.tasks) or ["affordance", "trajectory"]
+        requested_ns = self.get_clock().now().nanoseconds
         with self._busy:
             flow = TrialFlow(
                 TrialSteps(
-                    perceive=self._perceive,
-                    predict=lambda instruction, t: self._predict(instruction, t, goal_handle),
+                    perceive=lambda: self._perceive(requested_ns),
+                    predict=lambda instruction, t: self._predict(instruction, t, goal_handle, requested_ns),
                     lift=self._lift,
                     plan=self._plan,
                     validate=self._validate,
@@ -409,3 +411,7 @@ def main(args: list[str] | None = None) -> None:
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

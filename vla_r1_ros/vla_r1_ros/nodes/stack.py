@@ -1,6 +1,7 @@
 """`stack`: run several nodes of the graph in one process, as a ROS 2 component container does.
 
-Usage (what launch/demo.launch.py and `vla-r1 demo` start): `stack --process sim_stack camera:=sim …`.
+Usage (what launch/demo.launch.py and `vla-r1 demo` start): `stack --process sim_stack camera=sim …`
+(`name=value`, not `name:=value`, which rcl would take for a remapping rule).
 The process's nodes come from `vla_r1_ros.graph.build_graph` for the given graph arguments; each gets
 its graph parameters as overrides and its own name, and all spin in one MultiThreadedExecutor.
 """
@@ -31,9 +32,9 @@ def node_kwargs(spec: NodeSpec) -> dict:
 def parse_arguments(argv: list[str]) -> tuple[str, GraphArgs]:
     parser = argparse.ArgumentParser(prog="stack", description=__doc__.splitlines()[0])
     parser.add_argument("--process", required=True, help="process name in the graph, e.g. sim_stack")
-    parser.add_argument("graph_args", nargs="*", metavar="NAME:=VALUE", help="graph (launch) arguments")
+    parser.add_argument("graph_args", nargs="*", metavar="NAME=VALUE", help="graph (launch) arguments")
     parsed = parser.parse_args(argv)
-    values = dict(item.split(":=", 1) for item in parsed.graph_args)
+    values = dict(item.split("=", 1) for item in parsed.graph_args)
     return parsed.process, GraphArgs.from_strings(values)
 
 

@@ -210,10 +210,8 @@ def train(settings: GrpoSettings) -> TrainResult:
         dtype="bfloat16" if on_gpu else "float32",
         seed=settings.seed,
     )
-    policy.load()
-    # The policy has no public accessor for its loaded parts yet (requested from its owner); reading them
-    # keeps ONE loader for inference and training instead of a twin here.
-    parts = policy._loaded
+    # One loader for inference and training: the policy's own.
+    parts = policy.components()
     processor = processor_from_parts(parts.image_processor, parts.tokenizer, parts.chat_template)
 
     dataset = load_hf_dataset(settings.data)

@@ -1,0 +1,180 @@
+"""The simulated workcell: determinism, camera geometry against config/camera.yaml, arm primitives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from vla_r1_ros.core.config import load_config
+from vla_r1_ros.core.geometry import CameraIntrinsics, camera_extrinsics
+from vla_r1_ros.sim.workcell import Workcell
+
+
+@pytest.fixture(scope="module")
+def workcell():
+    with Workcell() as cell:
+        yield cell
+
+
+def top_down(yaw: float) -> np.ndarray:
+    """Grasp orientation: fingers pointing down, closing across the object's yaw axis."""
+    return (Rotation.from_euler("z", yaw) * Rotation.from_euler("x", np.pi)).as_quat()
+
+
+def test_same_seed_same_scene_different_seed_differs(workcell):
+    a, b = workcell.reset(7), workcell.reset(7)
+    assert a == b
+    c = workcell.reset(8)
+    assert [o.position for o in c.objects] != [o.position for o in a.objects]
+    names = [o.name for o in a.objects]
+    assert len(names) == 4 and len(set(names)) == 4
+    assert len({o.colour for o in a.objects}) == 4
+
+
+def test_objects_visible_in_workspace_and_count(workcell):
+    cfg = load_config("workcell")["objects"]
+    for seed, count in ((0, 3), (1, 6), (2, None)):
+        scene = workcell.reset(seed, count)
+        assert len(scene.objects) == (count or cfg["default_count"])
+        for obj in scene.objects:
+            x, y, z = obj.position
+            assert cfg["spawn_x_range"][0] <= x <= cfg["spawn_x_range"][1]
+            assert cfg["spawn_y_range"][0] <= y <= cfg["spawn_y_range"][1]
+            assert abs(z - obj.size[2] / 2) < 0.01, f"{obj.name} is not resting on the table"
+            assert obj.visible and obj.bbox_px is not None, obj.name
+            assert max(obj.size[:2]) <= 0.075  # graspable (mug with handle 7 cm, the gripper opens 8)
+        assert scene.tray.visible
+
+
+def test_depth_deprojects_to_true_top_centre(workcell):
+    camera = load_config("camera")
+    intrinsics, base_T_camera = CameraIntrinsics.from_config(camera), camera_extrinsics(camera)
+    checked = 0
+    for seed in (0, 1, 2):
+        workcell.reset(seed, 6)
+        frame, scene = workcell.capture()
+        assert frame.color.shape == (480, 640, 3) and frame.color.dtype == np.uint8
+        assert frame.depth_mm.dtype == np.uint16 and frame.intrinsics == intrinsics
+        for obj in scene.objects:
+            if obj.shape not in ("cube", "cuboid", "cylinder", "sphere"):
+                continue  # a mug's top centre is its opening, a duck's is not on its surface
+            u, v = intrinsics.project(base_T_camera.inverse().apply(obj.top_center))
+            ui, vi = round(u), round(v)
+            depth_m = frame.depth_mm[vi, ui] * 0.001
+            assert depth_m > 0
+            point = base_T_camera.apply(intrinsics.deproject(ui, vi, depth_m))
+            # The pixel grid is ~1.4 mm wide here; the surface point under it is that close.
+            assert np.linalg.norm(point - obj.top_center) < 0.005, (obj.name, point, obj.top_center)
+            x1, y1, x2, y2 = obj.bbox_px
+            cu, cv = intrinsics.project(base_T_camera.inverse().apply(obj.position))
+            assert x1 <= cu <= x2 and y1 <= cv <= y2
+            checked += 1
+    assert checked >= 6
+
+
+def test_ik_none_for_unreachable_pose(workcell):
+    workcell.reset(0)
+    assert workcell.solve_ik([1.5, 0.0, 0.3], top_down(0.0)) is None
+    q = workcell.solve_ik([0.45, 0.1, 0.2], top_down(0.3))
+    assert q is not None
+    lower, upper, _ = workcell.joint_limits()
+    assert np.all(q >= lower) and np.all(q <= upper)
+
+
+def pick_and_place(workcell: Workcell, name: str) -> None:
+    scene = workcell.scene()
+    obj = scene.object(name)
+    yaw = Rotation.from_quat(obj.quat_xyzw).as_euler("xyz")[2]
+    quat = top_down(yaw)
+    top, tray = np.array(obj.top_center), np.array(scene.tray.position)
+    q = workcell.joint_positions()
+    for target, speed, grip in (
+        (top + np.array([0, 0, 0.10]), 0.5, None),
+        (np.array(obj.position), 0.3, True),
+        (top + np.array([0, 0, 0.15]), 0.5, None),
+        (tray + np.array([0, 0, 0.15]), 0.5, False),
+    ):
+        q = workcell.solve_ik(target, quat, q)
+        assert q is not None, target
+        workcell.execute_joint_path([q], speed)
+        if grip is not None:
+            opening = workcell.set_gripper(grip)
+            if grip:
+                assert 0.02 < opening < 0.06 and workcell.holding(name)
+    workcell.step(0.5)
+    workcell.home()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_scripted_pick_and_place_puts_object_in_tray(workcell, seed):
+    scene = workcell.reset(seed)
+    target = next(o for o in scene.objects if o.shape in ("cube", "cuboid", "cylinder"))
+    assert not workcell.object_in_tray(target.name)
+    pick_and_place(workcell, target.name)
+    assert workcell.object_in_tray(target.name)
+    assert np.linalg.norm(workcell.joint_positions() - workcell.home_joints) < 0.01
+
+
+def test_stopped_execution_halts(workcell):
+    workcell.reset(0)
+    start = workcell.ee_pose()[0]
+    q = workcell.solve_ik(start + np.array([0.2, 0.0, -0.3]), top_down(0.0))
+    assert q is not None
+    calls = []
+
+    def stop_after_a_few_chunks() -> bool:
+        calls.append(1)
+        return len(calls) > 5
+
+    trace = workcell.execute_joint_path([q], 0.3, should_stop=stop_after_a_few_chunks)
+    stopped_at = workcell.ee_pose()[0]
+    assert len(trace) <= 7
+    assert np.linalg.norm(stopped_at - start) < 0.1  # far from the goal 0.36 m away
+    workcell.step(0.5)
+    assert np.linalg.norm(workcell.ee_pose()[0] - stopped_at) < 0.005  # and it stays there
+
+
+def test_frames_keep_flowing_during_a_motion_and_sim_camera_reads(workcell):
+    import threading
+
+    from vla_r1_ros.cameras.sim import SimCamera
+
+    workcell.reset(3)
+    camera = SimCamera(workcell)
+    camera.start()
+    q = workcell.solve_ik(workcell.ee_pose()[0] + np.array([0.15, 0.1, -0.2]), top_down(0.0))
+    assert q is not None
+    frames = []
+    done = threading.Event()
+
+    def grab() -> None:
+        while not done.is_set():
+            frames.append(camera.read(1.0))
+
+    thread = threading.Thread(target=grab)
+    thread.start()
+    try:
+        workcell.execute_joint_path([q], 0.1)  # ~2 s of simulated motion
+    finally:
+        done.set()
+        thread.join()
+    camera.stop()
+    assert len(frames) >= 2, "the motion held the lock: no frame was rendered during it"
+    assert [f.sequence for f in frames] == list(range(1, len(frames) + 1))
+    assert frames[-1].extras["scene"].seed == 3
+    assert frames[0].frame_id == "camera_color_optical_frame"
+
+
+def test_a_reset_from_another_thread_shows_in_every_later_frame():
+    """In the node graph a service thread resets the scene while the camera thread renders; PyBullet's
+    EGL renderer only sees bodies made on its own thread, so a missing hand-off froze the picture."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with Workcell() as workcell, ThreadPoolExecutor(1) as camera, ThreadPoolExecutor(1) as service:
+        service.submit(workcell.reset, 0).result()
+        before, scene_before = camera.submit(workcell.capture).result()
+        service.submit(workcell.reset, 3).result()
+        after, scene_after = camera.submit(workcell.capture).result()
+    assert np.abs(before.color.astype(int) - after.color.astype(int)).mean() > 1.0
+    assert [o.bbox_px for o in scene_before.objects] != [o.bbox_px for o in scene_after.objects]

@@ -1,0 +1,187 @@
+"""perception: publishes a camera source as realsense2_camera does (colour, aligned depth, camera info).
+
+A capture thread reads the source (reads block; the executor never waits on the camera) and publishes
+each frame's colour, aligned depth and camera info with one stamp and the colour optical frame id.
+Images are reliable with keep-last-1 history (as realsense2_camera): the publisher keeps only the newest
+frame, so a slow subscriber skips frames instead of slowing it, and subscribers that need every byte of
+the frame they get (inference, reward logger) are not cut short by a lost UDP fragment. Frame quality (stale, dropped, timed-out frames; the publish rate) is counted by
+`cameras.frame_stats`, logged, and published as JSON on `perception/status`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import String
+from vla_r1_interfaces.msg import SceneState
+
+from vla_r1_ros.cameras import make_camera
+from vla_r1_ros.cameras.base import CameraError, CameraSource, RgbdFrame
+from vla_r1_ros.cameras.frame_stats import FrameStats, RateLimiter
+from vla_r1_ros.core.config import load_config
+from vla_r1_ros.nodes.conversions import camera_info_msg, ns_to_stamp, numpy_to_image
+
+COLOR_TOPIC = "camera/color/image_raw"
+DEPTH_TOPIC = "camera/aligned_depth_to_color/image_raw"
+INFO_TOPIC = "camera/color/camera_info"
+SCENE_TOPIC = "workcell/scene"
+STATUS_TOPIC = "perception/status"
+
+# Best effort, newest frame only: publishing never waits for a subscriber. Subscribers use best effort
+# too (a reliable subscription does not match a best-effort publisher).
+FRAME_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class PerceptionNode(Node):
+    def __init__(self, source: CameraSource | None = None, **node_kwargs) -> None:
+        """`source` replaces the one the `source` parameter names (tests, tools)."""
+        super().__init__("perception", **node_kwargs)
+        camera = load_config("camera")
+        self._frame_id = camera["frames"]["camera_optical"]
+        self._base_frame = camera["frames"]["base"]  # ground truth poses are in the robot base frame
+        p = {
+            name: self.declare_parameter(name, default).value
+            for name, default in (
+                ("source", "sim"),  # sim | realsense | replay
+                ("rate_hz", 15.0),  # publish at most this often; 0 = every frame the source delivers
+                ("serial", ""),  # RealSense serial number; empty = the only/first camera
+                ("width", int(camera["image"]["width"])),
+                ("height", int(camera["image"]["height"])),
+                ("fps", 30),  # RealSense stream rate
+                ("recording", ""),  # replay: .db3 / .bag file
+                ("repeat", False),  # replay: loop the recording
+                ("spatial_filter", True),
+                ("temporal_filter", True),
+                ("hole_filling_filter", False),
+                ("max_frame_age_s", 0.5),  # older frames count as stale (not for replay: recorded stamps)
+                ("read_timeout_s", 1.0),
+                ("reconnect_timeout_s", 10.0),  # RealSense: give up this long after an unplug
+                ("status_period_s", 2.0),
+            )
+        }
+        self._source = source or make_camera(p["source"], {**p, "frame_id": self._frame_id})
+        self._limiter = RateLimiter(float(p["rate_hz"]))
+        self._read_timeout_s = float(p["read_timeout_s"])
+        self._stats = FrameStats(None if self._source.name == "replay" else float(p["max_frame_age_s"]))
+        # Cameras stream and are read frame by frame (the temporal filter and drop counting need every
+        # frame). The simulator renders on each read, holding the workcell's lock: read it only when a
+        # frame is due.
+        self._read_when_due = self._source.name == "sim"
+        self._state = "streaming"
+        self.error: str | None = None  # set when the source fails for good
+        self._reported = self._stats.report()
+
+        self._color_pub = self.create_publisher(Image, COLOR_TOPIC, FRAME_QOS)
+        self._depth_pub = self.create_publisher(Image, DEPTH_TOPIC, FRAME_QOS)
+        self._info_pub = self.create_publisher(CameraInfo, INFO_TOPIC, FRAME_QOS)
+        self._status_pub = self.create_publisher(String, STATUS_TOPIC, 10)
+        self._scene_pub = None  # created with the first frame that carries a scene (sim source)
+
+        self._source.start()
+        self._stop = threading.Event()
+        self._capture = threading.Thread(target=self._capture_loop, name="perception-capture", daemon=True)
+        self._capture.start()
+        self.create_timer(float(p["status_period_s"]), self._report)
+        rate = f"at most {p['rate_hz']:g} Hz" if p["rate_hz"] > 0 else "every frame"
+        self.get_logger().info(
+            f"publishing source '{self._source.name}' on {COLOR_TOPIC}, {DEPTH_TOPIC}, {INFO_TOPIC} "
+            f"(frame {self._frame_id}, {rate})"
+        )
+
+    def _capture_loop(self) -> None:
+        while not self._stop.is_set():
+            if self._read_when_due and self._stop.wait(self._limiter.wait_s(time.time_ns())):
+                return
+            try:
+                frame = self._source.read(self._read_timeout_s)
+            except Exception as exc:  # the thread's boundary: report any failure instead of dying silently
+                self.error = str(exc) if isinstance(exc, CameraError) else repr(exc)
+                self._state = f"error: {self.error}"
+                self.get_logger().error(f"camera source failed: {self.error}")
+                return
+            if frame is None:
+                if getattr(self._source, "finished", False):  # end of a recording
+                    self._state = "finished"
+                    self.get_logger().info("recording finished")
+                    return
+                self._stats.timeout()
+                continue
+            now_ns = time.time_ns()
+            self._stats.frame(frame.sequence, frame.stamp_ns, now_ns)
+            if not self._limiter.allow(now_ns):
+                self._stats.skipped()
+                continue
+            self._publish(frame)
+            self._stats.published()
+
+    def _publish(self, frame: RgbdFrame) -> None:
+        stamp = ns_to_stamp(frame.stamp_ns)
+        self._color_pub.publish(numpy_to_image(frame.color, "rgb8", stamp, self._frame_id))
+        self._depth_pub.publish(numpy_to_image(frame.depth_mm, "16UC1", stamp, self._frame_id))
+        self._info_pub.publish(camera_info_msg(frame.intrinsics, stamp, self._frame_id))
+        if "scene" in frame.extras:
+            self._publish_scene(frame.extras["scene"], stamp)
+
+    def _publish_scene(self, scene, stamp) -> None:
+        # Only the simulator's frames carry ground truth: the publisher and its conversion appear with it.
+        from vla_r1_ros.nodes.scene_msgs import scene_to_msg
+
+        if self._scene_pub is None:
+            # Reliable: ground truth is small, and scorers match it to frames by stamp.
+            self._scene_pub = self.create_publisher(SceneState, SCENE_TOPIC, 10)
+        self._scene_pub.publish(scene_to_msg(scene, stamp, self._base_frame))
+
+    def _report(self) -> None:
+        report = {"source": self._source.name, "state": self._state, **self._stats.report()}
+        self._status_pub.publish(String(data=json.dumps(report)))
+        problems = {k: report[k] - self._reported[k] for k in ("stale", "dropped", "timeouts")}
+        self._reported = report
+        summary = (
+            f"{report['rate_hz']} Hz, {report['published']} published, {report['stale']} stale, "
+            f"{report['dropped']} dropped, {report['timeouts']} timeouts ({self._state})"
+        )
+        if any(problems.values()) and self._state == "streaming":
+            self.get_logger().warning(f"{summary}; since last report: {problems}")
+        else:
+            self.get_logger().info(summary, throttle_duration_sec=30.0)
+
+    def destroy_node(self) -> None:
+        self._stop.set()
+        self._capture.join()
+        self._source.stop()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> None:
+    # Camera modules log reconnects through Python logging; show them next to the node's own log.
+    logging.basicConfig(level=logging.INFO, format="[%(levelname)s] [%(name)s]: %(message)s")
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = PerceptionNode()
+        # Spin until shutdown, or until the camera fails for good: exiting lets a launch respawn us.
+        while rclpy.ok() and node.error is None:
+            rclpy.spin_once(node, timeout_sec=0.5)
+    except CameraError as exc:
+        logging.getLogger("perception").error(str(exc))
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    if node is None or node.error is not None:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""`workcell` node: the simulated workcell's ROS face. Serves `workcell/reset` (new seeded layout, arm
+home) and publishes `joint_states` (arm + finger joints). Thin: it only translates messages into
+calls on the process-wide Workcell (camera frames and the scene come from the perception node)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import rclpy
+import rclpy.executors
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from vla_r1_interfaces.srv import ResetScene
+
+from vla_r1_ros.core.config import load_config
+from vla_r1_ros.nodes.conversions import ns_to_stamp
+from vla_r1_ros.nodes.scene_msgs import scene_to_msg
+from vla_r1_ros.sim.shared import shared_workcell
+from vla_r1_ros.sim.workcell import Workcell
+
+
+class WorkcellNode(Node):
+    def __init__(self, workcell: Workcell | None = None, **node_kwargs: Any) -> None:
+        super().__init__("workcell", **node_kwargs)
+        self.declare_parameter("joint_state_rate_hz", 30.0)
+        self.declare_parameter("base_frame", load_config("camera")["frames"]["base"])
+        self.declare_parameter("seed", 0)  # the first layout; `workcell/reset` lays out the next ones
+        self.workcell = workcell if workcell is not None else shared_workcell()
+        self.workcell.reset(int(self.get_parameter("seed").value))
+        self._base_frame = str(self.get_parameter("base_frame").value)
+        self._names = [*self.workcell.arm_joint_names, *self.workcell.finger_joint_names]
+        self._joint_pub = self.create_publisher(JointState, "joint_states", 10)
+        # Separate groups: a reset (0.3 s) must not hold up joint states on a multi-threaded executor.
+        self.create_service(
+            ResetScene, "workcell/reset", self._on_reset, callback_group=MutuallyExclusiveCallbackGroup()
+        )
+        rate = float(self.get_parameter("joint_state_rate_hz").value)
+        self.create_timer(1.0 / rate, self._publish_joints, callback_group=MutuallyExclusiveCallbackGroup())
+        self.get_logger().info(f"workcell ready (renderer: {self.workcell.renderer}), joint_states at {rate} Hz")
+
+    def _on_reset(self, request: ResetScene.Request, response: ResetScene.Response) -> ResetScene.Response:
+        try:
+            scene = self.workcell.reset(int(request.seed), int(request.num_objects) or None)
+        except (ValueError, RuntimeError) as exc:
+            response.success, response.message = False, str(exc)
+            return response
+        stamp = self.get_clock().now().to_msg()
+        response.success = True
+        response.message = f"seed {scene.seed}: {', '.join(o.name for o in scene.objects)}"
+        response.scene = scene_to_msg(scene, stamp, self._base_frame)
+        return response
+
+    def _publish_joints(self) -> None:
+        with self.workcell.lock:
+            arm, fingers = self.workcell.joint_positions(), self.workcell.finger_positions()
+        msg = JointState(name=list(self._names), position=[float(v) for v in (*arm, *fingers)])
+        msg.header.stamp = ns_to_stamp(self.get_clock().now().nanoseconds)
+        self._joint_pub.publish(msg)
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args)
+    node = WorkcellNode()
+    executor = rclpy.executors.MultiThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
