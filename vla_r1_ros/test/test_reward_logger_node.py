@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import rclpy
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 from test_episodes import BASE_T_CAMERA, INTRINSICS, scene
@@ -21,6 +21,7 @@ from vla_r1_ros.core.parsing import parse_answer
 from vla_r1_ros.core.scene import reference_box, reference_waypoints
 from vla_r1_ros.nodes import reward_logger_node as logger_module
 from vla_r1_ros.nodes.conversions import camera_info_msg, ns_to_stamp, numpy_to_image, point_msg
+from vla_r1_ros.nodes.perception_node import FRAME_QOS  # the camera publishers the logger listens to
 from vla_r1_ros.nodes.prediction_msgs import prediction_msg
 from vla_r1_ros.nodes.reward_logger_node import RewardLoggerNode
 from vla_r1_ros.nodes.scene_msgs import scene_to_msg
@@ -79,9 +80,9 @@ def graph(executor, tmp_path):
     executor.add_node(logger)
     executor.add_node(source)
     pubs = {
-        "color": source.create_publisher(Image, logger_module.COLOR_TOPIC, qos_profile_sensor_data),
-        "depth": source.create_publisher(Image, logger_module.DEPTH_TOPIC, qos_profile_sensor_data),
-        "info": source.create_publisher(CameraInfo, logger_module.INFO_TOPIC, qos_profile_sensor_data),
+        "color": source.create_publisher(Image, logger_module.COLOR_TOPIC, FRAME_QOS),
+        "depth": source.create_publisher(Image, logger_module.DEPTH_TOPIC, FRAME_QOS),
+        "info": source.create_publisher(CameraInfo, logger_module.INFO_TOPIC, FRAME_QOS),
         "scene": source.create_publisher(SceneState, logger_module.SCENE_TOPIC, 10),
         "episode": source.create_publisher(EpisodeRecord, logger_module.EPISODE_TOPIC, 10),
     }

@@ -154,7 +154,8 @@ def build_graph(args: GraphArgs) -> list[ProcessSpec]:
         "perception",
         "vla_r1_ros.nodes.perception_node:PerceptionNode",
         "perception_node",
-        {"source": args.camera, "recording": args.recording},
+        # The simulator renders on the CPU (~70 ms a frame): 5 Hz leaves the other core for the graph.
+        {"source": args.camera, "recording": args.recording} | ({"rate_hz": 5.0} if args.camera == "sim" else {}),
     )
     planning = NodeSpec(
         "planning", "vla_r1_ros.nodes.planning_node:PlanningNode", "planning_node", {"executor": args.executor}

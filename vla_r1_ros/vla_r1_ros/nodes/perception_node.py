@@ -2,10 +2,11 @@
 
 A capture thread reads the source (reads block; the executor never waits on the camera) and publishes
 each frame's colour, aligned depth and camera info with one stamp and the colour optical frame id.
-Images are reliable with keep-last-1 history (as realsense2_camera): the publisher keeps only the newest
-frame, so a slow subscriber skips frames instead of slowing it, and subscribers that need every byte of
-the frame they get (inference, reward logger) are not cut short by a lost UDP fragment. Frame quality (stale, dropped, timed-out frames; the publish rate) is counted by
-`cameras.frame_stats`, logged, and published as JSON on `perception/status`.
+Images are reliable with keep-last-5 history (as realsense2_camera): the publisher keeps only the newest
+frames, so a slow subscriber skips frames instead of slowing it, and subscribers that need every byte of
+the frame they get (inference, reward logger) are not cut short by a lost UDP fragment. Frame quality
+(stale, dropped, timed-out frames; the publish rate) is counted by `cameras.frame_stats`, logged, and
+published as JSON on `perception/status`.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ STATUS_TOPIC = "perception/status"
 
 # Best effort, newest frame only: publishing never waits for a subscriber. Subscribers use best effort
 # too (a reliable subscription does not match a best-effort publisher).
-FRAME_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
+# Keep last 5: a reliable reader a few frames behind (the logger writing an episode) still gets the
+# frame a trial used; keep-last never blocks the publisher.
+FRAME_QOS = QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class PerceptionNode(Node):

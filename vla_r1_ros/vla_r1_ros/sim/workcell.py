@@ -217,9 +217,13 @@ class Workcell:
 
     def close(self) -> None:
         """Disconnect both physics clients (idempotent)."""
-        if not self._closed:
+        if self._closed:
+            return
+        try:
             self._on_gl_thread(self._close)
-            self._gl_thread.shutdown()
+        except RuntimeError:  # at interpreter exit the renderer's thread is already gone: close from here
+            self._close()
+        self._gl_thread.shutdown()
 
     def _close(self) -> None:
         with self.lock:
