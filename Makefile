@@ -11,6 +11,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
+	rm -rf runs/demo
 	$(RUN) vla-r1 demo --trials 20 --seed 0 --out runs/demo
 
 test: export VLA_R1_TEST_TOOLS = 1

@@ -67,6 +67,10 @@ def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
         return 2
     attach = args.attach or args.manual_reset
     out = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    if not attach and (out / "index.jsonl").exists():
+        # summary.json and the report describe one run; mixing two runs' episodes would misreport both.
+        print(f"vla-r1: {out} already holds an episode log; choose another --out or remove it", file=sys.stderr)
+        return 2
     out.mkdir(parents=True, exist_ok=True)
     launcher = None
     if not attach:
