@@ -39,6 +39,14 @@ from vla_r1_ros.core.scene import ObjectState, Scene
 
 ARM_JOINTS = 7
 # OpenGL's camera looks down its -z with y up; the optical frame looks down +z with y down.
+# PyBullet's EGL renderer draws with a GL context bound to the thread that loaded it, it learns about new
+# and removed bodies in the thread that makes them, and its plugins share state across physics clients: a
+# reset from another thread left every later frame showing the old scene, and two Workcells whose
+# renderers lived on different threads crashed. So every Workcell of the process loads its renderer,
+# resets (which rebuild all bodies), renders and closes on this one thread, whoever calls them.
+_GL_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pybullet-gl")
+_GL_THREAD_ID = _GL_THREAD.submit(threading.get_ident).result()
+
 _OPTICAL_T_GL = RigidTransform(Rotation.from_euler("x", np.pi), np.zeros(3))
 
 
@@ -156,12 +164,6 @@ class Workcell:
         if self._client < 0 or self._ik_client < 0:
             raise RuntimeError("could not connect to PyBullet (a second --gui window in one process?)")
         self._closed = False
-        # PyBullet's EGL renderer draws with a GL context bound to the thread that loaded it, and it learns
-        # about new and removed bodies in the thread that makes them: a reset from another thread leaves
-        # every later frame showing the old scene. So loading the renderer, resets (which rebuild all
-        # bodies), renders and closing run on one thread of their own, whoever calls them.
-        self._gl_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="workcell-gl")
-        self._gl_thread_id = self._gl_thread.submit(threading.get_ident).result()
         self.renderer, self._renderer_flag, self._egl_plugin = self._on_gl_thread(
             self._select_renderer, str(render["renderer"])
         )
@@ -208,12 +210,13 @@ class Workcell:
                 raise RuntimeError("render.renderer is 'egl' but PyBullet's EGL renderer plugin did not load")
         return "tiny", p.ER_TINY_RENDERER, None
 
-    def _on_gl_thread(self, function: Callable[..., Any], *args: Any) -> Any:
-        """Run `function` on the renderer's thread (directly when already there). Callers must not hold
-        `self.lock`: the renderer's thread takes it."""
-        if threading.get_ident() == self._gl_thread_id:
+    @staticmethod
+    def _on_gl_thread(function: Callable[..., Any], *args: Any) -> Any:
+        """Run `function` on the process's renderer thread (directly when already there). Callers must
+        not hold a Workcell's `lock`: the renderer thread takes it."""
+        if threading.get_ident() == _GL_THREAD_ID:
             return function(*args)
-        return self._gl_thread.submit(function, *args).result()
+        return _GL_THREAD.submit(function, *args).result()
 
     def close(self) -> None:
         """Disconnect both physics clients (idempotent)."""
@@ -221,9 +224,8 @@ class Workcell:
             return
         try:
             self._on_gl_thread(self._close)
-        except RuntimeError:  # at interpreter exit the renderer's thread is already gone: close from here
+        except RuntimeError:  # at interpreter exit the renderer thread is already gone: close from here
             self._close()
-        self._gl_thread.shutdown()
 
     def _close(self) -> None:
         with self.lock:
