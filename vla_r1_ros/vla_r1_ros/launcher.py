@@ -9,6 +9,7 @@ install and are reported as skipped.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -22,6 +23,14 @@ from typing import Any
 import yaml
 
 from vla_r1_ros.graph import PACKAGE, GraphArgs, ProcessSpec, build_graph
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_launcher() -> None:
+    """In the child before exec: the kernel sends it SIGTERM when the launcher thread that started it
+    dies, however it dies (even SIGKILL), so a killed `vla-r1` never leaves a simulator running."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def process_command(kwargs: dict[str, Any], params_dir: Path) -> list[str]:
@@ -82,7 +91,12 @@ class GraphLauncher:
         # A new session per child: Ctrl-C in the terminal reaches only `vla-r1`, which stops the children
         # in order (SIGINT first, so rclpy shuts down cleanly).
         running.popen = subprocess.Popen(
-            running.command, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy(), start_new_session=True
+            running.command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=os.environ.copy(),
+            start_new_session=True,
+            preexec_fn=_die_with_launcher,
         )
         log.close()
 

@@ -7,6 +7,7 @@ starts) with the chosen policy; `--attach` uses a graph that is already running 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -54,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
     import rclpy
+    from rclpy.signals import SignalHandlerOptions
     from tqdm import tqdm
 
     from vla_r1_ros.core.episodes import write_json_atomic
@@ -88,7 +90,10 @@ def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
             f"started {len(launcher.processes)} processes (logs: {out / 'logs'}); "
             f"needs a ROS install, skipped: {', '.join(launcher.skipped) or 'none'}"
         )
-    rclpy.init()
+    # SIGTERM (a supervisor, `timeout`) stops the graph like Ctrl-C does, through the `finally` below;
+    # rclpy's own handlers would only shut its context down and leave this loop and the graph running.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     runner = TrialRunner()
     try:
         runner.wait_for_graph(timeout_s=180.0, need_reset=not args.manual_reset)

@@ -17,15 +17,14 @@ policy error, malformed answer — ends in a VlaPrediction with valid=false and 
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from typing import Any
 
 import numpy as np
-import rclpy
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -38,6 +37,7 @@ from vla_r1_ros.core.parsing import parse_answer
 from vla_r1_ros.core.prompts import TASKS
 from vla_r1_ros.nodes.conversions import image_to_numpy, numpy_to_image, stamp_to_ns
 from vla_r1_ros.nodes.prediction_msgs import PredictionData, prediction_from_msg, prediction_msg
+from vla_r1_ros.nodes.spin import spin_nodes
 from vla_r1_ros.policies.base import Policy, make_policy
 from vla_r1_ros.policies.vla_r1 import model_defaults
 
@@ -297,19 +297,8 @@ def annotate_prediction(rgb: np.ndarray, data: PredictionData) -> np.ndarray:
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
     # Threads: a long prediction holds one, frames and status must keep flowing on the others.
-    executor = MultiThreadedExecutor(num_threads=4)
-    node = InferenceNode()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        executor.shutdown()
-        rclpy.try_shutdown()
+    sys.exit(spin_nodes(lambda: [InferenceNode()], args, num_threads=4))
 
 
 if __name__ == "__main__":

@@ -16,14 +16,13 @@ the Predict action while that action's callbacks (and the depth subscription) ke
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import deque
 from typing import Any
 
-import rclpy
 from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
@@ -53,6 +52,7 @@ from vla_r1_ros.nodes.conversions import (
 )
 from vla_r1_ros.nodes.plan_msgs import plan_markers, plan_msg
 from vla_r1_ros.nodes.prediction_msgs import prediction_from_msg
+from vla_r1_ros.nodes.spin import spin_nodes
 
 DEPTH_BUFFER = 30  # ~1 s of depth at 30 Hz: a prediction's frame is found even if inference was quick
 DEPTH_MATCH_TOLERANCE_NS = 1_000_000  # depth and colour of one aligned frame carry the same stamp
@@ -396,21 +396,13 @@ class PlanningNode(Node):
         if execute and record.stage_names[-1:] == ["execute"]:
             self._publish_episode(record)
 
+    def destroy_node(self) -> None:
+        self.arm.stop()  # a node going away must not leave the arm moving
+        super().destroy_node()
+
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = PlanningNode()
-    executor = MultiThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.arm.stop()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
+    sys.exit(spin_nodes(lambda: [PlanningNode()], args))
 
 
 if __name__ == "__main__":

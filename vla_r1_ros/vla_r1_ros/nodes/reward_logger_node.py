@@ -19,6 +19,7 @@ is written without it; a failed write (disk full) is reported and retried every 
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -26,10 +27,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import Pose
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
@@ -50,6 +49,7 @@ from vla_r1_ros.core.geometry import camera_extrinsics
 from vla_r1_ros.nodes.conversions import image_to_numpy, stamp_to_ns
 from vla_r1_ros.nodes.prediction_msgs import prediction_from_msg
 from vla_r1_ros.nodes.scene_msgs import scene_from_msg
+from vla_r1_ros.nodes.spin import spin_nodes
 
 COLOR_TOPIC = "camera/color/image_raw"
 DEPTH_TOPIC = "camera/aligned_depth_to_color/image_raw"
@@ -276,23 +276,8 @@ class RewardLoggerNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    executor = MultiThreadedExecutor()
-    try:
-        node = RewardLoggerNode()
-    except (EpisodeStoreError, ValueError) as exc:
-        rclpy.logging.get_logger("reward_logger").fatal(str(exc))
-        rclpy.try_shutdown()
-        raise SystemExit(1) from exc
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        executor.shutdown()
-        rclpy.try_shutdown()
+    # An unwritable log directory is fatal at start: better no logger than trials that are never logged.
+    sys.exit(spin_nodes(lambda: [RewardLoggerNode()], args, startup_errors=(EpisodeStoreError, ValueError)))
 
 
 if __name__ == "__main__":

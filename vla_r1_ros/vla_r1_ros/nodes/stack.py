@@ -12,10 +12,10 @@ import argparse
 import sys
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.parameter import Parameter
 
 from vla_r1_ros.graph import GraphArgs, NodeSpec, find_process
+from vla_r1_ros.nodes.spin import spin_nodes
 
 
 def node_kwargs(spec: NodeSpec) -> dict:
@@ -42,22 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv if argv is None else argv
     process_name, graph_args = parse_arguments(rclpy.utilities.remove_ros_args(argv)[1:])
     process = find_process(graph_args, process_name)
-    rclpy.init(args=argv)
-    executor = MultiThreadedExecutor()
-    nodes = []
-    try:
-        for spec in process.nodes:
-            node = spec.load_class()(**node_kwargs(spec))
-            nodes.append(node)
-            executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        for node in nodes:
-            node.destroy_node()
-        executor.shutdown()
-        rclpy.try_shutdown()
+    sys.exit(spin_nodes(lambda: [spec.load_class()(**node_kwargs(spec)) for spec in process.nodes], argv))
 
 
 if __name__ == "__main__":

@@ -4,10 +4,9 @@ calls on the process-wide Workcell (camera frames and the scene come from the pe
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
-import rclpy
-import rclpy.executors
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
@@ -16,6 +15,7 @@ from vla_r1_interfaces.srv import ResetScene
 from vla_r1_ros.core.config import load_config
 from vla_r1_ros.nodes.conversions import ns_to_stamp
 from vla_r1_ros.nodes.scene_msgs import scene_to_msg
+from vla_r1_ros.nodes.spin import spin_nodes
 from vla_r1_ros.sim.shared import shared_workcell
 from vla_r1_ros.sim.workcell import Workcell
 
@@ -60,14 +60,8 @@ class WorkcellNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = WorkcellNode()
-    executor = rclpy.executors.MultiThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    sys.exit(spin_nodes(lambda: [WorkcellNode()], args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""The one way this package runs nodes in a process: `ros2 run` executables and the `stack` container."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+
+
+def spin_nodes(
+    make_nodes: Callable[[], list[Node]],
+    args: list[str] | None = None,
+    num_threads: int | None = None,
+    startup_errors: tuple[type[Exception], ...] = (),
+) -> int:
+    """Initialise rclpy, build the nodes, spin them in one MultiThreadedExecutor until Ctrl-C or shutdown,
+    then destroy them. A `startup_errors` exception while building is logged and gives exit status 1
+    (a launch file's respawn or a supervisor sees the failure); anything else propagates."""
+    rclpy.init(args=args)
+    executor = MultiThreadedExecutor(num_threads=num_threads)
+    nodes: list[Node] = []
+    try:
+        try:
+            nodes.extend(make_nodes())
+        except startup_errors as exc:
+            rclpy.logging.get_logger("vla_r1_ros").fatal(f"{type(exc).__name__}: {exc}")
+            return 1
+        for node in nodes:
+            executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown()
+        for node in reversed(nodes):
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
