@@ -12,12 +12,14 @@ source and the workcell/scene topic, which this test keeps out of scope.
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
 from rclpy.action import ActionClient, ActionServer
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from vla_r1_interfaces.action import ExecuteInstruction, Predict
@@ -45,6 +47,7 @@ class GroundTruthCameraAndModel(Node):
         super().__init__("ground_truth_camera_and_model")
         self.workcell = workcell
         self.place_override: np.ndarray | None = None
+        self.think_s = 0.0  # how long the stand-in model "thinks" after taking its frame
         self._latest = None
         self._lock = threading.Lock()
         group = ReentrantCallbackGroup()
@@ -98,6 +101,7 @@ class GroundTruthCameraAndModel(Node):
             goal_handle.publish_feedback(Predict.Feedback(task=task, text=text))
 
         msg = self.answer(goal_handle.request.instruction, feedback)
+        time.sleep(self.think_s)
         goal_handle.succeed()
         return Predict.Result(prediction=msg)
 
@@ -231,3 +235,16 @@ def test_a_prediction_outside_a_trial_is_planned_but_not_executed(graph, workcel
     spin_until(executor, lambda: False, 0.5)
     np.testing.assert_allclose(workcell.joint_positions(), before, atol=1e-3)  # auto_execute is false
     assert not received["episodes"]
+
+
+def test_a_model_thinking_longer_than_the_frame_age_limit_still_acts(graph, workcell):
+    """A reasoning model takes seconds; the frame it answers on was captured after the instruction, so
+    the trial acts on it however old it is by then (max_frame_age_s guards predictions outside trials)."""
+    executor, _, fake, _ = graph
+    (planning,) = [node for node in executor.get_nodes() if node.get_name() == "planning"]
+    planning.set_parameters([Parameter("max_frame_age_s", value=0.3)])
+    fake.think_s = 1.0
+    target, instruction = instruction_for(workcell, seed=2)
+    result = run_goal(graph, instruction)
+    assert result.success, f"{result.failure_stage}: {result.message}"
+    assert workcell.object_in_tray(target.name)

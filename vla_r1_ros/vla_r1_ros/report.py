@@ -66,7 +66,8 @@ def _path_plot(episode: dict[str, Any]) -> str:
     axes.set_xlabel("x (m)")
     axes.set_ylabel("y (m)")
     axes.set_zlabel("z (m)")
-    axes.legend(fontsize=6, loc="upper left")
+    if axes.get_legend_handles_labels()[0]:  # a trial that failed before planning has nothing to plot
+        axes.legend(fontsize=6, loc="upper left")
     axes.set_title("robot base frame", fontsize=8)
     return _png(figure)
 

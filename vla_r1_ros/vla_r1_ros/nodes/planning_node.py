@@ -109,6 +109,10 @@ class PlanningNode(Node):
         self._group = ReentrantCallbackGroup()
         self._frames = threading.Condition()
         self._depth: deque[Image] = deque(maxlen=DEPTH_BUFFER)
+        # The first frames after a trial's instruction, kept until the trial ends: the model may think
+        # for longer than the rolling buffer lasts, and the frame it answers on is one of these.
+        self._trial_depth: list[Image] = []
+        self._trial_not_before_ns: int | None = None
         self._camera_info: CameraInfo | None = None
         self._busy = threading.Lock()  # one trial (one arm) at a time
         self._handled: deque[int] = deque(maxlen=HANDLED_STAMPS)
@@ -150,6 +154,11 @@ class PlanningNode(Node):
     def _on_depth(self, msg: Image) -> None:
         with self._frames:
             self._depth.append(msg)
+            after_instruction = (
+                self._trial_not_before_ns is not None and stamp_to_ns(msg.header.stamp) >= self._trial_not_before_ns
+            )
+            if after_instruction and len(self._trial_depth) < DEPTH_BUFFER:
+                self._trial_depth.append(msg)
             self._frames.notify_all()
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
@@ -178,17 +187,25 @@ class PlanningNode(Node):
                     "on camera/aligned_depth_to_color/image_raw and camera/color/camera_info",
                 )
 
-    def _matching_depth(self, stamp_ns: int) -> tuple[Image, CameraInfo]:
+    def _matching_depth(self, stamp_ns: int, not_before_ns: int | None) -> tuple[Image, CameraInfo]:
+        """The depth frame of the prediction's image. In a trial (`not_before_ns`: when the instruction
+        arrived) the image must have been captured after the instruction, however long the model then
+        thought; a prediction from the topic, outside a trial, must be younger than max_frame_age_s."""
+
         def match() -> Image | None:
-            for msg in reversed(self._depth):
+            for msg in [*self._trial_depth, *reversed(self._depth)]:
                 if abs(stamp_to_ns(msg.header.stamp) - stamp_ns) <= DEPTH_MATCH_TOLERANCE_NS:
                     return msg
             return None
 
-        max_age = float(self.get_parameter("max_frame_age_s").value)
-        age = self._age_s(stamp_ns)
-        if age > max_age:
-            raise LiftError("stale", f"the prediction's image is {age:.1f} s old (max_frame_age_s {max_age})")
+        if not_before_ns is not None:
+            if stamp_ns < not_before_ns:
+                raise LiftError("stale", "the prediction answers a frame captured before the instruction")
+        else:
+            max_age = float(self.get_parameter("max_frame_age_s").value)
+            age = self._age_s(stamp_ns)
+            if age > max_age:
+                raise LiftError("stale", f"the prediction's image is {age:.1f} s old (max_frame_age_s {max_age})")
         with self._frames:
             found = self._frames.wait_for(match, timeout=DEPTH_MATCH_WAIT_S)
             if found is None or self._camera_info is None:
@@ -199,8 +216,8 @@ class PlanningNode(Node):
 
     # --- trial steps --------------------------------------------------------------------------------
 
-    def _lift(self, prediction: Prediction) -> LiftedPrediction:
-        depth_msg, info = self._matching_depth(prediction.stamp_ns)
+    def _lift(self, prediction: Prediction, not_before_ns: int | None = None) -> LiftedPrediction:
+        depth_msg, info = self._matching_depth(prediction.stamp_ns, not_before_ns)
         if depth_msg.header.frame_id and depth_msg.header.frame_id != self.camera_frame:
             raise LiftError(
                 "bad_input",
@@ -335,12 +352,14 @@ class PlanningNode(Node):
         goal = goal_handle.request
         tasks = list(goal.tasks) or ["affordance", "trajectory"]
         requested_ns = self.get_clock().now().nanoseconds
+        with self._frames:
+            self._trial_not_before_ns, self._trial_depth = requested_ns, []
         with self._busy:
             flow = TrialFlow(
                 TrialSteps(
                     perceive=lambda: self._perceive(requested_ns),
                     predict=lambda instruction, t: self._predict(instruction, t, goal_handle, requested_ns),
-                    lift=self._lift,
+                    lift=lambda prediction: self._lift(prediction, requested_ns),
                     plan=self._plan,
                     validate=self._validate,
                     execute=self.arm.execute,
@@ -353,6 +372,8 @@ class PlanningNode(Node):
             )
             if record.prediction is not None:
                 self._handled.append(record.prediction.stamp_ns)
+        with self._frames:
+            self._trial_not_before_ns, self._trial_depth = None, []
         self._publish_episode(record)
         goal_handle.publish_feedback(ExecuteInstruction.Feedback(stage="done"))
         self.get_logger().info(
