@@ -13,7 +13,7 @@ def make_camera(source: str, params: dict[str, Any]) -> CameraSource:
     """The camera named `source`, configured from `params` (the perception node's parameters).
 
     Keys: realsense: `serial`, `width`, `height`, `fps`, `reconnect_timeout_s`; replay: `recording`,
-    `repeat`; both: `spatial_filter`, `temporal_filter`, `hole_filling_filter`, `frame_id`. Missing
+    `repeat`, `real_time`; both: `spatial_filter`, `temporal_filter`, `hole_filling_filter`, `frame_id`. Missing
     keys take the sources' defaults. Imports are lazy: the simulator needs no pyrealsense2 and the
     RealSense no PyBullet.
     """
@@ -41,7 +41,12 @@ def make_camera(source: str, params: dict[str, Any]) -> CameraSource:
 
         if not params.get("recording"):
             raise CameraError("source 'replay' needs a recording (.db3 or .bag) path")
-        return ReplayCamera(params["recording"], repeat=bool(params.get("repeat", False)), **common)
+        return ReplayCamera(
+            params["recording"],
+            repeat=bool(params.get("repeat", False)),
+            real_time=bool(params.get("real_time", False)),
+            **common,
+        )
 
     from vla_r1_ros.cameras.realsense import RealSenseCamera
 

@@ -1,8 +1,10 @@
 """A RealSense recording played back as a camera, through the same frame processing as the live camera.
 
 Recordings come from `rs.recorder` (librealsense 2.59 writes rosbag2 `.db3`) or older `.bag` files,
-including the RealSense Viewer's. Playback runs in real time, as recorded; frames keep their
-recorded stamps and frame numbers. The post filters run on replay too, so a recording made with
+including the RealSense Viewer's. By default playback is paced by the reader, not the clock: every
+recorded frame is delivered however slow the consumer (a loaded machine dropped half of them in real
+time); `real_time=True` plays at the recorded pace, dropping what the reader misses, as a live camera
+would. Frames keep their recorded stamps and frame numbers. The post filters run on replay too, so a recording made with
 filters off can be replayed with any filter setting.
 """
 
@@ -26,11 +28,13 @@ class ReplayCamera:
         self,
         path: str | Path,
         repeat: bool = False,
+        real_time: bool = False,
         filters: DepthFilters | None = None,
         frame_id: str = DEFAULT_FRAME_ID,
     ) -> None:
         self.path = Path(path)
         self.repeat = repeat
+        self.real_time = real_time
         self.filters = filters or DepthFilters()
         self.frame_id = frame_id
         self.finished = False
@@ -43,6 +47,7 @@ class ReplayCamera:
         # The streams are the recorded ones; enabling none selects them all.
         config.enable_device_from_file(str(self.path), repeat_playback=self.repeat)
         self._stream = RealSenseStream(rs.context(), config, self.filters, self.frame_id, device=None)
+        self._stream.device.as_playback().set_real_time(self.real_time)
         self.finished = False
 
     def read(self, timeout_s: float) -> RgbdFrame | None:

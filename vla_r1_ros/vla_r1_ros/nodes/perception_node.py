@@ -62,6 +62,7 @@ class PerceptionNode(Node):
                 ("fps", 30),  # RealSense stream rate
                 ("recording", ""),  # replay: .db3 / .bag file
                 ("repeat", False),  # replay: loop the recording
+                ("real_time", False),  # replay: recorded pace (drops what the reader misses) or every frame
                 ("spatial_filter", True),
                 ("temporal_filter", True),
                 ("hole_filling_filter", False),
