@@ -123,3 +123,11 @@ def test_process_command_matches_launch_ros_conventions(tmp_path):
 def test_bad_graph_arguments_are_refused_with_a_reason(values, message):
     with pytest.raises(ValueError, match=message):
         GraphArgs.from_strings(values)
+
+
+def test_every_file_the_graph_names_ships_with_the_package():
+    rviz = next(p for p in build_graph(GraphArgs(use_rviz=True)) if p.name == "rviz2")
+    config = Path(rviz.nodes[0].arguments[1])
+    assert config.is_file()
+    displays = yaml.safe_load(config.read_text())["Visualization Manager"]["Displays"]
+    assert "/vla_r1/plan_markers" in [d.get("Topic", {}).get("Value") for d in displays]
