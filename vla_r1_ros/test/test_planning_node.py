@@ -20,7 +20,6 @@ from rclpy.action import ActionClient, ActionServer
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from vla_r1_interfaces.action import ExecuteInstruction, Predict
 from vla_r1_interfaces.msg import EpisodeRecord, ManipulationPlan, VlaPrediction
@@ -31,6 +30,7 @@ from vla_r1_ros.core.parsing import parse_answer
 from vla_r1_ros.core.prompts import format_answer
 from vla_r1_ros.core.scene import reference_box, reference_waypoints, resolve_target
 from vla_r1_ros.nodes.conversions import camera_info_msg, ns_to_stamp, numpy_to_image
+from vla_r1_ros.nodes.perception_node import FRAME_QOS  # what the camera publishes with
 from vla_r1_ros.nodes.prediction_msgs import prediction_msg
 from vla_r1_ros.testing.ros import spin_until
 
@@ -51,10 +51,8 @@ class GroundTruthCameraAndModel(Node):
         self._latest = None
         self._lock = threading.Lock()
         group = ReentrantCallbackGroup()
-        self.depth_pub = self.create_publisher(
-            Image, "camera/aligned_depth_to_color/image_raw", qos_profile_sensor_data
-        )
-        self.info_pub = self.create_publisher(CameraInfo, "camera/color/camera_info", qos_profile_sensor_data)
+        self.depth_pub = self.create_publisher(Image, "camera/aligned_depth_to_color/image_raw", FRAME_QOS)
+        self.info_pub = self.create_publisher(CameraInfo, "camera/color/camera_info", FRAME_QOS)
         self.prediction_pub = self.create_publisher(VlaPrediction, "vla_r1/prediction", 10)
         self.camera_timer = self.create_timer(0.2, self.publish_frame, callback_group=group)
         self.server = ActionServer(self, Predict, "vla_r1/predict", self.predict, callback_group=group)

@@ -3,6 +3,7 @@ plan passes; nothing but the validator can make a ValidatedPlan, and executors r
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
 
 import numpy as np
@@ -175,10 +176,13 @@ def test_no_waypoints_means_no_plan(params):
 def test_only_the_validator_makes_a_validated_plan(params, limits):
     plan = plan_pick_and_place(surface(), waypoints(), params)
     with pytest.raises(TypeError):
-        ValidatedPlan(plan=plan, joint_names=JOINTS, start_joints=START_JOINTS, steps=())
-    with pytest.raises(TypeError):
         require_validated(plan)  # what every executor calls first
-    assert require_validated(validate(plan, limits)).plan is plan
+    with pytest.raises(TypeError):  # built by hand
+        require_validated(ValidatedPlan(plan=plan, joint_names=JOINTS, start_joints=START_JOINTS, steps=()))
+    validated = validate(plan, limits)
+    assert require_validated(validated).plan is plan
+    with pytest.raises(TypeError):  # a copy with other steps is not what the validator checked
+        require_validated(dataclasses.replace(validated, steps=()))
 
 
 def test_half_turned_grasp_is_tried_when_the_wrist_runs_out(params, limits):

@@ -13,8 +13,9 @@ and solves IK at every sample, so the joint path an executor follows is the one 
 from __future__ import annotations
 
 import itertools
+import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -173,7 +174,9 @@ def plan_pick_and_place(grasp: GraspSurface, surface_waypoints: np.ndarray, para
 
 # --- validated plans ----------------------------------------------------------------------------
 
-_ISSUED_BY_VALIDATOR = object()
+# The ValidatedPlans the validator issued, by identity: a copy (dataclasses.replace, copy.copy) or an
+# object built by hand is not among them, so it never passes `is_issued`.
+_ISSUED: weakref.WeakValueDictionary[int, ValidatedPlan] = weakref.WeakValueDictionary()
 
 
 @dataclass(frozen=True)
@@ -199,11 +202,10 @@ class ValidatedPlan:
     joint_names: tuple[str, ...]
     start_joints: np.ndarray
     steps: tuple[MotionSegment | GripperAction, ...]
-    _token: object = field(repr=False, compare=False, default=None)
 
-    def __post_init__(self) -> None:
-        if self._token is not _ISSUED_BY_VALIDATOR:
-            raise TypeError("a ValidatedPlan is made only by core.planning.validate_plan")
+    def is_issued(self) -> bool:
+        """True only for the very object `validate_plan` returned."""
+        return _ISSUED.get(id(self)) is self
 
     def joint_path(self) -> np.ndarray:
         """All motion samples in order, (M, n_joints)."""
@@ -336,13 +338,14 @@ def validate_plan(
             joints = solution
         steps.append(MotionSegment(name, tuple(targets), tuple(samples), np.array(solutions)))
         pose = targets[-1]
-    return ValidatedPlan(
+    validated = ValidatedPlan(
         plan=plan,
         joint_names=tuple(joint_names),
         start_joints=np.asarray(start_joints, dtype=float),
         steps=tuple(steps),
-        _token=_ISSUED_BY_VALIDATOR,
     )
+    _ISSUED[id(validated)] = validated
+    return validated
 
 
 def validate_either_way(plan: PickPlacePlan, *args: Any) -> ValidatedPlan:

@@ -58,6 +58,6 @@ class ArmExecutor(Protocol):
 
 def require_validated(plan: object) -> ValidatedPlan:
     """Executors call this first: a plan that did not come out of the validator never moves the arm."""
-    if not isinstance(plan, ValidatedPlan):
-        raise TypeError(f"executors run only a ValidatedPlan (from core.planning.validate_plan), not {type(plan)}")
+    if not isinstance(plan, ValidatedPlan) or not plan.is_issued():
+        raise TypeError(f"executors run only a ValidatedPlan issued by core.planning.validate_plan, not {plan!r:.80}")
     return plan

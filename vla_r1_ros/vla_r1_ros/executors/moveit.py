@@ -148,6 +148,8 @@ class MoveItExecutor:
         plan_result = component.plan(single_plan_parameters=params) if params is not None else component.plan()
         if not plan_result:
             return "ik", f"MoveIt found no motion plan for {what}"
+        if self._stop.is_set():  # stopped while planning: nothing is executing yet, so do not start
+            return "cancelled", f"stopped before {what}"
         status = self.moveit.execute(plan_result.trajectory, controllers=[])
         if self._stop.is_set():
             return "cancelled", f"stopped during {what}"
@@ -183,6 +185,9 @@ class MoveItExecutor:
                 state = self.gripper_states["close" if step.close else "open"]
                 stage, message = self._move(self._hand, None, f"gripper {step.name}", configuration_name=state)
                 # A real gripper closing on an object stalls before "close": that is a grasp, not an error.
+                if stage == "cancelled":
+                    result.failure_stage, result.message = stage, message
+                    return result
                 if stage and not (step.close and stage == "execute"):
                     result.failure_stage = {"grasp": "grasp", "release": "place"}.get(step.name, "execute")
                     result.message = message

@@ -24,7 +24,7 @@ from typing import Any
 from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from visualization_msgs.msg import MarkerArray
 from vla_r1_interfaces.action import ExecuteInstruction, Predict
@@ -117,19 +117,14 @@ class PlanningNode(Node):
         self._busy = threading.Lock()  # one trial (one arm) at a time
         self._handled: deque[int] = deque(maxlen=HANDLED_STAMPS)
 
+        # Reliable: the depth frame of the prediction's image must arrive whole (best effort loses about
+        # half of the 600 kB depth frames across processes; see docs/perception.md).
+        frames_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
         self.create_subscription(
-            Image,
-            "camera/aligned_depth_to_color/image_raw",
-            self._on_depth,
-            qos_profile_sensor_data,
-            callback_group=self._group,
+            Image, "camera/aligned_depth_to_color/image_raw", self._on_depth, frames_qos, callback_group=self._group
         )
         self.create_subscription(
-            CameraInfo,
-            "camera/color/camera_info",
-            self._on_camera_info,
-            qos_profile_sensor_data,
-            callback_group=self._group,
+            CameraInfo, "camera/color/camera_info", self._on_camera_info, frames_qos, callback_group=self._group
         )
         self.create_subscription(
             VlaPrediction, "vla_r1/prediction", self._on_prediction, 10, callback_group=self._group
@@ -187,10 +182,13 @@ class PlanningNode(Node):
                     "on camera/aligned_depth_to_color/image_raw and camera/color/camera_info",
                 )
 
-    def _matching_depth(self, stamp_ns: int, not_before_ns: int | None) -> tuple[Image, CameraInfo]:
+    def _matching_depth(
+        self, stamp_ns: int, not_before_ns: int | None, thinking_s: float = 0.0
+    ) -> tuple[Image, CameraInfo]:
         """The depth frame of the prediction's image. In a trial (`not_before_ns`: when the instruction
         arrived) the image must have been captured after the instruction, however long the model then
-        thought; a prediction from the topic, outside a trial, must be younger than max_frame_age_s."""
+        thought; a prediction from the topic, outside a trial, must have been younger than max_frame_age_s
+        when the model answered (`thinking_s`: the model's own time on it)."""
 
         def match() -> Image | None:
             for msg in [*self._trial_depth, *reversed(self._depth)]:
@@ -203,7 +201,7 @@ class PlanningNode(Node):
                 raise LiftError("stale", "the prediction answers a frame captured before the instruction")
         else:
             max_age = float(self.get_parameter("max_frame_age_s").value)
-            age = self._age_s(stamp_ns)
+            age = self._age_s(stamp_ns) - thinking_s  # how old the frame was when the answer came
             if age > max_age:
                 raise LiftError("stale", f"the prediction's image is {age:.1f} s old (max_frame_age_s {max_age})")
         with self._frames:
@@ -217,7 +215,8 @@ class PlanningNode(Node):
     # --- trial steps --------------------------------------------------------------------------------
 
     def _lift(self, prediction: Prediction, not_before_ns: int | None = None) -> LiftedPrediction:
-        depth_msg, info = self._matching_depth(prediction.stamp_ns, not_before_ns)
+        thinking_s = float(getattr(prediction.source, "inference_latency_s", 0.0))
+        depth_msg, info = self._matching_depth(prediction.stamp_ns, not_before_ns, thinking_s)
         if depth_msg.header.frame_id and depth_msg.header.frame_id != self.camera_frame:
             raise LiftError(
                 "bad_input",
@@ -339,7 +338,9 @@ class PlanningNode(Node):
     # --- the action ------------------------------------------------------------------------------
 
     def _on_goal(self, goal_request: Any) -> GoalResponse:
-        if self._busy.locked():
+        # Taken here, released when the trial ends: a second goal arriving before the first one's
+        # execute callback starts is rejected too.
+        if not self._busy.acquire(blocking=False):
             self.get_logger().warning("rejecting ExecuteInstruction: a trial is already running")
             return GoalResponse.REJECT
         return GoalResponse.ACCEPT
@@ -354,7 +355,7 @@ class PlanningNode(Node):
         requested_ns = self.get_clock().now().nanoseconds
         with self._frames:
             self._trial_not_before_ns, self._trial_depth = requested_ns, []
-        with self._busy:
+        try:  # self._busy was taken when the goal was accepted
             flow = TrialFlow(
                 TrialSteps(
                     perceive=lambda: self._perceive(requested_ns),
@@ -372,16 +373,18 @@ class PlanningNode(Node):
             )
             if record.prediction is not None:
                 self._handled.append(record.prediction.stamp_ns)
-        with self._frames:
-            self._trial_not_before_ns, self._trial_depth = None, []
+        finally:
+            with self._frames:
+                self._trial_not_before_ns, self._trial_depth = None, []
+            self._busy.release()
         self._publish_episode(record)
         goal_handle.publish_feedback(ExecuteInstruction.Feedback(stage="done"))
         self.get_logger().info(
             f"trial {record.trial_id}: {'success' if record.success else record.failure_stage} — {record.message}"
         )
-        if goal_handle.is_cancel_requested:
+        if record.failure_stage == "cancelled":
             goal_handle.canceled()
-        else:
+        else:  # a cancel that came after the trial finished does not undo what it did
             goal_handle.succeed()
         return ExecuteInstruction.Result(
             success=record.success,
