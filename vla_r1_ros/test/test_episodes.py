@@ -25,6 +25,7 @@ from vla_r1_ros.core.episodes import (
     TrialLog,
 )
 from vla_r1_ros.core.geometry import CameraIntrinsics, camera_extrinsics
+from vla_r1_ros.core.metrics import resample_polyline
 from vla_r1_ros.core.scene import ObjectState, Scene, project_to_normalized, reference_box, reference_waypoints
 
 CAMERA = load_config("camera")
@@ -285,7 +286,7 @@ def test_disk_full_while_appending_the_index_loses_nothing(tmp_path, monkeypatch
             return real_write(fd, data)
 
         monkeypatch.setattr(episodes.os, "write", index_fills_up)
-        with pytest.raises(EpisodeStoreError, match=r"episode 000002 is on disk.*disk full"):
+        with pytest.raises(episodes.EpisodeIndexPending, match=r"episode 000002 is on disk.*disk full"):
             store.write(trial())
         # The torn half line was cut off: the index still holds only whole lines.
         assert [e["episode"] for e in episodes.read_index(tmp_path)] == ["000001"]
@@ -350,7 +351,7 @@ def test_real_robot_references_come_from_successful_trials_only():
     )
     assert references.source is ReferenceSource.SUCCESSFUL_TRIAL
     assert references.box == BOX  # the box the robot acted on
-    expected = project_to_normalized(episodes.resample_by_arc_length(executed, 4), INTRINSICS, BASE_T_CAMERA)
+    expected = project_to_normalized(resample_polyline(executed, 4), INTRINSICS, BASE_T_CAMERA)
     np.testing.assert_allclose(references.waypoints, expected)
     assert len(references.waypoints) == 4
 
@@ -360,11 +361,9 @@ def test_real_robot_references_come_from_successful_trials_only():
     assert failed.source is ReferenceSource.NONE and failed.box is None and "failed" in failed.note
 
 
-def test_resample_by_arc_length_spaces_points_evenly():
+def test_resample_polyline_spaces_3d_points_evenly():
     points = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 3.0, 0.0]])
-    np.testing.assert_allclose(
-        episodes.resample_by_arc_length(points, 5), [[0, 0, 0], [1, 0, 0], [1, 1, 0], [1, 2, 0], [1, 3, 0]]
-    )
+    np.testing.assert_allclose(resample_polyline(points, 5), [[0, 0, 0], [1, 0, 0], [1, 1, 0], [1, 2, 0], [1, 3, 0]])
 
 
 def test_episode_rewards_match_core_rewards():

@@ -57,6 +57,7 @@ import numpy as np
 
 from vla_r1_ros.core import prompts, rewards
 from vla_r1_ros.core.geometry import CameraIntrinsics, RigidTransform
+from vla_r1_ros.core.metrics import resample_polyline
 from vla_r1_ros.core.scene import (
     REFERENCE_WAYPOINTS,
     Scene,
@@ -87,6 +88,11 @@ DEPTH_UNITS_M = 0.001
 
 class EpisodeStoreError(RuntimeError):
     """The episode log cannot be written or read (disk full, unwritable directory, damaged index)."""
+
+
+class EpisodeIndexPending(EpisodeStoreError):
+    """The episode is safely on disk but its index line is not yet: the store appends it on its next
+    write or open. Writing the trial again would log it twice."""
 
 
 class ReferenceSource(StrEnum):
@@ -172,20 +178,6 @@ class References:
 # References and rewards (pure functions)
 
 
-def resample_by_arc_length(points: np.ndarray, n: int) -> np.ndarray:
-    """`n` points evenly spaced along a polyline. An executed path has hundreds of samples; a model
-    answer has a handful, and the Fréchet reward compares point sequences without resampling, so the
-    reference must look like an answer."""
-    points = np.asarray(points, dtype=float)
-    if len(points) < 2:
-        return np.repeat(points[:1], n, axis=0)
-    along = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))])
-    if along[-1] <= 0.0:
-        return np.repeat(points[:1], n, axis=0)
-    targets = np.linspace(0.0, along[-1], n)
-    return np.stack([np.interp(targets, along, points[:, k]) for k in range(points.shape[1])], axis=1)
-
-
 def _as_pairs(array: np.ndarray) -> tuple[tuple[float, float], ...]:
     return tuple((float(x), float(y)) for x, y in np.asarray(array, dtype=float).reshape(-1, 2))
 
@@ -258,9 +250,7 @@ def _successful_trial_references(
         notes.append("projecting the executed path needs camera info and extrinsics")
     else:
         try:
-            projected = project_to_normalized(
-                resample_by_arc_length(path, REFERENCE_WAYPOINTS), intrinsics, base_T_camera
-            )
+            projected = project_to_normalized(resample_polyline(path, REFERENCE_WAYPOINTS), intrinsics, base_T_camera)
         except ValueError as exc:  # a point at or behind the camera: the camera model cannot say where it is
             notes.append(f"executed path does not project into the image: {exc}")
         else:
@@ -671,7 +661,7 @@ class EpisodeStore:
                 self._append_index(entry)
             except OSError as exc:
                 self._unindexed.append(episode)
-                raise EpisodeStoreError(
+                raise EpisodeIndexPending(
                     f"episode {episode} is on disk but appending it to {self.index_path} failed: {_reason(exc)} "
                     f"({exc}); it is indexed on the next write or the next open"
                 ) from exc

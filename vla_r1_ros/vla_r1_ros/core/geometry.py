@@ -99,12 +99,6 @@ class RigidTransform:
         m[:3, 3] = self.translation
         return m
 
-    def to_config(self) -> dict[str, list[float]]:
-        return {
-            "translation": [float(x) for x in self.translation],
-            "rotation_xyzw": [float(x) for x in self.quat_xyzw],
-        }
-
 
 def look_at(eye: Any, target: Any, up: Any = (0.0, 0.0, 1.0)) -> RigidTransform:
     """Pose of a camera optical frame (z forward, y down) at `eye` looking at `target`."""

@@ -102,11 +102,12 @@ def hausdorff(a: Any, b: Any) -> float:
     return float(max(distances.min(axis=1).max(), distances.min(axis=0).max()))
 
 
-def resample_by_arc_length(path: Any, count: int) -> np.ndarray:
-    """`count` points spaced uniformly by arc length along the polyline (ends included). A path of zero
-    length (one point, or all points equal) gives `count` copies of its first point."""
-    points = as_path(path)
-    steps = np.hypot(*np.diff(points, axis=0).T) if len(points) > 1 else np.zeros(0)
+def resample_polyline(points: np.ndarray, count: int) -> np.ndarray:
+    """`count` points spaced uniformly by arc length along a polyline of any dimension (N, D), ends
+    included. A path of zero length (one point, or all points equal) gives `count` copies of its first
+    point."""
+    points = np.asarray(points, dtype=float)
+    steps = np.linalg.norm(np.diff(points, axis=0), axis=1) if len(points) > 1 else np.zeros(0)
     # np.interp needs strictly increasing positions: drop points that repeat their predecessor.
     keep = np.concatenate([[True], steps > 0.0])
     points = points[keep]
@@ -114,7 +115,12 @@ def resample_by_arc_length(path: Any, count: int) -> np.ndarray:
     if arc[-1] == 0.0:
         return np.repeat(points[:1], count, axis=0)
     targets = np.linspace(0.0, arc[-1], count)
-    return np.column_stack([np.interp(targets, arc, points[:, 0]), np.interp(targets, arc, points[:, 1])])
+    return np.column_stack([np.interp(targets, arc, points[:, k]) for k in range(points.shape[1])])
+
+
+def resample_by_arc_length(path: Any, count: int) -> np.ndarray:
+    """`resample_polyline` of a validated 2-D waypoint path."""
+    return resample_polyline(as_path(path), count)
 
 
 def rmse_resampled(a: Any, b: Any) -> float:

@@ -37,9 +37,7 @@ INFO_TOPIC = "camera/color/camera_info"
 SCENE_TOPIC = "workcell/scene"
 STATUS_TOPIC = "perception/status"
 
-# Best effort, newest frame only: publishing never waits for a subscriber. Subscribers use best effort
-# too (a reliable subscription does not match a best-effort publisher).
-# Keep last 5: a reliable reader a few frames behind (the logger writing an episode) still gets the
+# Reliable, keep last 5: a reliable reader a few frames behind (the logger writing an episode) still gets the
 # frame a trial used; keep-last never blocks the publisher.
 FRAME_QOS = QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
 

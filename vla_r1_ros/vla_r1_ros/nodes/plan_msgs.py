@@ -11,7 +11,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from vla_r1_interfaces.msg import ManipulationPlan
 
 from vla_r1_ros.core.planning import PickPlacePlan, SafetyLimits, ValidatedPlan
-from vla_r1_ros.nodes.conversions import point_msg, point_to_numpy, pose_msg, transform_from_pose
+from vla_r1_ros.nodes.conversions import point_msg, pose_msg
 
 MARKER_NAMESPACE = "vla_r1_plan"
 
@@ -50,20 +50,6 @@ def plan_msg(
         trajectory.points = [JointTrajectoryPoint(positions=[float(v) for v in q]) for q in validated.joint_path()]
         msg.joint_trajectory = trajectory
     return msg
-
-
-def plan_from_msg(msg: ManipulationPlan) -> PickPlacePlan | None:
-    """The plan a message carries, or None when it carries none (lifting failed: no carry waypoints)."""
-    if not msg.carry_waypoints:
-        return None
-    return PickPlacePlan(
-        grasp_surface_point=point_to_numpy(msg.grasp_surface_point),
-        pre_grasp=transform_from_pose(msg.pre_grasp_pose),
-        grasp=transform_from_pose(msg.grasp_pose),
-        carry_waypoints=tuple(transform_from_pose(p) for p in msg.carry_waypoints),
-        place=transform_from_pose(msg.place_pose),
-        speed_scaling=float(msg.speed_scaling),
-    )
 
 
 def _marker(marker_id: int, kind: int, frame_id: str, stamp: Time, rgba: tuple[float, ...]) -> Marker:

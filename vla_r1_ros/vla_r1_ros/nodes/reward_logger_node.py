@@ -1,7 +1,7 @@
 """`reward_logger`: writes every finished trial to the episode store and announces it.
 
 Interfaces (docs/ARCHITECTURE.md, docs/episodes.md):
-- subscribes (sensor-data QoS, kept in small ring buffers keyed by stamp) `camera/color/image_raw`,
+- subscribes (reliable, kept in small ring buffers keyed by stamp) `camera/color/image_raw`,
   `camera/aligned_depth_to_color/image_raw`, `camera/color/camera_info`, and `workcell/scene`
   (simulator ground truth, stamped like its frame);
 - subscribes `vla_r1/episode` (EpisodeRecord, reliable): the frame of a trial is the one whose stamp
@@ -38,6 +38,7 @@ from vla_r1_interfaces.msg import EpisodeRecord, ManipulationPlan, SceneState
 from vla_r1_ros.core.config import load_config
 from vla_r1_ros.core.episodes import (
     CameraFrame,
+    EpisodeIndexPending,
     EpisodeStore,
     EpisodeStoreError,
     References,
@@ -253,6 +254,9 @@ class RewardLoggerNode(Node):
     def _store(self, trial: TrialLog, frame: CameraFrame, references: References, notes: list[str]) -> None:
         try:
             entry = self.store.write(trial, frame, references, notes)
+        except EpisodeIndexPending as exc:  # on disk already: the store indexes it later, never twice
+            self.get_logger().error(f"trial {trial.trial_id} logged, index line pending: {exc}")
+            return
         except EpisodeStoreError as exc:
             self.get_logger().error(f"trial {trial.trial_id} NOT logged yet (retrying): {exc}")
             with self._failed_lock:
