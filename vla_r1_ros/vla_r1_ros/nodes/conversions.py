@@ -5,6 +5,9 @@ Encodings used everywhere: colour `rgb8`, aligned depth `16UC1` millimetres (0 =
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point, Pose
@@ -74,6 +77,14 @@ def intrinsics_from_camera_info(msg: CameraInfo) -> CameraIntrinsics:
 
 def stamp_to_ns(stamp: Time) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def nearest_by_stamp(msgs: Iterable[Any], stamp_ns: int, tolerance_ns: int) -> Any | None:
+    """The stamped message nearest to `stamp_ns`, if within `tolerance_ns`; else None."""
+    best = min(msgs, key=lambda msg: abs(stamp_to_ns(msg.header.stamp) - stamp_ns), default=None)
+    if best is None or abs(stamp_to_ns(best.header.stamp) - stamp_ns) > tolerance_ns:
+        return None
+    return best
 
 
 def ns_to_stamp(ns: int) -> Time:

@@ -46,6 +46,7 @@ from vla_r1_ros.executors.base import ArmExecutor
 from vla_r1_ros.nodes.conversions import (
     image_to_numpy,
     intrinsics_from_camera_info,
+    nearest_by_stamp,
     ns_to_stamp,
     point_msg,
     stamp_to_ns,
@@ -191,10 +192,7 @@ class PlanningNode(Node):
         when the model answered (`thinking_s`: the model's own time on it)."""
 
         def match() -> Image | None:
-            for msg in [*self._trial_depth, *reversed(self._depth)]:
-                if abs(stamp_to_ns(msg.header.stamp) - stamp_ns) <= DEPTH_MATCH_TOLERANCE_NS:
-                    return msg
-            return None
+            return nearest_by_stamp([*self._trial_depth, *self._depth], stamp_ns, DEPTH_MATCH_TOLERANCE_NS)
 
         if not_before_ns is not None:
             if stamp_ns < not_before_ns:

@@ -47,7 +47,7 @@ from vla_r1_ros.core.episodes import (
     select_references,
 )
 from vla_r1_ros.core.geometry import camera_extrinsics
-from vla_r1_ros.nodes.conversions import image_to_numpy, stamp_to_ns
+from vla_r1_ros.nodes.conversions import image_to_numpy, nearest_by_stamp, stamp_to_ns
 from vla_r1_ros.nodes.prediction_msgs import prediction_from_msg
 from vla_r1_ros.nodes.scene_msgs import scene_from_msg
 from vla_r1_ros.nodes.spin import spin_nodes
@@ -64,25 +64,22 @@ class StampBuffer:
     """The last few messages of one topic, looked up by header stamp (thread-safe)."""
 
     def __init__(self, size: int):
-        self._items: deque[tuple[int, Any]] = deque(maxlen=size)
+        self._items: deque[Any] = deque(maxlen=size)
         self._lock = threading.Lock()
 
     def add(self, msg: Any) -> None:
         with self._lock:
-            self._items.append((stamp_to_ns(msg.header.stamp), msg))
+            self._items.append(msg)
 
     def find(self, stamp_ns: int, tolerance_ns: int) -> Any | None:
         """The message with this stamp, else the nearest one within the tolerance, else None."""
         with self._lock:
             items = list(self._items)
-        if not items:
-            return None
-        stamp, msg = min(items, key=lambda item: abs(item[0] - stamp_ns))
-        return msg if abs(stamp - stamp_ns) <= tolerance_ns else None
+        return nearest_by_stamp(items, stamp_ns, tolerance_ns)
 
     def latest(self) -> Any | None:
         with self._lock:
-            return self._items[-1][1] if self._items else None
+            return self._items[-1] if self._items else None
 
 
 def _pose_json(pose: Pose) -> dict[str, list[float]]:
