@@ -50,15 +50,27 @@ class GroundTruthCameraAndModel(Node):
         self.think_s = 0.0  # how long the stand-in model "thinks" after taking its frame
         self._latest = None
         self._lock = threading.Lock()
+        # Stopping by a flag, not by cancelling the timer: rclpy's MultiThreadedExecutor calls a ready
+        # timer in a worker thread, and a timer cancelled in between raises RCLError at the next spin.
+        self._capturing = threading.Lock()
+        self._stopped = False
         group = ReentrantCallbackGroup()
         self.depth_pub = self.create_publisher(Image, "camera/aligned_depth_to_color/image_raw", FRAME_QOS)
         self.info_pub = self.create_publisher(CameraInfo, "camera/color/camera_info", FRAME_QOS)
         self.prediction_pub = self.create_publisher(VlaPrediction, "vla_r1/prediction", 10)
-        self.camera_timer = self.create_timer(0.2, self.publish_frame, callback_group=group)
+        self.create_timer(0.2, self.publish_frame, callback_group=group)
         self.server = ActionServer(self, Predict, "vla_r1/predict", self.predict, callback_group=group)
 
+    def stop_camera(self) -> None:
+        """Publish no more frames; returns once a capture in flight has finished."""
+        with self._capturing:
+            self._stopped = True
+
     def publish_frame(self) -> None:
-        frame, scene = self.workcell.capture()
+        with self._capturing:
+            if self._stopped:
+                return
+            frame, scene = self.workcell.capture()
         stamp = ns_to_stamp(frame.stamp_ns)
         with self._lock:
             self._latest = (frame, scene)
@@ -129,8 +141,7 @@ def graph(executor, workcell):
         executor.add_node(node)
     assert spin_until(executor, lambda: action.server_is_ready(), 10.0)
     yield executor, action, fake, received
-    fake.camera_timer.cancel()  # let a capture in flight finish before the nodes are destroyed
-    spin_until(executor, lambda: False, 0.3)
+    fake.stop_camera()  # the module's workcell outlives these nodes: no capture may be in flight
 
 
 def run_goal(graph, instruction: str, plan_only: bool = False, timeout_s: float = 60.0):
