@@ -1,12 +1,15 @@
 """The MoveIt executor against a TEST DOUBLE of moveit_py.
 
-moveit_py (MoveIt 2's Python API) cannot be installed on this machine, so these tests do NOT talk to
-MoveIt: they install fake `moveit.planning` / `moveit.core.robot_state` modules whose MoveItPy,
-PlanningComponent, RobotState and PlanRequestParameters record every call. What they check is our
-side of the contract: pose-goal construction (TCP pose -> panda_link8 PoseStamped in panda_link0),
-the call sequence per goal (set_start_state_to_current_state, set_goal_state(pose_stamped_msg=…,
-pose_link=…), plan(single_plan_parameters=…), execute(trajectory, controllers=[])), the gripper's
-named states, speed scaling, failure mapping and stop. A lab checks the real thing (docs/planning.md).
+moveit_py (MoveIt 2's Python API) and moveit_msgs cannot be installed on this machine, so these tests do
+NOT talk to MoveIt: they install fake `moveit.planning`, `moveit.core.robot_state`,
+`moveit.core.robot_trajectory` and `moveit_msgs.msg` modules whose MoveItPy, PlanningComponent,
+RobotState, RobotTrajectory and RobotTrajectory message record every call, and whose "arm" ends each
+executed trajectory at its last waypoint. What they check is our side of the contract, as moveit_py's
+Jazzy bindings define it: the arm runs exactly the validator's joint samples (set_robot_trajectory_msg
+on the arm group, apply_totg_time_parameterization within the plan's speed scaling,
+execute(trajectory, controllers=[])); IK goals are for panda_link8; the gripper goes to its named
+states through a planning component; the start-drift and tracking checks; failure mapping and stop.
+A lab checks the real thing (docs/planning.md).
 """
 
 from __future__ import annotations
@@ -18,19 +21,25 @@ import types
 import numpy as np
 import pytest
 from geometry_msgs.msg import Pose
+from trajectory_msgs.msg import JointTrajectory
 
 from vla_r1_ros.core.config import load_config
 from vla_r1_ros.core.geometry import RigidTransform
 from vla_r1_ros.core.lifting import GraspSurface
-from vla_r1_ros.core.planning import PlanningParams, SafetyLimits, plan_pick_and_place, validate_plan
+from vla_r1_ros.core.planning import MotionSegment, PlanningParams, SafetyLimits, plan_pick_and_place, validate_plan
 
 SETTINGS = load_config("moveit_py")["vla_r1"]
 
 
 class Recorder:
+    """What the double saw, and the state of its arm."""
+
     def __init__(self):
         self.calls: list[tuple] = []
-        self.fail_plans_for: set[int] = set()  # indices of arm goals whose plan() fails
+        self.arm_q = np.zeros(7)  # where the arm is (what the planning scene monitor reports)
+        self.stall_segment: int | None = None  # this arm trajectory stops after its first sample (a blocked arm)
+        self.untimeable = False  # apply_totg_time_parameterization fails
+        self.arm_trajectories = 0
 
 
 class FakePlanningComponent:
@@ -46,17 +55,15 @@ class FakePlanningComponent:
 
     def plan(self, single_plan_parameters=None):
         self.recorder.calls.append((self.name, "plan", single_plan_parameters))
-        index, self.goals = self.goals, self.goals + 1
-        if self.name == "panda_arm" and index in self.recorder.fail_plans_for:
-            return None
-        return types.SimpleNamespace(trajectory=f"{self.name}-trajectory-{index}")
+        self.goals += 1
+        return types.SimpleNamespace(trajectory=f"{self.name}-trajectory-{self.goals - 1}")
 
 
 class FakeState:
     """RobotState double: IK 'solves' to joints that vary smoothly with the goal position."""
 
-    def __init__(self, robot_model=None):
-        self.q = np.zeros(7)
+    def __init__(self, robot_model=None, q=None):
+        self.q = np.zeros(7) if q is None else np.array(q, float)
 
     def set_joint_group_positions(self, group, q):
         self.q = np.asarray(q, float)
@@ -73,11 +80,34 @@ class FakeState:
         return Pose()  # panda_link8 at the base origin
 
 
-class FakePlanRequestParameters:
-    def __init__(self, moveit, namespace):
-        self.namespace = namespace
-        self.max_velocity_scaling_factor = 1.0
-        self.max_acceleration_scaling_factor = 1.0
+class FakeRobotTrajectory:
+    """moveit.core.robot_trajectory.RobotTrajectory double: keeps the message's waypoints."""
+
+    recorder: Recorder  # set by the fixture
+
+    def __init__(self, robot_model):
+        assert robot_model == "panda-model"
+        self.joint_model_group_name = ""
+        self.waypoints: np.ndarray | None = None
+        self.totg: tuple | None = None
+
+    def set_robot_trajectory_msg(self, robot_state, msg):
+        assert isinstance(robot_state, FakeState)
+        assert list(msg.joint_trajectory.joint_names) == SETTINGS["joint_limits"]["names"]
+        self.waypoints = np.array([p.positions for p in msg.joint_trajectory.points])
+
+    def apply_totg_time_parameterization(
+        self, velocity_scaling_factor, acceleration_scaling_factor, *, path_tolerance=0.1, resample_dt=0.1
+    ):
+        self.totg = (velocity_scaling_factor, acceleration_scaling_factor, path_tolerance, resample_dt)
+        return not self.recorder.untimeable
+
+
+class FakeRobotTrajectoryMsg:
+    """moveit_msgs.msg.RobotTrajectory double: its joint_trajectory is the real trajectory_msgs type."""
+
+    def __init__(self):
+        self.joint_trajectory = JointTrajectory()
 
 
 class FakeStatus:
@@ -102,12 +132,17 @@ class FakeMoveItPy:
     def get_planning_scene_monitor(self):
         @contextlib.contextmanager
         def read_only():
-            yield types.SimpleNamespace(current_state=FakeState())
+            yield types.SimpleNamespace(current_state=FakeState(q=self.recorder.arm_q))
 
         return types.SimpleNamespace(read_only=read_only)
 
     def execute(self, trajectory, controllers):
         self.recorder.calls.append(("robot", "execute", trajectory, tuple(controllers)))
+        if isinstance(trajectory, FakeRobotTrajectory):
+            path = trajectory.waypoints
+            stalled = self.recorder.arm_trajectories == self.recorder.stall_segment
+            self.recorder.arm_q = path[1] if stalled else path[-1]
+            self.recorder.arm_trajectories += 1
         return FakeStatus()
 
     def get_trajactory_execution_manager(self):  # sic: moveit_py's spelling
@@ -116,22 +151,27 @@ class FakeMoveItPy:
 
 @pytest.fixture
 def fake_moveit(monkeypatch):
-    """Install the double as the `moveit` package for the executor's imports."""
-    moveit = types.ModuleType("moveit")
-    planning = types.ModuleType("moveit.planning")
-    core = types.ModuleType("moveit.core")
-    robot_state = types.ModuleType("moveit.core.robot_state")
-    planning.PlanRequestParameters = FakePlanRequestParameters
-    planning.MoveItPy = FakeMoveItPy
-    robot_state.RobotState = FakeState
-    for name, module in {
-        "moveit": moveit,
-        "moveit.planning": planning,
-        "moveit.core": core,
-        "moveit.core.robot_state": robot_state,
-    }.items():
-        monkeypatch.setitem(sys.modules, name, module)
+    """Install the double as the `moveit` and `moveit_msgs` packages for the executor's imports."""
     recorder = Recorder()
+    modules = {
+        name: types.ModuleType(name)
+        for name in (
+            "moveit",
+            "moveit.planning",
+            "moveit.core",
+            "moveit.core.robot_state",
+            "moveit.core.robot_trajectory",
+            "moveit_msgs",
+            "moveit_msgs.msg",
+        )
+    }
+    modules["moveit.planning"].MoveItPy = FakeMoveItPy
+    modules["moveit.core.robot_state"].RobotState = FakeState
+    modules["moveit.core.robot_trajectory"].RobotTrajectory = FakeRobotTrajectory
+    modules["moveit_msgs.msg"].RobotTrajectory = FakeRobotTrajectoryMsg
+    monkeypatch.setattr(FakeRobotTrajectory, "recorder", recorder, raising=False)
+    for name, module in modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
     return FakeMoveItPy(recorder), recorder
 
 
@@ -149,6 +189,7 @@ def validated_plan(executor):
     )
     start = RigidTransform.from_pose([0.31, 0.0, 0.49], [1.0, 0.0, 0.0, 0.0])
     q0 = executor.solve_ik(start.translation, start.quat_xyzw)
+    executor.moveit.recorder.arm_q = q0  # the arm is where the plan starts
     return validate_plan(
         plan,
         SafetyLimits.from_config(workspace),
@@ -160,14 +201,13 @@ def validated_plan(executor):
     )
 
 
-def test_pose_goal_is_for_panda_link8_in_the_base_frame(fake_moveit):
+def test_ik_pose_is_for_panda_link8(fake_moveit):
     executor = make_executor(fake_moveit[0])
     tcp = RigidTransform.from_pose([0.5, 0.1, 0.1], [1.0, 0.0, 0.0, 0.0])  # top-down
-    goal = executor.goal_pose(tcp)
-    assert goal.header.frame_id == "panda_link0"
+    pose = executor.link_pose(tcp)
     link8 = RigidTransform.from_pose(
-        [goal.pose.position.x, goal.pose.position.y, goal.pose.position.z],
-        [goal.pose.orientation.x, goal.pose.orientation.y, goal.pose.orientation.z, goal.pose.orientation.w],
+        [pose.position.x, pose.position.y, pose.position.z],
+        [pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w],
     )
     # panda_link8 sits 0.1034 m above a downward TCP, turned 45 degrees about the approach axis.
     np.testing.assert_allclose(link8.translation, [0.5, 0.1, 0.1 + 0.1034], atol=1e-9)
@@ -183,65 +223,78 @@ def test_ik_goes_through_robot_state_set_from_ik(fake_moveit):
     np.testing.assert_allclose(q[:3], [0.5, 0.1, 0.2034], atol=1e-9)  # the double echoes link8's goal
 
 
-def test_execution_sequence(fake_moveit):
+def executed(recorder):
+    return [c[2] for c in recorder.calls if c[1] == "execute"]
+
+
+def test_the_arm_runs_exactly_the_validated_joint_path(fake_moveit):
     fake, recorder = fake_moveit
     executor = make_executor(fake)
     validated = validated_plan(executor)
     result = executor.execute(validated, lambda: False)
     assert result.success, result.message
 
-    goals = [c for c in recorder.calls if c[1] == "set_goal_state"]
-    arm_goals = [c[2] for c in goals if c[0] == "panda_arm"]
-    hand_goals = [c[2]["configuration_name"] for c in goals if c[0] == "hand"]
-    expected_targets = [
-        validated.plan.pre_grasp,
-        validated.plan.grasp,
-        validated.plan.lift,
-        *validated.plan.carry_waypoints,
-        validated.plan.place,
-        validated.plan.retreat,
-    ]
-    assert len(arm_goals) == len(expected_targets)
-    for goal, target in zip(arm_goals, expected_targets, strict=True):
-        assert goal["pose_link"] == "panda_link8"
-        assert goal["pose_stamped_msg"] == executor.goal_pose(target)
-    assert hand_goals == ["open", "close", "open"]  # open first, close after the descent, open at the place
-
-    # Every goal: start state, goal, plan, execute — in that order; grasp between descend and lift.
-    kinds = [(c[0], c[1]) for c in recorder.calls]
-    per_goal = [
-        ("panda_arm", "set_start_state_to_current_state"),
-        ("panda_arm", "set_goal_state"),
-        ("panda_arm", "plan"),
-    ]
-    assert kinds[4:8] == [*per_goal, ("robot", "execute")]  # after the opening of the hand
-    order = [c[0] for c in recorder.calls if c[1] == "set_goal_state"]
-    assert order == [
-        "hand",
-        "panda_arm",
-        "panda_arm",
-        "hand",
-        *["panda_arm"] * (len(arm_goals) - 3),
-        "hand",
-        "panda_arm",
-    ]
-    plans = [c[2] for c in recorder.calls if c[1] == "plan" and c[0] == "panda_arm"]
-    assert [p.namespace for p in plans[:3]] == ["ompl_rrtc", "pilz_lin", "pilz_lin"]
-    assert all(p.max_velocity_scaling_factor == validated.plan.speed_scaling for p in plans)
-    executes = [c for c in recorder.calls if c[1] == "execute"]
-    assert all(c[3] == () for c in executes)  # controllers=[]: MoveIt picks the configured controllers
+    segments = [s for s in validated.steps if isinstance(s, MotionSegment)]
+    arm_runs = [t for t in executed(recorder) if isinstance(t, FakeRobotTrajectory)]
+    assert [s.name for s in segments] == ["approach", "descend", "lift", "carry", "lower", "retreat"]
+    assert len(arm_runs) == len(segments)
+    start = validated.start_joints
+    for segment, run in zip(segments, arm_runs, strict=True):
+        # Each segment starts where the previous one ended and goes through every checked sample.
+        np.testing.assert_array_equal(run.waypoints, np.vstack([start, segment.joints]))
+        assert run.joint_model_group_name == "panda_arm"
+        speed = validated.plan.speed_scaling
+        totg = SETTINGS["time_parameterization"]
+        assert run.totg == (speed, speed, totg["path_tolerance_rad"], totg["resample_dt_s"])
+        start = segment.joints[-1]
+    # No arm motion is planned anew: only the hand has a planning component that plans.
+    assert {c[0] for c in recorder.calls if c[1] == "plan"} == {"hand"}
+    assert all(c[3] == () for c in recorder.calls if c[1] == "execute")  # MoveIt picks the controllers
+    assert len(result.ee_path) == len(segments)
 
 
-def test_planning_failure_stops_the_sequence(fake_moveit):
+def test_gripper_opens_first_closes_after_the_descent_and_opens_at_the_place(fake_moveit):
+    fake, recorder = fake_moveit
+    executor = make_executor(fake)
+    assert executor.execute(validated_plan(executor), lambda: False).success
+    hand = [c[2]["configuration_name"] for c in recorder.calls if c[1] == "set_goal_state"]
+    assert hand == ["open", "close", "open"]
+    order = ["arm" if isinstance(t, FakeRobotTrajectory) else "hand" for t in executed(recorder)]
+    assert order == ["hand", "arm", "arm", "hand", "arm", "arm", "arm", "hand", "arm"]
+    kinds = [c[1] for c in recorder.calls if c[0] == "hand"][:3]
+    assert kinds == ["set_start_state_to_current_state", "set_goal_state", "plan"]
+
+
+def test_an_arm_that_moved_since_validation_does_not_start(fake_moveit):
     fake, recorder = fake_moveit
     executor = make_executor(fake)
     validated = validated_plan(executor)
-    recorder.fail_plans_for = {1}  # the descent to the grasp
+    recorder.arm_q = validated.start_joints + np.array([0.0, 0.1, 0, 0, 0, 0, 0])  # someone moved it
     result = executor.execute(validated, lambda: False)
-    assert not result.success and result.failure_stage == "ik"
-    assert "descend" in result.message
-    executed = [c[2] for c in recorder.calls if c[1] == "execute"]
-    assert executed == ["hand-trajectory-0", "panda_arm-trajectory-0"]  # open the hand, the approach; no more
+    assert not result.success and result.failure_stage == "execute"
+    assert "moved 0.100 rad since validation" in result.message
+    assert executed(recorder) == []
+
+
+def test_a_blocked_segment_stops_the_sequence(fake_moveit):
+    fake, recorder = fake_moveit
+    executor = make_executor(fake)
+    validated = validated_plan(executor)
+    recorder.stall_segment = 1  # the descent stops at once
+    result = executor.execute(validated, lambda: False)
+    assert not result.success and result.failure_stage == "execute"
+    assert result.message.startswith("descend: the arm stopped")
+    assert len(executed(recorder)) == 3  # open the hand, the approach, the blocked descent; no grasp
+
+
+def test_a_path_totg_cannot_time_never_runs(fake_moveit):
+    fake, recorder = fake_moveit
+    executor = make_executor(fake)
+    validated = validated_plan(executor)
+    recorder.untimeable = True
+    result = executor.execute(validated, lambda: False)
+    assert result.failure_stage == "execute" and "TOTG" in result.message
+    assert executed(recorder) == ["hand-trajectory-0"]  # only the hand opened
 
 
 def test_stop_halts_execution(fake_moveit):
@@ -252,7 +305,7 @@ def test_stop_halts_execution(fake_moveit):
     assert fake.stopped == 1  # the trajectory execution manager was told to stop
     result = executor.execute(validated, lambda: True)
     assert result.failure_stage == "cancelled"
-    assert not [c for c in recorder.calls if c[1] == "execute"]
+    assert executed(recorder) == []
 
 
 def test_refuses_an_unvalidated_plan(fake_moveit):

@@ -178,7 +178,9 @@ def test_only_the_validator_makes_a_validated_plan(params, limits):
     with pytest.raises(TypeError):
         require_validated(plan)  # what every executor calls first
     with pytest.raises(TypeError):  # built by hand
-        require_validated(ValidatedPlan(plan=plan, joint_names=JOINTS, start_joints=START_JOINTS, steps=()))
+        require_validated(
+            ValidatedPlan(plan=plan, joint_names=JOINTS, start_joints=START_JOINTS, steps=(), limits=SafetyLimits())
+        )
     validated = validate(plan, limits)
     assert require_validated(validated).plan is plan
     with pytest.raises(TypeError):  # a copy with other steps is not what the validator checked

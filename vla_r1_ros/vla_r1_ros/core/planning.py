@@ -63,6 +63,8 @@ class SafetyLimits:
     joint_limit_margin_rad: float = 0.02
     max_speed_scaling: float = 0.8
     sample_spacing_m: float = 0.02  # Cartesian sampling of the motion for IK and checks
+    start_tolerance_rad: float = 0.02  # the arm may have drifted this far since validation (else re-plan)
+    tracking_tolerance_rad: float = 0.05  # after a segment, the arm is this close to its last sample
 
     @classmethod
     def from_config(cls, workspace_config: dict[str, Any]) -> SafetyLimits:
@@ -202,10 +204,27 @@ class ValidatedPlan:
     joint_names: tuple[str, ...]
     start_joints: np.ndarray
     steps: tuple[MotionSegment | GripperAction, ...]
+    limits: SafetyLimits  # what it was checked against; executors take their tolerances from here
 
     def is_issued(self) -> bool:
         """True only for the very object `validate_plan` returned."""
         return _ISSUED.get(id(self)) is self
+
+    def start_drift(self, joints: np.ndarray) -> str:
+        """Why the arm at `joints` may not start this plan ("" when it may): the checked path begins
+        where the arm was at validation, and an arm that has moved since would follow another path."""
+        drift = float(np.max(np.abs(np.asarray(joints, dtype=float) - self.start_joints)))
+        if drift > self.limits.start_tolerance_rad:
+            return f"the arm moved {drift:.3f} rad since validation (max {self.limits.start_tolerance_rad} rad)"
+        return ""
+
+    def tracking_error(self, segment: MotionSegment, joints: np.ndarray) -> str:
+        """Why the arm at `joints` did not finish `segment` ("" when it did): short of the segment's last
+        sample means something blocked or the controller gave up."""
+        error = float(np.max(np.abs(np.asarray(joints, dtype=float) - segment.joints[-1])))
+        if error > self.limits.tracking_tolerance_rad:
+            return f"{segment.name}: the arm stopped {error:.3f} rad short of its target (blocked?)"
+        return ""
 
     def joint_path(self) -> np.ndarray:
         """All motion samples in order, (M, n_joints)."""
@@ -343,6 +362,7 @@ def validate_plan(
         joint_names=tuple(joint_names),
         start_joints=np.asarray(start_joints, dtype=float),
         steps=tuple(steps),
+        limits=limits,
     )
     _ISSUED[id(validated)] = validated
     return validated

@@ -5,10 +5,15 @@ imports it only when an executor is made, so the rest of the package works witho
 exercise this class against a recording double of moveit_py). Settings: config/moveit_py.yaml
 (section `vla_r1`), which is also the moveit_cpp file handed to MoveItPy.
 
-The sequence follows moveit2_tutorials' motion_planning_python_api: for every goal,
-`set_start_state_to_current_state()`, `set_goal_state(pose_stamped_msg=…, pose_link=…)`,
-`plan(single_plan_parameters=…)`, `robot.execute(trajectory, controllers=[])`; the gripper moves to
-the "hand" group's named states ("open", "close" in moveit_resources_panda's SRDF).
+The arm follows the joint path the validator checked, not a path MoveIt plans anew: every motion
+segment of the `ValidatedPlan` becomes a `moveit.core.robot_trajectory.RobotTrajectory` (its IK samples
+as waypoints, `set_robot_trajectory_msg`), timed by TOTG (`apply_totg_time_parameterization`, within the
+plan's speed scaling) and run with `MoveItPy.execute(trajectory, controllers=[])`. Before the first
+segment the arm must still be where validation found it, and after each one it must have reached the
+segment's last sample (the plan's start and tracking tolerances). The gripper moves to the "hand"
+group's named states ("open", "close" in moveit_resources_panda's SRDF) through a planning component,
+as moveit2_tutorials' motion_planning_python_api does: `set_start_state_to_current_state()`,
+`set_goal_state(configuration_name=…)`, `plan()`, `execute`.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from geometry_msgs.msg import Pose, PoseStamped
+from geometry_msgs.msg import Pose
+from trajectory_msgs.msg import JointTrajectoryPoint
 
 from vla_r1_ros.core.geometry import RigidTransform
 from vla_r1_ros.core.planning import GripperAction, JointLimits, MotionSegment, ValidatedPlan
@@ -70,19 +76,20 @@ class MoveItExecutor:
         """`moveit`: a MoveItPy (see `make_moveit_py`); `settings`: the `vla_r1` section of moveit_py.yaml."""
         try:
             from moveit.core.robot_state import RobotState
-            from moveit.planning import PlanRequestParameters
+            from moveit.core.robot_trajectory import RobotTrajectory
+            from moveit_msgs.msg import RobotTrajectory as RobotTrajectoryMsg
         except ImportError as exc:
-            raise MoveItUnavailable("moveit_py is not installed (moveit.core, moveit.planning)") from exc
+            raise MoveItUnavailable("moveit_py is not installed (moveit.core, moveit_msgs)") from exc
         self._robot_state_type = RobotState
-        self._plan_request_type = PlanRequestParameters
+        self._trajectory_type = RobotTrajectory
+        self._trajectory_msg_type = RobotTrajectoryMsg
         self.moveit = moveit
         self.group = settings["planning_group"]
         self.hand_group = settings["hand_group"]
         self.pose_link = settings["pose_link"]
-        self.base_frame = settings["base_frame"]
         self.gripper_states = dict(settings["gripper_states"])
         self.ik_timeout_s = float(settings["ik_timeout_s"])
-        self.segment_planners = dict(settings["segment_planners"])
+        self.totg = dict(settings["time_parameterization"])
         limits = settings["joint_limits"]
         self.joint_names = tuple(limits["names"])
         self._limits = JointLimits(
@@ -90,9 +97,8 @@ class MoveItExecutor:
             np.asarray(limits["upper"], float),
             np.asarray(limits["max_velocity"], float),
         )
-        # Plan poses are of the TCP; MoveIt's goal is for pose_link: goal = base_T_tcp · (pose_link_T_tcp)^-1.
+        # Plan poses are of the TCP; MoveIt's IK is for pose_link: base_T_link = base_T_tcp · (link_T_tcp)^-1.
         self._link_T_tcp = RigidTransform.from_config(settings["tcp_in_pose_link"])
-        self._arm = moveit.get_planning_component(self.group)
         self._hand = moveit.get_planning_component(self.hand_group)
         self._stop = threading.Event()
 
@@ -110,12 +116,10 @@ class MoveItExecutor:
             link_pose = _transform(scene.current_state.get_pose(self.pose_link))
         return link_pose @ self._link_T_tcp
 
-    def goal_pose(self, tcp: RigidTransform) -> PoseStamped:
-        """The PoseStamped goal for `pose_link` that puts the TCP at `tcp` (base frame)."""
-        msg = PoseStamped()
-        msg.header.frame_id = self.base_frame
-        msg.pose = _pose_msg(tcp @ self._link_T_tcp.inverse())
-        return msg
+    def link_pose(self, tcp: RigidTransform) -> Pose:
+        """The pose of `pose_link` that puts the TCP at `tcp`; both in the robot model's root frame, which
+        is the plans' base frame (camera.yaml `frames.base`)."""
+        return _pose_msg(tcp @ self._link_T_tcp.inverse())
 
     def solve_ik(
         self, position: np.ndarray, quat_xyzw: np.ndarray, seed_joints: np.ndarray | None = None
@@ -123,7 +127,7 @@ class MoveItExecutor:
         state = self._robot_state_type(self.moveit.get_robot_model())
         if seed_joints is not None:
             state.set_joint_group_positions(self.group, np.asarray(seed_joints, dtype=float))
-        goal = self.goal_pose(RigidTransform.from_pose(position, quat_xyzw)).pose
+        goal = self.link_pose(RigidTransform.from_pose(position, quat_xyzw))
         if not state.set_from_ik(self.group, goal, self.pose_link, self.ik_timeout_s):
             return None
         return np.asarray(state.get_joint_group_positions(self.group), dtype=float)
@@ -135,22 +139,40 @@ class MoveItExecutor:
         manager = self.moveit.get_trajactory_execution_manager()  # moveit_py's own spelling (Jazzy)
         manager.stop_execution()
 
-    def _plan_request(self, segment: str, speed_scaling: float) -> Any:
-        params = self._plan_request_type(self.moveit, self.segment_planners[segment])
-        params.max_velocity_scaling_factor = float(speed_scaling)
-        params.max_acceleration_scaling_factor = float(speed_scaling)
-        return params
+    def segment_trajectory(self, plan: ValidatedPlan, segment: MotionSegment, from_joints: np.ndarray) -> Any:
+        """The validated samples of `segment`, starting at `from_joints`, as a RobotTrajectory of the arm
+        group timed by TOTG within the plan's speed scaling; None when TOTG cannot time them."""
+        msg = self._trajectory_msg_type()
+        msg.joint_trajectory.joint_names = list(plan.joint_names)
+        msg.joint_trajectory.points = [
+            JointTrajectoryPoint(positions=[float(v) for v in q]) for q in (from_joints, *segment.joints)
+        ]
+        trajectory = self._trajectory_type(self.moveit.get_robot_model())
+        trajectory.joint_model_group_name = self.group
+        with self.moveit.get_planning_scene_monitor().read_only() as scene:
+            trajectory.set_robot_trajectory_msg(scene.current_state, msg)  # fingers etc. as they are now
+        speed = plan.plan.speed_scaling
+        timed = trajectory.apply_totg_time_parameterization(
+            speed,
+            speed,
+            path_tolerance=float(self.totg["path_tolerance_rad"]),
+            resample_dt=float(self.totg["resample_dt_s"]),
+        )
+        return trajectory if timed else None
 
-    def _move(self, component: Any, params: Any, what: str, **goal: Any) -> tuple[str, str]:
-        """Plan and execute one goal; ("", "") on success, else (failure_stage, message)."""
-        component.set_start_state_to_current_state()
-        component.set_goal_state(**goal)
-        plan_result = component.plan(single_plan_parameters=params) if params is not None else component.plan()
+    def _move_gripper(self, state: str, what: str) -> tuple[str, str]:
+        """Plan and execute the hand to a named state; ("", "") on success, else (failure_stage, message)."""
+        self._hand.set_start_state_to_current_state()
+        self._hand.set_goal_state(configuration_name=state)
+        plan_result = self._hand.plan()
         if not plan_result:
-            return "ik", f"MoveIt found no motion plan for {what}"
-        if self._stop.is_set():  # stopped while planning: nothing is executing yet, so do not start
+            return "execute", f"MoveIt found no motion plan for {what}"
+        return self._run(plan_result.trajectory, what)
+
+    def _run(self, trajectory: Any, what: str) -> tuple[str, str]:
+        if self._stop.is_set():  # stopped while preparing: nothing is executing yet, so do not start
             return "cancelled", f"stopped before {what}"
-        status = self.moveit.execute(plan_result.trajectory, controllers=[])
+        status = self.moveit.execute(trajectory, controllers=[])
         if self._stop.is_set():
             return "cancelled", f"stopped during {what}"
         if not status:
@@ -165,33 +187,38 @@ class MoveItExecutor:
         def stopping() -> bool:
             return self._stop.is_set() or should_stop()
 
+        def fail(stage: str, message: str) -> ExecutionResult:
+            result.failure_stage, result.message = stage, message
+            return result
+
+        drift = plan.start_drift(self.joint_positions())
+        if drift:
+            return fail("execute", drift)
+        joints = plan.start_joints
         # The hand must be open before the approach, whatever it did last.
         for step in (GripperAction("open", close=False), *plan.steps):
             if stopping():
-                result.failure_stage, result.message = "cancelled", f"stopped before {step.name}"
-                return result
+                return fail("cancelled", f"stopped before {step.name}")
             if isinstance(step, MotionSegment):
-                params = self._plan_request(step.name, plan.plan.speed_scaling)
-                for i, target in enumerate(step.targets):
-                    what = f"{step.name} goal {i}"
-                    stage, message = self._move(
-                        self._arm, params, what, pose_stamped_msg=self.goal_pose(target), pose_link=self.pose_link
-                    )
-                    result.ee_path.append(self.tcp_pose().translation)
-                    if stage:
-                        result.failure_stage, result.message = stage, message
-                        return result
+                trajectory = self.segment_trajectory(plan, step, joints)
+                if trajectory is None:
+                    return fail("execute", f"TOTG could not time the validated {step.name} path")
+                stage, message = self._run(trajectory, step.name)
+                result.ee_path.append(self.tcp_pose().translation)
+                if stage:
+                    return fail(stage, message)
+                error = plan.tracking_error(step, self.joint_positions())
+                if error:
+                    return fail("execute", error)
+                joints = step.joints[-1]
             elif isinstance(step, GripperAction):
                 state = self.gripper_states["close" if step.close else "open"]
-                stage, message = self._move(self._hand, None, f"gripper {step.name}", configuration_name=state)
+                stage, message = self._move_gripper(state, f"gripper {step.name}")
                 # A real gripper closing on an object stalls before "close": that is a grasp, not an error.
                 if stage == "cancelled":
-                    result.failure_stage, result.message = stage, message
-                    return result
+                    return fail(stage, message)
                 if stage and not (step.close and stage == "execute"):
-                    result.failure_stage = {"grasp": "grasp", "release": "place"}.get(step.name, "execute")
-                    result.message = message
-                    return result
+                    return fail({"grasp": "grasp", "release": "place"}.get(step.name, "execute"), message)
         # Without a scene model MoveIt cannot tell whether the object reached the tray; success here
         # means the whole validated motion executed.
         result.success, result.message = True, "pick-and-place motion executed"

@@ -18,10 +18,6 @@ from vla_r1_ros.core.planning import GripperAction, JointLimits, MotionSegment, 
 from vla_r1_ros.executors.base import ExecutionResult, require_validated
 from vla_r1_ros.sim.workcell import Workcell
 
-# The arm must still be where the plan was validated from (else the checked path is not the path).
-START_TOLERANCE_RAD = 0.02
-# After a segment, the arm must have reached its last sample (else something blocked it).
-TRACKING_TOLERANCE_RAD = 0.05
 SETTLE_AFTER_RELEASE_S = 0.6
 
 
@@ -58,9 +54,9 @@ class SimArmExecutor:
             return self._stop.is_set() or should_stop()
 
         result = ExecutionResult(success=False)
-        drift = float(np.max(np.abs(self.workcell.joint_positions() - plan.start_joints)))
-        if drift > START_TOLERANCE_RAD:
-            result.failure_stage, result.message = "execute", f"the arm moved {drift:.3f} rad since validation"
+        drift = plan.start_drift(self.workcell.joint_positions())
+        if drift:
+            result.failure_stage, result.message = "execute", drift
             return result
         self.workcell.set_gripper(closed=False)
         carrying = False  # between a successful grasp and the release
@@ -71,10 +67,9 @@ class SimArmExecutor:
                 result.ee_path += self.workcell.execute_joint_path(step.joints, plan.plan.speed_scaling, stopping)
                 if stopping():
                     return self._cancelled(result, step.name)
-                error = float(np.max(np.abs(self.workcell.joint_positions() - step.joints[-1])))
-                if error > TRACKING_TOLERANCE_RAD:
-                    result.failure_stage = "execute"
-                    result.message = f"{step.name}: the arm stopped {error:.3f} rad short of its target (blocked?)"
+                error = plan.tracking_error(step, self.workcell.joint_positions())
+                if error:
+                    result.failure_stage, result.message = "execute", error
                     return result
                 if carrying and not self.workcell.holding(result.held_object):
                     result.failure_stage = "grasp"
