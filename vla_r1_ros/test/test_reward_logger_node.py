@@ -4,6 +4,7 @@ published on `vla_r1/episode_logged`."""
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -167,6 +168,108 @@ def test_failed_write_is_retried_not_dropped(executor, graph, monkeypatch):
     pubs["episode"].publish(episode_msg(STAMP_NS, ground_truth_answers()))
     assert spin_until(executor, lambda: len(logged) == 1, 15.0)
     assert attempts == [f"trial-{STAMP_NS}"] * 2 and logged[0]["episode"] == "000001"
+
+
+class RecordingLogger:
+    """The node's logger, keeping the error messages for the test to read."""
+
+    def __init__(self, logger):
+        self._logger = logger
+        self.errors: list[str] = []
+
+    def error(self, message, **kwargs):
+        self.errors.append(message)
+        return self._logger.error(message, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._logger, name)
+
+
+def fail_then_shut_down(executor, logger, pubs, write, monkeypatch) -> tuple[list, RecordingLogger]:
+    """Publish one trial with `write` as the store's write, let the writer fail on it (and the timer
+    retry it), then destroy the logger from this thread. Returns the threads the write attempts ran on,
+    in order, and the logger's error messages from shutdown."""
+    attempts: list[threading.Thread] = []
+
+    def recorded_write(*args, **kwargs):
+        attempts.append(threading.current_thread())
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(logger.store, "write", recorded_write)
+    pubs["episode"].publish(episode_msg(STAMP_NS, ground_truth_answers()))
+    assert spin_until(executor, lambda: len(attempts) >= 2, 15.0)  # the write and a timer retry, both failed
+    recording = RecordingLogger(logger.get_logger())
+    monkeypatch.setattr(logger, "get_logger", lambda: recording)
+    executor.remove_node(logger)  # so the fixture does not destroy it again
+    logger.destroy_node()
+    return attempts, recording
+
+
+def test_write_failing_at_shutdown_is_retried_then_saved_outside_the_log(executor, graph, monkeypatch, tmp_path):
+    logger, pubs, logged = graph
+    rescue_dir = tmp_path / "unlogged"
+    monkeypatch.setattr(logger_module, "unlogged_trials_dir", lambda: rescue_dir)
+    refused = []
+
+    def disk_full(record, frame, references, notes):
+        refused.append((record, list(notes)))
+        raise EpisodeStoreError("cannot write episode 000001 to …: disk full")
+
+    attempts, recording = fail_then_shut_down(executor, logger, pubs, disk_full, monkeypatch)
+
+    assert attempts.count(threading.current_thread()) == 1  # retried once more, by destroy_node itself
+    assert attempts[-1] is threading.current_thread() and len(attempts) >= 3
+    assert episodes.read_index(logger.store.root) == [] and logged == []
+    trial_id = f"trial-{STAMP_NS}"
+    saved = rescue_dir / f"{trial_id}.json"
+    assert sorted(rescue_dir.iterdir()) == [saved]
+    document = json.loads(saved.read_text(encoding="utf-8"))
+    assert document["trial_id"] == trial_id and document["episode"] is None
+    assert "disk full" in document["error"] and document["log_dir"] == str(logger.store.root)
+    trial, notes = refused[-1]
+    assert episodes.trial_from_document(document) == trial  # the whole trial, readable back for re-logging
+    assert document["notes"] == notes and any("no colour frame" in note for note in notes)
+    assert any(str(saved) in message and trial_id in message for message in recording.errors)
+
+
+def test_write_recovering_by_shutdown_is_logged_at_shutdown(executor, graph, monkeypatch, tmp_path):
+    logger, pubs, _ = graph
+    rescue_dir = tmp_path / "unlogged"
+    monkeypatch.setattr(logger_module, "unlogged_trials_dir", lambda: rescue_dir)
+    real_write = logger.store.write
+    test_thread = threading.current_thread()
+
+    def full_until_shutdown(*args, **kwargs):
+        # Full while the node runs (the writer thread); freed by the time destroy_node retries (this thread).
+        if threading.current_thread() is not test_thread:
+            raise EpisodeStoreError("cannot write episode 000001 to …: disk full")
+        return real_write(*args, **kwargs)
+
+    attempts, _ = fail_then_shut_down(executor, logger, pubs, full_until_shutdown, monkeypatch)
+
+    assert attempts.count(test_thread) == 1 and attempts[-1] is test_thread
+    entries = episodes.read_index(logger.store.root)
+    assert [(e["episode"], e["trial_id"]) for e in entries] == [("000001", f"trial-{STAMP_NS}")]
+    assert episodes.load_episode(logger.store.root, "000001")["trial_id"] == f"trial-{STAMP_NS}"
+    assert not rescue_dir.exists() and not logger._failed
+
+
+def test_trial_that_cannot_be_saved_anywhere_is_logged_whole(executor, graph, monkeypatch, tmp_path):
+    logger, pubs, _ = graph
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setattr(logger_module, "unlogged_trials_dir", lambda: blocker / "unlogged")  # not creatable
+
+    def disk_full(*args, **kwargs):
+        raise EpisodeStoreError("cannot write episode 000001 to …: disk full")
+
+    _, recording = fail_then_shut_down(executor, logger, pubs, disk_full, monkeypatch)
+
+    trial_id = f"trial-{STAMP_NS}"
+    [message] = [m for m in recording.errors if "not saved" in m]
+    assert trial_id in message and "disk full" in message
+    document = json.loads(message.split("the trial: ", 1)[1])
+    assert document["trial_id"] == trial_id and document["prediction"]["raw_texts"] == ground_truth_answers()
 
 
 def test_unwritable_log_dir_stops_the_node(ros, tmp_path):

@@ -638,7 +638,7 @@ class EpisodeStore:
                 COLOR_FILE: None if frame.color is None else _encode_png(frame.color, "colour"),
                 DEPTH_FILE: None if frame.depth is None else _encode_png(np.asarray(frame.depth, np.uint16), "depth"),
             }
-            document = self._document(episode, record, frame, references, list(notes))
+            document = episode_document(episode, record, frame, references, list(notes))
             tmp = self.episodes / f"{_TMP_PREFIX}{episode}"
             final = self.episodes / episode
             try:
@@ -676,40 +676,41 @@ class EpisodeStore:
                 raise _store_error("append to", self.index_path, exc) from exc
             self._unindexed.pop(0)
 
-    @staticmethod
-    def _document(
-        episode: str, record: TrialLog, frame: CameraFrame, references: References, notes: list[str]
-    ) -> dict[str, Any]:
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "episode": episode,
-            "trial_id": record.trial_id,
-            "stamp_ns": int(record.stamp_ns),
-            "logged_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "instruction": record.instruction,
-            "files": {
-                "color": COLOR_FILE if frame.color is not None else None,
-                "depth": DEPTH_FILE if frame.depth is not None else None,
-            },
-            "camera": None if frame.camera_info is None else dict(frame.camera_info),
-            "depth_units_m": DEPTH_UNITS_M,
-            "prediction": {
-                "tasks": list(record.tasks),
-                "raw_texts": dict(record.raw_texts),
-                "parsed": dict(record.prediction),
-            },
-            "plan": dict(record.plan),
-            "executed_ee_path": [[float(v) for v in point] for point in record.executed_ee_path],
-            "timings": {stage: float(seconds) for stage, seconds in record.timings.items()},
-            "outcome": {
-                "success": bool(record.success),
-                "failure_stage": record.failure_stage,
-                "message": record.message,
-            },
-            "references": references.to_json(),
-            "rewards": episode_rewards(record, references),
-            "notes": notes,
-        }
+
+def episode_document(
+    episode: str, record: TrialLog, frame: CameraFrame, references: References, notes: list[str]
+) -> dict[str, Any]:
+    """The episode.json document of a trial (`frame` gives the camera info and which images exist)."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "episode": episode,
+        "trial_id": record.trial_id,
+        "stamp_ns": int(record.stamp_ns),
+        "logged_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "instruction": record.instruction,
+        "files": {
+            "color": COLOR_FILE if frame.color is not None else None,
+            "depth": DEPTH_FILE if frame.depth is not None else None,
+        },
+        "camera": None if frame.camera_info is None else dict(frame.camera_info),
+        "depth_units_m": DEPTH_UNITS_M,
+        "prediction": {
+            "tasks": list(record.tasks),
+            "raw_texts": dict(record.raw_texts),
+            "parsed": dict(record.prediction),
+        },
+        "plan": dict(record.plan),
+        "executed_ee_path": [[float(v) for v in point] for point in record.executed_ee_path],
+        "timings": {stage: float(seconds) for stage, seconds in record.timings.items()},
+        "outcome": {
+            "success": bool(record.success),
+            "failure_stage": record.failure_stage,
+            "message": record.message,
+        },
+        "references": references.to_json(),
+        "rewards": episode_rewards(record, references),
+        "notes": notes,
+    }
 
 
 def iter_episodes(root: str | Path) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:

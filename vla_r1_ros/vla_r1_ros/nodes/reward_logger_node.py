@@ -12,19 +12,24 @@ Parameters: `log_dir` (runs/latest), `reference_source` (auto | simulator | succ
 `buffer_size` (frames kept per topic), `stamp_tolerance_s`, `retry_period_s`.
 
 A finished trial is never dropped: a missing or unreadable frame is logged as a note and the episode
-is written without it; a failed write (disk full) is reported and retried every `retry_period_s`. Writing
-(PNG encoding, fsyncs) runs on one worker thread, off the executor, in arrival order.
+is written without it; a failed write (disk full) is reported and retried every `retry_period_s`, and once
+more at shutdown. A trial the store still cannot write then is saved as JSON under `unlogged_trials_dir()`
+(its path logged at error level) or, if even that fails, logged whole. Writing (PNG encoding, fsyncs) runs
+on one worker thread, off the executor, in arrival order.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
+import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 from geometry_msgs.msg import Pose
@@ -44,7 +49,9 @@ from vla_r1_ros.core.episodes import (
     References,
     ReferenceSource,
     TrialLog,
+    episode_document,
     select_references,
+    write_json_atomic,
 )
 from vla_r1_ros.core.geometry import camera_extrinsics
 from vla_r1_ros.nodes.conversions import image_to_numpy, nearest_by_stamp, stamp_to_ns
@@ -58,6 +65,32 @@ INFO_TOPIC = "camera/color/camera_info"
 SCENE_TOPIC = "workcell/scene"
 EPISODE_TOPIC = "vla_r1/episode"
 LOGGED_TOPIC = "vla_r1/episode_logged"
+
+
+def unlogged_trials_dir() -> Path:
+    """Where trials go that the episode store still cannot write at shutdown. The temp directory, not
+    next to the log: whatever made the store fail (full disk, unwritable or vanished log directory) is
+    most likely a problem of the log's filesystem, not of this one."""
+    return Path(tempfile.gettempdir()) / "vla_r1_unlogged"
+
+
+def _unlogged_trial_path(directory: Path, trial_id: str) -> Path:
+    # The trial id comes off the wire: keep it one plain, visible file name.
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", trial_id).lstrip(".") or "trial"
+    path, copy = directory / f"{name}.json", 1
+    while path.exists():  # an earlier run's trial of the same id is not overwritten
+        copy += 1
+        path = directory / f"{name}-{copy}.json"
+    return path
+
+
+class PendingWrite(NamedTuple):
+    """One trial ready for the store: the arguments of `EpisodeStore.write`."""
+
+    trial: TrialLog
+    frame: CameraFrame
+    references: References
+    notes: list[str]
 
 
 class StampBuffer:
@@ -184,8 +217,9 @@ class RewardLoggerNode(Node):
 
         self._buffers = {topic: StampBuffer(size) for topic in (COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC, SCENE_TOPIC)}
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="episode_writer")
-        self._failed: deque[tuple] = deque()  # writes that raised EpisodeStoreError, retried in order
+        self._failed: deque[PendingWrite] = deque()  # writes that raised EpisodeStoreError, retried in order
         self._failed_lock = threading.Lock()
+        self._shutting_down = False  # set under _failed_lock: from then on destroy_node does the retrying
 
         group = ReentrantCallbackGroup()  # buffers are locked; an episode never waits behind frames
         # Reliable: the logger needs the very frame a trial used, and best effort loses about a third of
@@ -236,7 +270,7 @@ class RewardLoggerNode(Node):
             )
         except Exception as exc:  # a reference bug must not cost the trial: log it without references
             references = References(ReferenceSource.NONE, note=f"references failed: {type(exc).__name__}: {exc}")
-        self._store(trial, frame, references, notes)
+        self._write_or_queue(PendingWrite(trial, frame, references, notes))
 
     def _convert(self, msg: Any, convert: Callable[[Any], Any], what: str, stamp_ns: int, notes: list[str]) -> Any:
         if msg is None:
@@ -248,32 +282,87 @@ class RewardLoggerNode(Node):
             notes.append(f"{what} unreadable: {exc}")
             return None
 
-    def _store(self, trial: TrialLog, frame: CameraFrame, references: References, notes: list[str]) -> None:
+    def _write_to_store(self, job: PendingWrite) -> EpisodeStoreError | None:
+        """The one place that writes a trial: write it and announce it. Returns the error if the store
+        could not write it (the caller decides what happens to the trial), else None."""
+        trial = job.trial
         try:
-            entry = self.store.write(trial, frame, references, notes)
+            entry = self.store.write(trial, job.frame, job.references, job.notes)
         except EpisodeIndexPending as exc:  # on disk already: the store indexes it later, never twice
             self.get_logger().error(f"trial {trial.trial_id} logged, index line pending: {exc}")
-            return
+            return None
         except EpisodeStoreError as exc:
-            self.get_logger().error(f"trial {trial.trial_id} NOT logged yet (retrying): {exc}")
-            with self._failed_lock:
-                self._failed.append((trial, frame, references, notes))
-            return
+            return exc
         self.logged_pub.publish(String(data=json.dumps(entry)))
         self.get_logger().info(
             f"episode {entry['episode']} ({trial.trial_id}): success={trial.success} total={entry['rewards']['total']}"
         )
+        return None
+
+    def _write_or_queue(self, job: PendingWrite) -> None:
+        """Writer thread: a write the store refuses is kept for the retry timer (and destroy_node)."""
+        error = self._write_to_store(job)
+        if error is not None:
+            self.get_logger().error(f"trial {job.trial.trial_id} NOT logged yet (retrying): {error}")
+            with self._failed_lock:
+                self._failed.append(job)
 
     def _retry_failed(self) -> None:
         with self._failed_lock:
+            # Submitted under the lock, and not at all once shutting down: a job submitted to a writer that
+            # has been shut down would raise, and the job would be lost.
+            if self._shutting_down:
+                return
             pending, self._failed = list(self._failed), deque()
-        for job in pending:
-            self._writer.submit(self._store, *job).add_done_callback(self._report_bug)
+            for job in pending:
+                self._writer.submit(self._write_or_queue, job).add_done_callback(self._report_bug)
 
     def destroy_node(self) -> None:
+        with self._failed_lock:
+            self._shutting_down = True
         self._writer.shutdown(wait=True)  # finish the episodes already received
+        # The writer is idle now: retry what is still failing once more, here and in order, and save what
+        # the store still refuses elsewhere: the episode log never loses a finished trial.
+        with self._failed_lock:
+            unlogged, self._failed = list(self._failed), deque()
+        for job in unlogged:
+            try:
+                error: Exception | None = self._write_to_store(job)
+            except Exception as exc:  # a bug must not cost this trial, nor the ones after it
+                error = exc
+            if error is not None:
+                self._save_unlogged(job, error)
         self.store.close()
         super().destroy_node()
+
+    def _save_unlogged(self, job: PendingWrite, error: Exception) -> None:
+        """Save a trial the store could not write to `unlogged_trials_dir()`, else into the log output.
+
+        The file is the episode's own episode.json document (`episodes.episode_document`; no pixels), so
+        `episodes.trial_from_document` and `References.from_json` read it back for re-logging, plus the
+        `error` and the `log_dir` it was meant for."""
+        trial_id = job.trial.trial_id
+        document: dict[str, Any] | None = None
+        try:
+            document = episode_document(
+                "", job.trial, CameraFrame(camera_info=job.frame.camera_info), job.references, list(job.notes)
+            )
+            document.update(episode=None, log_dir=str(self.store.root), error=f"{type(error).__name__}: {error}")
+            directory = unlogged_trials_dir()
+            directory.mkdir(parents=True, exist_ok=True)
+            path = _unlogged_trial_path(directory, trial_id)
+            write_json_atomic(path, document)
+        except Exception as exc:  # nowhere left to write: the log output is the last copy of the trial
+            if document is None:
+                content = f"{job.trial!r} notes={job.notes!r}"
+            else:
+                content = json.dumps(document, ensure_ascii=False, default=str)
+            self.get_logger().error(
+                f"trial {trial_id} NOT logged ({error}) and not saved ({type(exc).__name__}: {exc}); "
+                f"the trial: {content}"
+            )
+            return
+        self.get_logger().error(f"trial {trial_id} NOT logged ({error}); saved to {path} for re-logging")
 
 
 def main(args: list[str] | None = None) -> None:
