@@ -198,6 +198,7 @@ def validated_plan(executor):
         executor.joint_names,
         q0,
         start,
+        gripper_opening_m=executor.gripper_opening_m,
     )
 
 

@@ -67,8 +67,12 @@ def limits() -> SafetyLimits:
     return SafetyLimits.from_config(load_config("workspace"))
 
 
+GRIPPER_OPENING_M = 0.08  # a Franka Hand
+
+
 def validate(plan, limits, ik=smooth_ik, start=HOME):
-    return validate_plan(plan, limits, ik, LIMITS, JOINTS, ik(start.translation, start.quat_xyzw), start)
+    q0 = ik(start.translation, start.quat_xyzw)
+    return validate_plan(plan, limits, ik, LIMITS, JOINTS, q0, start, gripper_opening_m=GRIPPER_OPENING_M)
 
 
 def rejected_check(plan, limits, **kwargs) -> str:
@@ -149,6 +153,19 @@ def test_speed_rule(params, limits):
         assert rejected_check(replace(plan, speed_scaling=speed), limits) == "speed"
 
 
+def test_grasp_width_rule(params, limits):
+    def object_of_width(width_m: float):
+        return plan_pick_and_place(replace(surface(), width_m=width_m), waypoints(), params)
+
+    widest = GRIPPER_OPENING_M - 2 * limits.min_finger_clearance_m  # 70 mm with the config's 5 mm
+    validate(object_of_width(widest), limits)
+    assert object_of_width(0.05).grasp_width_m == 0.05  # the lifted footprint is what the check sees
+    for width in (widest + 0.001, 0.12, 0.0, float("nan")):
+        assert rejected_check(object_of_width(width), limits) == "grasp_width"
+    with pytest.raises(PlanRejected, match="71 mm across the grasp; the gripper opens 80 mm"):
+        validate(object_of_width(0.071), limits)
+
+
 def test_reachability_rule(params, limits):
     def short_arm(position, quat, seed=None):
         return None if np.linalg.norm(position[:2]) > 0.52 else smooth_ik(position, quat)
@@ -197,9 +214,10 @@ def test_half_turned_grasp_is_tried_when_the_wrist_runs_out(params, limits):
     plan = plan_pick_and_place(surface(), waypoints(), params)
     assert rejected_check(plan, limits, ik=wrist_only_one_way) == "joint_limits"
     args = (limits, wrist_only_one_way, LIMITS, JOINTS, wrist_only_one_way(HOME.translation, HOME.quat_xyzw), HOME)
-    validated = validate_either_way(plan, *args)
+    gripper = {"gripper_opening_m": GRIPPER_OPENING_M}
+    validated = validate_either_way(plan, *args, **gripper)
     np.testing.assert_allclose(validated.plan.grasp.rotation.apply([1, 0, 0]), [-1, 0, 0], atol=1e-9)
     np.testing.assert_allclose(validated.plan.grasp.translation, plan.grasp.translation)
     with pytest.raises(PlanRejected) as info:  # a workspace violation is not the wrist's fault: no retry
-        validate_either_way(plan_pick_and_place(surface(), waypoints(end=(0.6, 0.7, 0.0)), params), *args)
+        validate_either_way(plan_pick_and_place(surface(), waypoints(end=(0.6, 0.7, 0.0)), params), *args, **gripper)
     assert info.value.check == "workspace"

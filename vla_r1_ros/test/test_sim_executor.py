@@ -60,6 +60,7 @@ def validate(arm: SimArmExecutor, plan):
         arm.joint_names,
         arm.joint_positions(),
         arm.tcp_pose(),
+        gripper_opening_m=arm.gripper_opening_m,
     )
 
 

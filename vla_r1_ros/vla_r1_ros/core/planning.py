@@ -25,7 +25,7 @@ from vla_r1_ros.core.geometry import RigidTransform
 from vla_r1_ros.core.lifting import GraspSurface
 
 # The checks a plan can fail, as reported in ManipulationPlan.failed_check.
-CHECKS = ("workspace", "clearance", "step", "speed", "reachability", "joint_limits")
+CHECKS = ("workspace", "clearance", "step", "speed", "grasp_width", "reachability", "joint_limits")
 
 IkSolver = Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray | None]
 
@@ -62,6 +62,7 @@ class SafetyLimits:
     max_joint_step_rad: float = 0.5  # between consecutive IK samples (an IK branch flip)
     joint_limit_margin_rad: float = 0.02
     max_speed_scaling: float = 0.8
+    min_finger_clearance_m: float = 0.005  # each open finger clears the object's side by this much
     sample_spacing_m: float = 0.02  # Cartesian sampling of the motion for IK and checks
     start_tolerance_rad: float = 0.02  # the arm may have drifted this far since validation (else re-plan)
     tracking_tolerance_rad: float = 0.05  # after a segment, the arm is this close to its last sample
@@ -104,6 +105,7 @@ class PickPlacePlan:
     carry_waypoints: tuple[RigidTransform, ...]  # the model's trajectory, raised to carry height
     place: RigidTransform  # release pose
     speed_scaling: float
+    grasp_width_m: float  # what the fingers must span: the object's footprint across the grasp
 
     @property
     def lift(self) -> RigidTransform:
@@ -171,6 +173,7 @@ def plan_pick_and_place(grasp: GraspSurface, surface_waypoints: np.ndarray, para
         carry_waypoints=carry,
         place=RigidTransform(orientation, np.array([*waypoints[-1, :2], place_z])),
         speed_scaling=params.speed_scaling,
+        grasp_width_m=float(grasp.width_m),
     )
 
 
@@ -261,6 +264,19 @@ def check_speed(plan: PickPlacePlan, limits: SafetyLimits) -> None:
         raise PlanRejected("speed", f"speed scaling {s} is outside (0, {limits.max_speed_scaling}]")
 
 
+def check_grasp_width(plan: PickPlacePlan, limits: SafetyLimits, gripper_opening_m: float) -> None:
+    """The open gripper must straddle the object with room on both sides, or the descent lands a finger
+    on top of it."""
+    widest = gripper_opening_m - 2.0 * limits.min_finger_clearance_m
+    if not (np.isfinite(plan.grasp_width_m) and 0.0 < plan.grasp_width_m <= widest):
+        raise PlanRejected(
+            "grasp_width",
+            f"the object is {plan.grasp_width_m * 1000:.0f} mm across the grasp; the gripper opens "
+            f"{gripper_opening_m * 1000:.0f} mm and needs {limits.min_finger_clearance_m * 1000:.0f} mm "
+            f"beside each finger (at most {widest * 1000:.0f} mm)",
+        )
+
+
 def check_poses(named: Sequence[tuple[str, RigidTransform]], limits: SafetyLimits) -> None:
     """Workspace box and table clearance for every pose."""
     low, high = np.array(limits.workspace_min), np.array(limits.workspace_max)
@@ -297,13 +313,17 @@ def validate_plan(
     joint_names: Sequence[str],
     start_joints: np.ndarray,
     start_pose: RigidTransform,
+    *,
+    gripper_opening_m: float,
 ) -> ValidatedPlan:
     """Every check, cheapest first; raises PlanRejected naming the first that fails.
 
     `solve_ik(position, quat_xyzw, seed_joints)` returns joints or None (the executor's own IK, so the
-    check matches the arm that will move); `start_joints`/`start_pose` are where the arm is now.
+    check matches the arm that will move); `start_joints`/`start_pose` are where the arm is now;
+    `gripper_opening_m` is how wide its gripper opens.
     """
     check_speed(plan, limits)
+    check_grasp_width(plan, limits, gripper_opening_m)
     check_poses(plan.key_poses(), limits)
     check_steps(plan, limits)
 
@@ -368,15 +388,15 @@ def validate_plan(
     return validated
 
 
-def validate_either_way(plan: PickPlacePlan, *args: Any) -> ValidatedPlan:
+def validate_either_way(plan: PickPlacePlan, *args: Any, **kwargs: Any) -> ValidatedPlan:
     """`validate_plan`, and when the arm cannot follow the plan (IK, joint limits, an IK flip), the same
     plan with the gripper turned half a turn. The first rejection is reported when both fail."""
     try:
-        return validate_plan(plan, *args)
+        return validate_plan(plan, *args, **kwargs)
     except PlanRejected as first:
         if first.check not in ("reachability", "joint_limits", "step"):
             raise
         try:
-            return validate_plan(plan.turned_half(), *args)
+            return validate_plan(plan.turned_half(), *args, **kwargs)
         except PlanRejected:
             raise first from None

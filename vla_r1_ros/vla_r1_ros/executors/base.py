@@ -32,6 +32,7 @@ class ExecutionResult:
 class ArmExecutor(Protocol):
     name: str
     joint_names: tuple[str, ...]
+    gripper_opening_m: float  # how wide the open gripper is between the fingers
 
     def joint_limits(self) -> JointLimits: ...
 

@@ -88,6 +88,7 @@ class MoveItExecutor:
         self.hand_group = settings["hand_group"]
         self.pose_link = settings["pose_link"]
         self.gripper_states = dict(settings["gripper_states"])
+        self.gripper_opening_m = float(settings["gripper_opening_m"])
         self.ik_timeout_s = float(settings["ik_timeout_s"])
         self.totg = dict(settings["time_parameterization"])
         limits = settings["joint_limits"]

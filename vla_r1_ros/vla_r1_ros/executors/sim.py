@@ -27,6 +27,7 @@ class SimArmExecutor:
     def __init__(self, workcell: Workcell):
         self.workcell = workcell
         self.joint_names = tuple(workcell.arm_joint_names)
+        self.gripper_opening_m = 2.0 * float(workcell.config["gripper"]["open_m"])  # open_m is per finger
         self._stop = threading.Event()
 
     def joint_limits(self) -> JointLimits:

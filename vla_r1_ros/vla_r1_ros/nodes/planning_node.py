@@ -243,6 +243,7 @@ class PlanningNode(Node):
             arm.joint_names,
             arm.joint_positions(),
             arm.tcp_pose(),
+            gripper_opening_m=arm.gripper_opening_m,
         )
 
     def _predict(self, instruction: str, tasks: list[str], goal_handle: Any, not_before_ns: int) -> Prediction:
