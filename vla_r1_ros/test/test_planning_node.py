@@ -21,6 +21,7 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
+from std_srvs.srv import Trigger
 from vla_r1_interfaces.action import ExecuteInstruction, Predict
 from vla_r1_interfaces.msg import EpisodeRecord, ManipulationPlan, VlaPrediction
 
@@ -231,6 +232,64 @@ def test_cancel_during_execution_stops_the_arm(graph, workcell):
     np.testing.assert_allclose(workcell.joint_positions(), held, atol=0.01)  # stopped, and stays stopped
     assert spin_until(executor, lambda: len(received["episodes"]) >= 1, 5.0)
     assert received["episodes"][0].failure_stage == "cancelled"
+
+
+def call_stop(graph) -> Trigger.Response:
+    executor, _, fake, _ = graph
+    client = fake.create_client(Trigger, "vla_r1/stop")
+    assert client.wait_for_service(timeout_sec=5.0)
+    future = client.call_async(Trigger.Request())
+    assert spin_until(executor, future.done, 10.0)
+    return future.result()
+
+
+def wait_until_the_arm_moves(graph, workcell, before: np.ndarray) -> None:
+    assert spin_until(graph[0], lambda: np.max(np.abs(workcell.joint_positions() - before)) > 0.05, 30.0)
+
+
+def assert_stopped_and_stays(workcell, target) -> None:
+    assert not workcell.object_in_tray(target.name)
+    held = workcell.joint_positions()
+    workcell.step(0.5)
+    np.testing.assert_allclose(workcell.joint_positions(), held, atol=0.01)
+
+
+def test_stop_service_halts_an_action_trial_and_aborts_its_goal(graph, workcell):
+    from action_msgs.msg import GoalStatus
+
+    executor, action, _, received = graph
+    target, instruction = instruction_for(workcell, seed=4)
+    before = workcell.joint_positions()
+    sent = action.send_goal_async(ExecuteInstruction.Goal(instruction=instruction))
+    assert spin_until(executor, sent.done, 10.0) and sent.result().accepted
+    wait_until_the_arm_moves(graph, workcell, before)
+    response = call_stop(graph)
+    assert response.success and response.message == "stopped the running trial"
+    result = sent.result().get_result_async()
+    assert spin_until(executor, result.done, 30.0)
+    assert result.result().status == GoalStatus.STATUS_ABORTED  # nobody cancelled the goal: it was stopped
+    assert result.result().result.failure_stage == "cancelled"
+    assert_stopped_and_stays(workcell, target)
+    assert spin_until(executor, lambda: len(received["episodes"]) >= 1, 5.0)
+    assert received["episodes"][0].failure_stage == "cancelled"
+
+
+def test_stop_service_halts_an_auto_execute_motion(graph, workcell):
+    """A prediction from the topic has no goal to cancel: vla_r1/stop is how its motion is stopped."""
+    executor, _, fake, received = graph
+    (planning,) = [node for node in executor.get_nodes() if node.get_name() == "planning"]
+    planning.set_parameters([Parameter("auto_execute", value=True)])
+    target, instruction = instruction_for(workcell, seed=6)
+    assert spin_until(executor, lambda: fake._latest is not None and fake._latest[0].stamp_ns > 0, 5.0)
+    before = workcell.joint_positions()
+    fake.answer(instruction)
+    wait_until_the_arm_moves(graph, workcell, before)
+    assert call_stop(graph).success
+    assert spin_until(executor, lambda: len(received["episodes"]) >= 1, 30.0)
+    (episode,) = received["episodes"]
+    assert episode.failure_stage == "cancelled" and not episode.success
+    assert_stopped_and_stays(workcell, target)
+    assert call_stop(graph).message == "nothing was running; the arm is halted"
 
 
 def test_a_prediction_outside_a_trial_is_planned_but_not_executed(graph, workcell):

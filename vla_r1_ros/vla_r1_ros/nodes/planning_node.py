@@ -9,6 +9,9 @@ Also plans every prediction published on `vla_r1/prediction` outside a trial (e.
 `vla_r1/instruction` topic) and publishes the plan; it executes such a plan only with
 `auto_execute:=true`.
 
+`vla_r1/stop` (std_srvs/Trigger) halts the arm and ends whatever is running as "cancelled": an action
+trial (whose goal is then aborted) or an `auto_execute` execution, which has no goal to cancel.
+
 Parameters: `executor` (sim | moveit), `max_frame_age_s`, `auto_execute`, `predict_timeout_s`.
 Threads: a MultiThreadedExecutor and one ReentrantCallbackGroup, so the action callback can block on
 the Predict action while that action's callbacks (and the depth subscription) keep running.
@@ -26,6 +29,7 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
+from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 from vla_r1_interfaces.action import ExecuteInstruction, Predict
 from vla_r1_interfaces.msg import EpisodeRecord, ManipulationPlan, VlaPrediction
@@ -116,6 +120,7 @@ class PlanningNode(Node):
         self._trial_not_before_ns: int | None = None
         self._camera_info: CameraInfo | None = None
         self._busy = threading.Lock()  # one trial (one arm) at a time
+        self._stop_requested = threading.Event()  # vla_r1/stop: cleared when the next trial starts
         self._handled: deque[int] = deque(maxlen=HANDLED_STAMPS)
 
         # Reliable: the depth frame of the prediction's image must arrive whole (best effort loses about
@@ -143,6 +148,7 @@ class PlanningNode(Node):
             cancel_callback=self._on_cancel,
             callback_group=self._group,
         )
+        self.create_service(Trigger, "vla_r1/stop", self._on_stop, callback_group=self._group)
         self.get_logger().info(f"planning node ready (executor: {self.arm.name})")
 
     # --- camera -----------------------------------------------------------------------------------
@@ -344,6 +350,15 @@ class PlanningNode(Node):
             return GoalResponse.REJECT
         return GoalResponse.ACCEPT
 
+    def _on_stop(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        self._stop_requested.set()
+        self.arm.stop()
+        running = self._busy.locked()
+        self.get_logger().warning(f"stop requested ({'a trial was running' if running else 'nothing was running'})")
+        response.success = True  # the arm is halted either way
+        response.message = "stopped the running trial" if running else "nothing was running; the arm is halted"
+        return response
+
     def _on_cancel(self, goal_handle: Any) -> CancelResponse:
         self.arm.stop()  # halts a motion in progress now; the trial then ends as "cancelled"
         return CancelResponse.ACCEPT
@@ -352,6 +367,7 @@ class PlanningNode(Node):
         goal = goal_handle.request
         tasks = list(goal.tasks) or ["affordance", "trajectory"]
         requested_ns = self.get_clock().now().nanoseconds
+        self._stop_requested.clear()  # a stop applies to what was running when it came
         with self._frames:
             self._trial_not_before_ns, self._trial_depth = requested_ns, []
         try:  # self._busy was taken when the goal was accepted
@@ -368,7 +384,10 @@ class PlanningNode(Node):
                 on_plan=self._publish_plan,
             )
             record = flow.run(
-                goal.instruction, tasks, plan_only=goal.plan_only, should_stop=lambda: goal_handle.is_cancel_requested
+                goal.instruction,
+                tasks,
+                plan_only=goal.plan_only,
+                should_stop=lambda: goal_handle.is_cancel_requested or self._stop_requested.is_set(),
             )
             if record.prediction is not None:
                 self._handled.append(record.prediction.stamp_ns)
@@ -381,8 +400,10 @@ class PlanningNode(Node):
         self.get_logger().info(
             f"trial {record.trial_id}: {'success' if record.success else record.failure_stage} — {record.message}"
         )
-        if record.failure_stage == "cancelled":
+        if record.failure_stage == "cancelled" and goal_handle.is_cancel_requested:
             goal_handle.canceled()
+        elif record.failure_stage == "cancelled":  # stopped through vla_r1/stop, not by its client
+            goal_handle.abort()
         else:  # a cancel that came after the trial finished does not undo what it did
             goal_handle.succeed()
         return ExecuteInstruction.Result(
@@ -400,6 +421,7 @@ class PlanningNode(Node):
         if stamp_ns in self._handled or not self._busy.acquire(blocking=False):
             return
         try:
+            self._stop_requested.clear()
             execute = bool(self.get_parameter("auto_execute").value)
             flow = TrialFlow(
                 TrialSteps(
@@ -412,7 +434,9 @@ class PlanningNode(Node):
                 ),
                 on_plan=self._publish_plan,
             )
-            record = flow.run(msg.instruction, list(msg.tasks), plan_only=not execute)
+            record = flow.run(
+                msg.instruction, list(msg.tasks), plan_only=not execute, should_stop=self._stop_requested.is_set
+            )
             self._handled.append(stamp_ns)
         finally:
             self._busy.release()
