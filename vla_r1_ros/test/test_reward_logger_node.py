@@ -75,7 +75,11 @@ def ground_truth_answers() -> dict[str, str]:
 @pytest.fixture
 def graph(executor, tmp_path):
     """The logger plus a test node with the publishers the graph would have, all matched."""
-    overrides = [Parameter("log_dir", value=str(tmp_path / "log")), Parameter("retry_period_s", value=0.2)]
+    overrides = [
+        Parameter("log_dir", value=str(tmp_path / "log")),
+        Parameter("retry_period_s", value=0.2),
+        Parameter("late_message_wait_s", value=1.5),
+    ]
     logger = RewardLoggerNode(parameter_overrides=overrides)
     source = rclpy.create_node("episode_source")
     executor.add_node(logger)
@@ -132,6 +136,22 @@ def test_episode_written_with_the_frame_of_its_stamp(executor, graph):
     assert document["references"]["target"] == "red_cube"
     assert document["prediction"]["parsed"]["reasoning"][prompts.AFFORDANCE] == "the red cube"
     assert document["prediction"]["raw_texts"] == ground_truth_answers()
+
+
+def test_a_scene_arriving_after_its_episode_is_still_used(executor, graph):
+    """Reliable delivery can repair a lost sample seconds late (seen in the sim demo for workcell/scene):
+    the episode waits for its frame's late messages up to late_message_wait_s."""
+    logger, pubs, logged = graph
+    publish_frame(pubs, STAMP_NS - 200_000_000, 1)  # an earlier frame: the scene topic is alive
+    publish_frame(pubs, STAMP_NS, 2, with_scene=False)  # the trial's frame; its scene is late
+    assert spin_until(executor, lambda: logger._buffers[logger_module.INFO_TOPIC].find(STAMP_NS, 0) is not None, 10.0)
+    pubs["episode"].publish(episode_msg(STAMP_NS, ground_truth_answers()))
+    spin_until(executor, lambda: False, 0.5)
+    assert logged == []  # still waiting for the scene
+    pubs["scene"].publish(scene_to_msg(scene(), ns_to_stamp(STAMP_NS), "panda_link0"))
+    assert spin_until(executor, lambda: len(logged) == 1, 10.0)
+    assert logged[0]["reference_source"] == "simulator"
+    assert logged[0]["rewards"]["total"] == pytest.approx(1.0, abs=1e-5)
 
 
 def test_trial_without_a_frame_is_still_logged(executor, graph):

@@ -9,7 +9,7 @@ Interfaces (docs/ARCHITECTURE.md, docs/episodes.md):
 - publishes `vla_r1/episode_logged` (std_msgs/String): the JSON index line of each written episode.
 
 Parameters: `log_dir` (runs/latest), `reference_source` (auto | simulator | successful_trial | none),
-`buffer_size` (frames kept per topic), `stamp_tolerance_s`, `retry_period_s`.
+`buffer_size` (frames kept per topic), `stamp_tolerance_s`, `late_message_wait_s`, `retry_period_s`.
 
 A finished trial is never dropped: a missing or unreadable frame is logged as a note and the episode
 is written without it; a failed write (disk full) is reported and retried every `retry_period_s`, and once
@@ -25,6 +25,7 @@ import re
 import sys
 import tempfile
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -98,20 +99,29 @@ class StampBuffer:
 
     def __init__(self, size: int):
         self._items: deque[Any] = deque(maxlen=size)
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
 
     def add(self, msg: Any) -> None:
-        with self._lock:
+        with self._changed:
             self._items.append(msg)
+            self._changed.notify_all()
 
-    def find(self, stamp_ns: int, tolerance_ns: int) -> Any | None:
-        """The message with this stamp, else the nearest one within the tolerance, else None."""
-        with self._lock:
-            items = list(self._items)
-        return nearest_by_stamp(items, stamp_ns, tolerance_ns)
+    def find(self, stamp_ns: int, tolerance_ns: int, wait_s: float = 0.0) -> Any | None:
+        """The message with this stamp, else the nearest one within the tolerance, else None; waits up to
+        `wait_s` for it to arrive."""
+        found = None
+
+        def match() -> bool:
+            nonlocal found
+            found = nearest_by_stamp(list(self._items), stamp_ns, tolerance_ns)
+            return found is not None
+
+        with self._changed:
+            self._changed.wait_for(match, timeout=max(0.0, wait_s))
+        return found
 
     def latest(self) -> Any | None:
-        with self._lock:
+        with self._changed:
             return self._items[-1] if self._items else None
 
 
@@ -203,12 +213,17 @@ class RewardLoggerNode(Node):
         # Below half a frame period at 30 fps: never the neighbouring frame.
         self.declare_parameter("stamp_tolerance_s", 0.015)
         self.declare_parameter("retry_period_s", 5.0)
+        # A frame's message that has not arrived when the trial's episode does is waited for this long.
+        # Measured in the sim demo: a few workcell/scene messages arrive up to 2.8 s after their stamp
+        # (reliable delivery repairing a lost sample; Fast DDS's default heartbeat period is 3 s).
+        self.declare_parameter("late_message_wait_s", 3.5)
 
         self.reference_source = ReferenceSource(self.get_parameter("reference_source").value)
         if self.reference_source is ReferenceSource.OPERATOR:
             raise ValueError("reference_source 'operator' comes from labels after the fact, not from the logger")
         size = int(self.get_parameter("buffer_size").value)
         self._tolerance_ns = int(float(self.get_parameter("stamp_tolerance_s").value) * 1e9)
+        self._late_wait_s = float(self.get_parameter("late_message_wait_s").value)
         # Where the camera is (hand-eye calibration in config/camera.yaml): projects executed paths.
         self.base_T_camera = camera_extrinsics(load_config("camera"))
         self.store = EpisodeStore(self.get_parameter("log_dir").value)
@@ -242,9 +257,8 @@ class RewardLoggerNode(Node):
         # Match now: the ring buffers move on while the writer is busy.
         stamp_ns = stamp_to_ns(msg.prediction.header.stamp) or stamp_to_ns(msg.header.stamp)
         found = {topic: buffer.find(stamp_ns, self._tolerance_ns) for topic, buffer in self._buffers.items()}
-        if found[INFO_TOPIC] is None:  # intrinsics do not change between frames: the newest will do
-            found[INFO_TOPIC] = self._buffers[INFO_TOPIC].latest()
-        self._writer.submit(self._write, msg, stamp_ns, found).add_done_callback(self._report_bug)
+        deadline = time.monotonic() + self._late_wait_s
+        self._writer.submit(self._write, msg, stamp_ns, found, deadline).add_done_callback(self._report_bug)
 
     def _report_bug(self, future: Future) -> None:
         # Expected failures are handled inside the job; anything else is a bug that must not pass silently.
@@ -252,7 +266,12 @@ class RewardLoggerNode(Node):
         if exc is not None:
             self.get_logger().error(f"episode writer failed: {type(exc).__name__}: {exc}")
 
-    def _write(self, msg: EpisodeRecord, stamp_ns: int, found: dict[str, Any]) -> None:
+    def _write(self, msg: EpisodeRecord, stamp_ns: int, found: dict[str, Any], deadline: float) -> None:
+        for topic, buffer in self._buffers.items():  # late ones: waited for here, off the executor
+            if found[topic] is None and buffer.latest() is not None:  # a topic nobody publishes is not
+                found[topic] = buffer.find(stamp_ns, self._tolerance_ns, wait_s=deadline - time.monotonic())
+        if found[INFO_TOPIC] is None:  # intrinsics do not change between frames: the newest will do
+            found[INFO_TOPIC] = self._buffers[INFO_TOPIC].latest()
         notes: list[str] = []
         trial = trial_from_msg(msg, stamp_ns)
         frame = CameraFrame(
