@@ -13,9 +13,10 @@ from vla_r1_ros.core.config import load_config
 from vla_r1_ros.core.geometry import camera_extrinsics
 from vla_r1_ros.core.lifting import LiftParams, lift_prediction
 from vla_r1_ros.core.parsing import box_to_pixels, parse_answer, waypoints_to_pixels
-from vla_r1_ros.core.planning import PlanningParams, SafetyLimits, plan_pick_and_place, validate_either_way
+from vla_r1_ros.core.planning import PlanningParams, SafetyLimits, plan_pick_and_place
 from vla_r1_ros.core.prompts import format_answer
 from vla_r1_ros.core.scene import reference_box, reference_waypoints
+from vla_r1_ros.executors.base import validate_for
 from vla_r1_ros.executors.sim import SimArmExecutor
 
 CAMERA, WORKSPACE = load_config("camera"), load_config("workspace")
@@ -52,16 +53,7 @@ def scripted_plan(arm: SimArmExecutor, seed: int, pick: int = 0):
 
 
 def validate(arm: SimArmExecutor, plan):
-    return validate_either_way(
-        plan,
-        SafetyLimits.from_config(WORKSPACE),
-        arm.solve_ik,
-        arm.joint_limits(),
-        arm.joint_names,
-        arm.joint_positions(),
-        arm.tcp_pose(),
-        gripper_opening_m=arm.gripper_opening_m,
-    )
+    return validate_for(arm, plan, SafetyLimits.from_config(WORKSPACE))
 
 
 @pytest.mark.parametrize(("seed", "pick"), [(0, 0), (1, 1), (2, 2)])

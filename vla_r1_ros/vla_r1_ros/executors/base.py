@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from vla_r1_ros.core.geometry import RigidTransform
-from vla_r1_ros.core.planning import JointLimits, ValidatedPlan
+from vla_r1_ros.core.planning import JointLimits, PickPlacePlan, SafetyLimits, ValidatedPlan, validate_either_way
 
 # ExecutionResult.failure_stage values (a subset of EpisodeRecord.failure_stage).
 EXECUTION_FAILURES = ("ik", "grasp", "place", "execute", "cancelled")
@@ -55,6 +55,21 @@ class ArmExecutor(Protocol):
     def stop(self) -> None:
         """Halt any motion now (from another thread)."""
         ...
+
+
+def validate_for(arm: ArmExecutor, plan: PickPlacePlan, limits: SafetyLimits) -> ValidatedPlan:
+    """Validate `plan` against this arm as it is now: its IK, joint limits and gripper, from where it
+    stands (raises PlanRejected)."""
+    return validate_either_way(
+        plan,
+        limits,
+        arm.solve_ik,
+        arm.joint_limits(),
+        arm.joint_names,
+        arm.joint_positions(),
+        arm.tcp_pose(),
+        gripper_opening_m=arm.gripper_opening_m,
+    )
 
 
 def require_validated(plan: object) -> ValidatedPlan:

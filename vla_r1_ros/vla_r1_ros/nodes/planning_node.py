@@ -43,10 +43,9 @@ from vla_r1_ros.core.planning import (
     SafetyLimits,
     ValidatedPlan,
     plan_pick_and_place,
-    validate_either_way,
 )
 from vla_r1_ros.core.trial_flow import Prediction, StageFailure, TrialFlow, TrialRecord, TrialSteps
-from vla_r1_ros.executors.base import ArmExecutor
+from vla_r1_ros.executors.base import ArmExecutor, validate_for
 from vla_r1_ros.nodes.conversions import (
     image_to_numpy,
     intrinsics_from_camera_info,
@@ -240,17 +239,7 @@ class PlanningNode(Node):
         return plan_pick_and_place(lifted.grasp, lifted.surface_waypoints, self.planning_params)
 
     def _validate(self, plan: PickPlacePlan) -> ValidatedPlan:
-        arm = self.arm
-        return validate_either_way(
-            plan,
-            self.limits,
-            arm.solve_ik,
-            arm.joint_limits(),
-            arm.joint_names,
-            arm.joint_positions(),
-            arm.tcp_pose(),
-            gripper_opening_m=arm.gripper_opening_m,
-        )
+        return validate_for(self.arm, plan, self.limits)
 
     def _predict(self, instruction: str, tasks: list[str], goal_handle: Any, not_before_ns: int) -> Prediction:
         timeout = float(self.get_parameter("predict_timeout_s").value)
