@@ -126,16 +126,12 @@ class PerceptionNode(Node):
             self._stats.published()
 
     def _publish(self, frame: RgbdFrame) -> None:
-        # Camera info and scene first, so that whoever holds this frame's image has them sent already.
-        # Seen in a sim demo: this thread was held up after publishing the images for as long as a
-        # whole trial took (the arm's physics runs in the same process), and the reward logger found no
-        # scene or camera info with the trial's stamp.
         stamp = ns_to_stamp(frame.stamp_ns)
+        self._color_pub.publish(numpy_to_image(frame.color, "rgb8", stamp, self._frame_id))
+        self._depth_pub.publish(numpy_to_image(frame.depth_mm, "16UC1", stamp, self._frame_id))
         self._info_pub.publish(camera_info_msg(frame.intrinsics, stamp, self._frame_id))
         if "scene" in frame.extras:
             self._publish_scene(frame.extras["scene"], stamp)
-        self._color_pub.publish(numpy_to_image(frame.color, "rgb8", stamp, self._frame_id))
-        self._depth_pub.publish(numpy_to_image(frame.depth_mm, "16UC1", stamp, self._frame_id))
 
     def _publish_scene(self, scene, stamp) -> None:
         # Only the simulator's frames carry ground truth: the publisher and its conversion appear with it.
