@@ -158,7 +158,11 @@ def build_graph(args: GraphArgs) -> list[ProcessSpec]:
         {"source": args.camera, "recording": args.recording} | ({"rate_hz": 5.0} if args.camera == "sim" else {}),
     )
     planning = NodeSpec(
-        "planning", "vla_r1_ros.nodes.planning_node:PlanningNode", "planning_node", {"executor": args.executor}
+        "planning",
+        "vla_r1_ros.nodes.planning_node:PlanningNode",
+        "planning_node",
+        # Only the simulator publishes a scene (ground truth) with each frame: a trial waits for it there.
+        {"executor": args.executor, "scene": args.camera == "sim"},
     )
     inference = NodeSpec(
         "inference",

@@ -1,9 +1,11 @@
 """One pick-and-place trial as a state machine with injected steps (no ROS).
 
-perceive -> predict -> lift -> plan (+ safety validation) -> execute. The planning node injects steps
-that talk to ROS (the Predict action, the depth buffer, the executor); tests inject plain functions.
-Every way a trial can end maps to one EpisodeRecord.failure_stage:
-parse | lift | safety | ik | grasp | place | execute | cancelled | timeout.
+perceive -> predict -> lift -> plan (+ safety validation) -> execute. The trial owns its evidence: the
+frame set `perceive` returns is kept in the record and handed to `predict` (the model answers about
+exactly that image) and to `lift` (its aligned depth); nothing is looked up again by timestamp. The
+planning node injects steps that talk to ROS (frame sets, the Predict action, the executor); tests
+inject plain functions. Every way a trial can end maps to one EpisodeRecord.failure_stage:
+parse | lift | safety | ik | grasp | place | execute | cancelled | timeout | dry_run.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 
 from vla_r1_ros.core.lifting import LiftedPrediction, LiftError
 from vla_r1_ros.core.planning import PickPlacePlan, PlanRejected, ValidatedPlan
+from vla_r1_ros.core.prediction import Prediction
 
 STAGES = ("perceive", "predict", "lift", "plan", "execute")
 
@@ -30,23 +33,11 @@ class StageFailure(Exception):
         self.failure_stage = failure_stage
 
 
-@dataclass(frozen=True)
-class Prediction:
-    """What a trial needs of a VlaPrediction; `source` keeps the original (the message) for the record."""
-
-    stamp_ns: int
-    valid: bool
-    error: str = ""
-    box_px: tuple[float, float, float, float] | None = None  # x1, y1, x2, y2
-    waypoints_px: np.ndarray | None = None  # (N, 2)
-    source: Any = None
-
-
 @dataclass
 class TrialSteps:
-    perceive: Callable[[], None]  # raise StageFailure when there is nothing fresh to act on
-    predict: Callable[[str, list[str]], Prediction]  # raise StageFailure on timeout / cancel
-    lift: Callable[[Prediction], LiftedPrediction]  # base frame; raise LiftError
+    perceive: Callable[[], Any]  # -> the trial's frame set; raise StageFailure when none comes in time
+    predict: Callable[[str, list[str], Any], Prediction]  # (instruction, tasks, frames); StageFailure on timeout
+    lift: Callable[[Prediction, Any], LiftedPrediction]  # (prediction, frames) -> base frame; raise LiftError
     plan: Callable[[LiftedPrediction], PickPlacePlan]  # raise PlanRejected
     validate: Callable[[PickPlacePlan], ValidatedPlan]  # raise PlanRejected
     execute: Callable[[ValidatedPlan, Callable[[], bool]], Any]  # -> executors.base.ExecutionResult
@@ -56,9 +47,12 @@ class TrialSteps:
 class TrialRecord:
     trial_id: str
     instruction: str
+    tasks: tuple[str, ...] = ()
     success: bool = False
     failure_stage: str = ""
+    outcome_source: str = ""  # who judged success (the executor's word: simulator, gripper, ...); "" = nobody
     message: str = ""
+    frames: Any = None  # the frame set the trial acted on (the planning node's FrameSet)
     prediction: Prediction | None = None
     lifted: LiftedPrediction | None = None
     lift_error: LiftError | None = None
@@ -111,11 +105,11 @@ class TrialFlow:
         should_stop: Callable[[], bool] = lambda: False,
         trial_id: str | None = None,
     ) -> TrialRecord:
-        record = TrialRecord(trial_id=trial_id or new_trial_id(), instruction=instruction)
+        record = TrialRecord(trial_id=trial_id or new_trial_id(), instruction=instruction, tasks=tuple(tasks))
         for stage in STAGES:
             if stage == "execute" and plan_only:
-                record.success, record.message = True, "plan only: validated, not executed"
-                return record
+                # A dry run proves the plan was valid, not that a pick and place would have worked.
+                return self._fail(record, "dry_run", "plan only: validated, not executed")
             if should_stop():
                 return self._fail(record, "cancelled", f"cancelled before {stage}")
             self.on_stage(stage)
@@ -144,16 +138,16 @@ class TrialFlow:
         self, stage: str, record: TrialRecord, instruction: str, tasks: list[str], should_stop: Callable[[], bool]
     ) -> None:
         if stage == "perceive":
-            self.steps.perceive()
+            record.frames = self.steps.perceive()
         elif stage == "predict":
-            prediction = record.prediction = self.steps.predict(instruction, tasks)
+            prediction = record.prediction = self.steps.predict(instruction, tasks, record.frames)
             if not prediction.valid:
                 raise StageFailure("parse", f"the model's answer did not parse: {prediction.error}")
             missing = [n for n, v in (("box", prediction.box_px), ("waypoints", prediction.waypoints_px)) if v is None]
             if missing:
                 raise StageFailure("parse", f"pick-and-place needs a box and waypoints; the prediction lacks {missing}")
         elif stage == "lift":
-            record.lifted = self.steps.lift(record.prediction)
+            record.lifted = self.steps.lift(record.prediction, record.frames)
         elif stage == "plan":
             record.plan = self.steps.plan(record.lifted)
             record.validated = self.steps.validate(record.plan)
@@ -161,6 +155,7 @@ class TrialFlow:
         else:
             record.execution = self.steps.execute(record.validated, should_stop)
             record.success = bool(record.execution.success)
+            record.outcome_source = record.execution.outcome_source
             record.message = record.execution.message
             if not record.success:
                 record.failure_stage = record.execution.failure_stage or "execute"

@@ -27,6 +27,7 @@ class ExecutionResult:
     message: str = ""
     ee_path: list[np.ndarray] = field(default_factory=list)  # TCP positions during execution, base frame
     held_object: str | None = None  # what the gripper held after closing, when the executor can tell
+    outcome_source: str = ""  # who judged `success`: "simulator" (ground truth), "gripper", ... ("" = nobody)
 
 
 class ArmExecutor(Protocol):

@@ -183,7 +183,7 @@ class MoveItExecutor:
     def execute(self, plan: ValidatedPlan, should_stop: Callable[[], bool]) -> ExecutionResult:
         plan = require_validated(plan)
         self._stop.clear()
-        result = ExecutionResult(success=False)
+        result = ExecutionResult(success=False, outcome_source="executor")
 
         def stopping() -> bool:
             return self._stop.is_set() or should_stop()

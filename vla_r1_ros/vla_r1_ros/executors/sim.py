@@ -54,7 +54,7 @@ class SimArmExecutor:
         def stopping() -> bool:
             return self._stop.is_set() or should_stop()
 
-        result = ExecutionResult(success=False)
+        result = ExecutionResult(success=False, outcome_source="simulator")
         drift = plan.start_drift(self.workcell.joint_positions())
         if drift:
             result.failure_stage, result.message = "execute", drift

@@ -5,9 +5,6 @@ Encodings used everywhere: colour `rgb8`, aligned depth `16UC1` millimetres (0 =
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
-
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point, Pose
@@ -55,6 +52,15 @@ def numpy_to_image(array: np.ndarray, encoding: str, stamp: Time | None = None, 
     return msg
 
 
+def depth_to_mm(msg: Image) -> np.ndarray:
+    """Aligned depth as uint16 millimetres whatever the driver sent (16UC1 mm, or 32FC1 metres)."""
+    depth = image_to_numpy(msg)
+    if depth.dtype == np.uint16:
+        return depth
+    metres = np.nan_to_num(depth.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    return np.clip(np.round(metres * 1000.0), 0, np.iinfo(np.uint16).max).astype(np.uint16)
+
+
 def camera_info_msg(intrinsics: CameraIntrinsics, stamp: Time | None = None, frame_id: str = "") -> CameraInfo:
     msg = CameraInfo()
     if stamp is not None:
@@ -77,14 +83,6 @@ def intrinsics_from_camera_info(msg: CameraInfo) -> CameraIntrinsics:
 
 def stamp_to_ns(stamp: Time) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
-def nearest_by_stamp(msgs: Iterable[Any], stamp_ns: int, tolerance_ns: int) -> Any | None:
-    """The stamped message nearest to `stamp_ns`, if within `tolerance_ns`; else None."""
-    best = min(msgs, key=lambda msg: abs(stamp_to_ns(msg.header.stamp) - stamp_ns), default=None)
-    if best is None or abs(stamp_to_ns(best.header.stamp) - stamp_ns) > tolerance_ns:
-        return None
-    return best
 
 
 def ns_to_stamp(ns: int) -> Time:

@@ -25,17 +25,15 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 from vla_r1_interfaces.msg import SceneState
 
+from vla_r1_ros import topics
 from vla_r1_ros.cameras import make_camera
 from vla_r1_ros.cameras.base import CameraError, CameraSource, RgbdFrame
 from vla_r1_ros.cameras.frame_stats import FrameStats, RateLimiter
 from vla_r1_ros.core.config import load_config
 from vla_r1_ros.nodes.conversions import camera_info_msg, ns_to_stamp, numpy_to_image
 
-COLOR_TOPIC = "camera/color/image_raw"
-DEPTH_TOPIC = "camera/aligned_depth_to_color/image_raw"
-INFO_TOPIC = "camera/color/camera_info"
-SCENE_TOPIC = "workcell/scene"
-STATUS_TOPIC = "perception/status"
+COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC = topics.COLOR, topics.DEPTH, topics.CAMERA_INFO
+SCENE_TOPIC, STATUS_TOPIC = topics.SCENE, topics.PERCEPTION_STATUS
 
 # Reliable, keep last 5: a reliable reader a few frames behind (the logger writing an episode) still gets the
 # frame a trial used; keep-last never blocks the publisher.

@@ -1,10 +1,12 @@
-"""PickPlacePlan <-> vla_r1_interfaces/ManipulationPlan, and the RViz markers of a plan."""
+"""PickPlacePlan -> vla_r1_interfaces/ManipulationPlan -> episode JSON, and the RViz markers of a plan."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import Point
+from geometry_msgs.msg import Point, Pose
 from std_msgs.msg import ColorRGBA
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from visualization_msgs.msg import Marker, MarkerArray
@@ -50,6 +52,33 @@ def plan_msg(
         trajectory.points = [JointTrajectoryPoint(positions=[float(v) for v in q]) for q in validated.joint_path()]
         msg.joint_trajectory = trajectory
     return msg
+
+
+def _pose_json(pose: Pose) -> dict[str, list[float]]:
+    p, o = pose.position, pose.orientation
+    return {"position": [p.x, p.y, p.z], "orientation": [o.x, o.y, o.z, o.w]}
+
+
+def plan_json(msg: ManipulationPlan) -> dict[str, Any]:
+    """The plan as episode JSON; poses only when the plan carries any (lifting failed: it carries none)."""
+    data: dict[str, Any] = {"feasible": bool(msg.feasible), "failed_check": msg.failed_check, "reason": msg.reason}
+    if msg.carry_waypoints:
+        point = msg.grasp_surface_point
+        data.update(
+            pre_grasp_pose=_pose_json(msg.pre_grasp_pose),
+            grasp_pose=_pose_json(msg.grasp_pose),
+            grasp_surface_point=[point.x, point.y, point.z],
+            carry_waypoints=[_pose_json(p) for p in msg.carry_waypoints],
+            place_pose=_pose_json(msg.place_pose),
+            speed_scaling=float(msg.speed_scaling),
+        )
+    trajectory = msg.joint_trajectory
+    if trajectory.points:
+        data["joint_trajectory"] = {
+            "joint_names": list(trajectory.joint_names),
+            "positions": [[float(v) for v in point.positions] for point in trajectory.points],
+        }
+    return data
 
 
 def _marker(marker_id: int, kind: int, frame_id: str, stamp: Time, rgba: tuple[float, ...]) -> Marker:

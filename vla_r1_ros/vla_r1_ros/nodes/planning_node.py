@@ -1,68 +1,64 @@
-"""`planning_node`: lift VLA-R1 predictions to 3-D, plan a safe pick-and-place, execute, report.
+"""`planning_node`: owns each trial from the instruction to its logged record.
 
-Serves `vla_r1/execute_instruction` (ExecuteInstruction): one trial = perceive -> predict (Predict
-action on the inference node, reasoning relayed as feedback) -> lift (the depth frame with the
-prediction's stamp) -> plan + safety checks -> execute; then publishes `vla_r1/episode`. The trial
-logic is `core.trial_flow.TrialFlow`; this node only supplies its ROS-facing steps.
+Serves `vla_r1/execute_instruction` (ExecuteInstruction). One trial (`core.trial_flow.TrialFlow`):
+- perceive: the first complete frame set — colour, aligned depth, camera info and, from the simulator,
+  its scene — captured after the goal arrived, matched once by the approximate-time rule
+  (`core.frame_sync`), and kept for the whole trial;
+- predict: the Predict action on the inference node, the goal carrying that very image (and scene);
+  the answer's raw texts are re-parsed here with the parser's contract (nothing on the wire is trusted);
+- lift (the same frame set's depth), plan + safety checks (nothing moves on a failed check), execute;
+- one EpisodeRecord with everything, delivered to the reward logger at least once through the
+  `vla_r1/log_episode` service (`core.delivery.Outbox`: kept until the logger confirms it is on disk,
+  retried every `log_retry_period_s`). Goals are refused while no logger listens or while
+  `max_undelivered` records wait.
 
-Also plans every prediction published on `vla_r1/prediction` outside a trial (e.g. from the
-`vla_r1/instruction` topic) and publishes the plan; it executes such a plan only with
-`auto_execute:=true`.
+An instruction on `vla_r1/instruction` (std_msgs/String) runs the same flow as a dry run (executed only
+with `auto_execute:=true`) when nothing else runs; an action goal preempts such a run, so a flood of
+topic instructions never blocks goals. `vla_r1/stop` (std_srvs/Trigger) halts the arm and ends whatever
+is running as "cancelled".
 
-`vla_r1/stop` (std_srvs/Trigger) halts the arm and ends whatever is running as "cancelled": an action
-trial (whose goal is then aborted) or an `auto_execute` execution, which has no goal to cancel.
-
-Parameters: `executor` (sim | moveit), `max_frame_age_s`, `auto_execute`, `predict_timeout_s`.
-Threads: a MultiThreadedExecutor and one ReentrantCallbackGroup, so the action callback can block on
-the Predict action while that action's callbacks (and the depth subscription) keep running.
+Parameters: `executor` (sim | moveit), `scene` (wait for the simulator's scene in each frame set),
+`frame_wait_s`, `frame_slop_s`, `predict_accept_timeout_s`, `predict_timeout_s`, `predict_retries`,
+`log_timeout_s`, `log_retry_period_s`, `max_undelivered`, `require_logger`, `auto_execute`.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
-from collections import deque
 from typing import Any
 
 from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 from vla_r1_interfaces.action import ExecuteInstruction, Predict
-from vla_r1_interfaces.msg import EpisodeRecord, ManipulationPlan, VlaPrediction
+from vla_r1_interfaces.msg import ManipulationPlan, SceneState
+from vla_r1_interfaces.srv import LogEpisode
 
+from vla_r1_ros import topics
 from vla_r1_ros.core.config import load_config
+from vla_r1_ros.core.delivery import DeliveryResult, Outbox
+from vla_r1_ros.core.frame_sync import FrameSetSync
 from vla_r1_ros.core.geometry import camera_extrinsics
 from vla_r1_ros.core.lifting import LiftedPrediction, LiftError, LiftParams, lift_prediction
-from vla_r1_ros.core.planning import (
-    PickPlacePlan,
-    PlanningParams,
-    SafetyLimits,
-    ValidatedPlan,
-    plan_pick_and_place,
-)
-from vla_r1_ros.core.trial_flow import Prediction, StageFailure, TrialFlow, TrialRecord, TrialSteps
+from vla_r1_ros.core.planning import PickPlacePlan, PlanningParams, SafetyLimits, ValidatedPlan, plan_pick_and_place
+from vla_r1_ros.core.prediction import Prediction
+from vla_r1_ros.core.prompts import TASKS, build_prompt
+from vla_r1_ros.core.trial_flow import StageFailure, TrialFlow, TrialRecord, TrialSteps
 from vla_r1_ros.executors.base import ArmExecutor, validate_for
-from vla_r1_ros.nodes.conversions import (
-    image_to_numpy,
-    intrinsics_from_camera_info,
-    nearest_by_stamp,
-    ns_to_stamp,
-    point_msg,
-    stamp_to_ns,
-)
+from vla_r1_ros.nodes.conversions import image_to_numpy, intrinsics_from_camera_info, ns_to_stamp, stamp_to_ns
+from vla_r1_ros.nodes.episode_msgs import FrameSet, episode_record_msg
 from vla_r1_ros.nodes.plan_msgs import plan_markers, plan_msg
 from vla_r1_ros.nodes.prediction_msgs import prediction_from_msg
 from vla_r1_ros.nodes.spin import spin_nodes
 
-DEPTH_BUFFER = 30  # ~1 s of depth at 30 Hz: a prediction's frame is found even if inference was quick
-DEPTH_MATCH_TOLERANCE_NS = 1_000_000  # depth and colour of one aligned frame carry the same stamp
-DEPTH_MATCH_WAIT_S = 0.5  # the frame may still be in flight when the prediction arrives
-FRESH_FRAME_WAIT_S = 2.0  # perceive: how long to wait for a first / fresh depth frame
-HANDLED_STAMPS = 32  # predictions a trial already acted on (their topic copy is ignored)
+COLOR, DEPTH, INFO, SCENE = "color", "depth", "camera_info", "scene"
+PREEMPT_WAIT_S = 5.0  # how long a goal waits for a preempted topic-instruction run to stop
 
 
 def make_executor(name: str) -> ArmExecutor:
@@ -80,27 +76,28 @@ def make_executor(name: str) -> ArmExecutor:
     raise ValueError(f"unknown executor {name!r}: use sim or moveit")
 
 
-def to_prediction(msg: VlaPrediction) -> Prediction:
-    data = prediction_from_msg(msg)
-    return Prediction(
-        stamp_ns=data.stamp_ns,
-        valid=data.valid,
-        error=data.error,
-        box_px=None if data.box_px is None else tuple(float(v) for v in data.box_px),
-        waypoints_px=data.waypoints_px,
-        source=msg,
-    )
-
-
 class PlanningNode(Node):
     def __init__(self, arm: ArmExecutor | None = None, **kwargs: Any):
         """`arm`: an executor to use instead of the `executor` parameter's (tests share a workcell)."""
         super().__init__("planning", **kwargs)
-        self.declare_parameter("executor", "sim")
-        self.declare_parameter("max_frame_age_s", 2.0)
-        self.declare_parameter("auto_execute", False)
-        self.declare_parameter("predict_timeout_s", 120.0)
-
+        params = {
+            name: self.declare_parameter(name, default).value
+            for name, default in (
+                ("executor", "sim"),
+                ("scene", True),  # the simulator publishes a scene per frame; a real camera does not
+                ("frame_wait_s", 3.0),
+                ("frame_slop_s", 0.015),  # below half a frame period at 30 fps: never the neighbour
+                ("predict_accept_timeout_s", 5.0),
+                ("predict_timeout_s", 120.0),
+                ("predict_retries", 1),  # goals whose acceptance never arrived are sent again this often
+                ("log_timeout_s", 10.0),
+                ("log_retry_period_s", 2.0),
+                ("max_undelivered", 10),
+                ("require_logger", True),
+                ("auto_execute", False),
+            )
+        }
+        self.params = params
         camera, workspace = load_config("camera"), load_config("workspace")
         self.base_frame = str(camera["frames"]["base"])
         self.camera_frame = str(camera["frames"]["camera_optical"])
@@ -108,126 +105,90 @@ class PlanningNode(Node):
         self.lift_params = LiftParams.from_config(workspace, camera)
         self.planning_params = PlanningParams.from_config(workspace)
         self.limits = SafetyLimits.from_config(workspace)
-        self.arm = arm if arm is not None else make_executor(self.get_parameter("executor").value)
+        self.arm = arm if arm is not None else make_executor(params["executor"])
 
         self._group = ReentrantCallbackGroup()
-        self._frames = threading.Condition()
-        self._depth: deque[Image] = deque(maxlen=DEPTH_BUFFER)
-        # The first frames after a trial's instruction, kept until the trial ends: the model may think
-        # for longer than the rolling buffer lasts, and the frame it answers on is one of these.
-        self._trial_depth: list[Image] = []
-        self._trial_not_before_ns: int | None = None
-        self._camera_info: CameraInfo | None = None
+        streams = (COLOR, DEPTH, INFO, SCENE) if params["scene"] else (COLOR, DEPTH, INFO)
+        self.frames = FrameSetSync(streams, slop_ns=int(float(params["frame_slop_s"]) * 1e9))
         self._busy = threading.Lock()  # one trial (one arm) at a time
-        self._stop_requested = threading.Event()  # vla_r1/stop: cleared when the next trial starts
-        self._handled: deque[int] = deque(maxlen=HANDLED_STAMPS)
+        self._stop_requested = threading.Event()  # vla_r1/stop or a preempting goal: cleared per run
+        self._topic_run = False  # the running trial came from vla_r1/instruction (a goal may preempt it)
+        self.outbox = Outbox(self._deliver)
 
-        # Reliable: the depth frame of the prediction's image must arrive whole (best effort loses about
-        # half of the 600 kB depth frames across processes; see docs/perception.md).
-        frames_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
-        self.create_subscription(
-            Image, "camera/aligned_depth_to_color/image_raw", self._on_depth, frames_qos, callback_group=self._group
-        )
-        self.create_subscription(
-            CameraInfo, "camera/color/camera_info", self._on_camera_info, frames_qos, callback_group=self._group
-        )
-        self.create_subscription(
-            VlaPrediction, "vla_r1/prediction", self._on_prediction, 10, callback_group=self._group
-        )
-        self.plan_pub = self.create_publisher(ManipulationPlan, "vla_r1/plan", 10)
-        self.marker_pub = self.create_publisher(MarkerArray, "vla_r1/plan_markers", 10)
-        self.episode_pub = self.create_publisher(EpisodeRecord, "vla_r1/episode", 10)
-        self.predict_client = ActionClient(self, Predict, "vla_r1/predict", callback_group=self._group)
+        # Reliable, keep last 5 (as the perception node publishes): a frame set must arrive whole.
+        frames_qos = QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
+        for stream, kind, topic in (
+            (COLOR, Image, topics.COLOR),
+            (DEPTH, Image, topics.DEPTH),
+            (INFO, CameraInfo, topics.CAMERA_INFO),
+            (SCENE, SceneState, topics.SCENE),
+        ):
+            if stream in streams:
+                self.create_subscription(
+                    kind, topic, self._frame_callback(stream), frames_qos, callback_group=self._group
+                )
+        self.create_subscription(String, topics.INSTRUCTION, self._on_instruction, 10, callback_group=self._group)
+        self.plan_pub = self.create_publisher(ManipulationPlan, topics.PLAN, 10)
+        self.marker_pub = self.create_publisher(MarkerArray, topics.PLAN_MARKERS, 10)
+        self.predict_client = ActionClient(self, Predict, topics.PREDICT, callback_group=self._group)
+        self.log_client = self.create_client(LogEpisode, topics.LOG_EPISODE, callback_group=self._group)
         self.server = ActionServer(
             self,
             ExecuteInstruction,
-            "vla_r1/execute_instruction",
-            execute_callback=self._execute_trial,
+            topics.EXECUTE_INSTRUCTION,
+            execute_callback=self._execute_goal,
             goal_callback=self._on_goal,
             cancel_callback=self._on_cancel,
             callback_group=self._group,
         )
-        self.create_service(Trigger, "vla_r1/stop", self._on_stop, callback_group=self._group)
-        self.get_logger().info(f"planning node ready (executor: {self.arm.name})")
+        self.create_service(Trigger, topics.STOP, self._on_stop, callback_group=self._group)
+        self.create_timer(float(params["log_retry_period_s"]), self._flush_outbox, callback_group=self._group)
+        self.get_logger().info(f"planning node ready (executor: {self.arm.name}, frame set: {', '.join(streams)})")
 
     # --- camera -----------------------------------------------------------------------------------
 
-    def _on_depth(self, msg: Image) -> None:
-        with self._frames:
-            self._depth.append(msg)
-            after_instruction = (
-                self._trial_not_before_ns is not None and stamp_to_ns(msg.header.stamp) >= self._trial_not_before_ns
+    def _frame_callback(self, stream: str):
+        def on_message(msg: Any) -> None:
+            self.frames.add(stream, stamp_to_ns(msg.header.stamp), msg)
+
+        return on_message
+
+    def _perceive(self, not_before_ns: int) -> FrameSet:
+        """The first complete frame set captured after the instruction arrived: the world may have changed
+        (a reset, a person) since the last one, and a trial acts on the scene as it is now."""
+        wait_s = float(self.params["frame_wait_s"])
+        found = self.frames.wait_for_set(not_before_ns, wait_s)
+        if found is None:
+            newest = {s: self.frames.newest_stamp(s) for s in self.frames.streams}
+            ages = ", ".join(
+                f"{s}: none" if stamp is None else f"{s}: {(not_before_ns - stamp) / 1e9:+.2f} s before the goal"
+                for s, stamp in newest.items()
             )
-            if after_instruction and len(self._trial_depth) < DEPTH_BUFFER:
-                self._trial_depth.append(msg)
-            self._frames.notify_all()
-
-    def _on_camera_info(self, msg: CameraInfo) -> None:
-        with self._frames:
-            self._camera_info = msg
-
-    def _age_s(self, stamp_ns: int) -> float:
-        return (self.get_clock().now().nanoseconds - stamp_ns) / 1e9
-
-    def _perceive(self, not_before_ns: int) -> None:
-        """Wait for a frame captured after the instruction arrived: the world may have changed (a reset,
-        a person) since the last one, and a trial must act on the scene as it is now."""
-
-        def fresh() -> bool:
-            return (
-                bool(self._depth)
-                and self._camera_info is not None
-                and stamp_to_ns(self._depth[-1].header.stamp) >= not_before_ns
+            raise StageFailure(
+                "timeout", f"no complete frame set captured after the instruction in {wait_s} s ({ages})"
             )
-
-        with self._frames:
-            if not self._frames.wait_for(fresh, timeout=FRESH_FRAME_WAIT_S):
-                raise StageFailure(
-                    "timeout",
-                    f"no depth frame + camera info captured after the instruction within {FRESH_FRAME_WAIT_S} s "
-                    "on camera/aligned_depth_to_color/image_raw and camera/color/camera_info",
-                )
-
-    def _matching_depth(
-        self, stamp_ns: int, not_before_ns: int | None, thinking_s: float = 0.0
-    ) -> tuple[Image, CameraInfo]:
-        """The depth frame of the prediction's image. In a trial (`not_before_ns`: when the instruction
-        arrived) the image must have been captured after the instruction, however long the model then
-        thought; a prediction from the topic, outside a trial, must have been younger than max_frame_age_s
-        when the model answered (`thinking_s`: the model's own time on it)."""
-
-        def match() -> Image | None:
-            return nearest_by_stamp([*self._trial_depth, *self._depth], stamp_ns, DEPTH_MATCH_TOLERANCE_NS)
-
-        if not_before_ns is not None:
-            if stamp_ns < not_before_ns:
-                raise LiftError("stale", "the prediction answers a frame captured before the instruction")
-        else:
-            max_age = float(self.get_parameter("max_frame_age_s").value)
-            age = self._age_s(stamp_ns) - thinking_s  # how old the frame was when the answer came
-            if age > max_age:
-                raise LiftError("stale", f"the prediction's image is {age:.1f} s old (max_frame_age_s {max_age})")
-        with self._frames:
-            found = self._frames.wait_for(match, timeout=DEPTH_MATCH_WAIT_S)
-            if found is None or self._camera_info is None:
-                held = [stamp_to_ns(m.header.stamp) for m in self._depth]
-                span = f"{min(held)}..{max(held)} ns" if held else "nothing"
-                raise LiftError("stale", f"no depth frame with the prediction's stamp {stamp_ns} ns (buffer: {span})")
-            return found, self._camera_info
+        return FrameSet(found[COLOR], found[DEPTH], found[INFO], found.get(SCENE))
 
     # --- trial steps --------------------------------------------------------------------------------
 
-    def _lift(self, prediction: Prediction, not_before_ns: int | None = None) -> LiftedPrediction:
-        thinking_s = float(getattr(prediction.source, "inference_latency_s", 0.0))
-        depth_msg, info = self._matching_depth(prediction.stamp_ns, not_before_ns, thinking_s)
-        if depth_msg.header.frame_id and depth_msg.header.frame_id != self.camera_frame:
+    def _lift(self, prediction: Prediction, frames: FrameSet) -> LiftedPrediction:
+        depth = frames.depth
+        if depth.header.frame_id and depth.header.frame_id != self.camera_frame:
+            raise LiftError(
+                "bad_input", f"depth is in {depth.header.frame_id!r} but the extrinsics are for {self.camera_frame!r}"
+            )
+        if (depth.width, depth.height) != prediction.image_size:
             raise LiftError(
                 "bad_input",
-                f"depth is in {depth_msg.header.frame_id!r} but the extrinsics are for {self.camera_frame!r}",
+                f"the model saw a {prediction.image_size} image but the depth is {(depth.width, depth.height)}",
             )
+        try:
+            depth_array = image_to_numpy(depth)
+        except ValueError as exc:
+            raise LiftError("bad_input", f"cannot decode the depth frame: {exc}") from exc
         lifted = lift_prediction(
-            image_to_numpy(depth_msg),
-            intrinsics_from_camera_info(info),
+            depth_array,
+            intrinsics_from_camera_info(frames.camera_info),
             prediction.box_px,
             prediction.waypoints_px,
             self.lift_params,
@@ -241,51 +202,65 @@ class PlanningNode(Node):
     def _validate(self, plan: PickPlacePlan) -> ValidatedPlan:
         return validate_for(self.arm, plan, self.limits)
 
-    def _predict(self, instruction: str, tasks: list[str], goal_handle: Any, not_before_ns: int) -> Prediction:
-        timeout = float(self.get_parameter("predict_timeout_s").value)
-        if not self.predict_client.wait_for_server(timeout_sec=min(5.0, timeout)):
-            raise StageFailure("timeout", "no Predict action server on vla_r1/predict (is the inference node up?)")
-        done = threading.Event()
-        outcome: dict[str, Any] = {}
+    def _predict(
+        self, instruction: str, tasks: list[str], frames: FrameSet, goal_handle: Any, should_stop: Any
+    ) -> Prediction:
+        """Ask the inference node about the trial's own frame. A goal whose acceptance never arrives (a lost
+        goal response) is sent again after `predict_accept_timeout_s`; the answer must come within
+        `predict_timeout_s` of acceptance."""
+        accept_s = float(self.params["predict_accept_timeout_s"])
+        if not self.predict_client.wait_for_server(timeout_sec=accept_s):
+            raise StageFailure("timeout", f"no Predict action server on {topics.PREDICT} (is the inference node up?)")
+        goal = Predict.Goal(instruction=instruction, tasks=list(tasks), image=frames.color)
+        if frames.scene is not None:
+            goal.has_scene, goal.scene = True, frames.scene
 
         def on_feedback(feedback_msg: Any) -> None:
-            fb = feedback_msg.feedback
-            goal_handle.publish_feedback(ExecuteInstruction.Feedback(stage="predict", reasoning_chunk=fb.text))
+            if goal_handle is not None:
+                text = feedback_msg.feedback.text
+                goal_handle.publish_feedback(ExecuteInstruction.Feedback(stage="predict", reasoning_chunk=text))
 
-        def on_result(future: Any) -> None:
-            outcome["result"] = future.result()
-            done.set()
-
-        def on_goal_response(future: Any) -> None:
-            handle = future.result()
-            outcome["handle"] = handle
-            if not handle.accepted:
-                done.set()
-                return
-            handle.get_result_async().add_done_callback(on_result)
-
-        goal = Predict.Goal(instruction=instruction, tasks=list(tasks), not_before=ns_to_stamp(not_before_ns))
-        self.predict_client.send_goal_async(goal, feedback_callback=on_feedback).add_done_callback(on_goal_response)
-        deadline = self.get_clock().now().nanoseconds + int(timeout * 1e9)
-        while not done.wait(0.05):
-            cancelled = goal_handle.is_cancel_requested
-            if cancelled or self.get_clock().now().nanoseconds > deadline:
-                if "handle" in outcome:
-                    outcome["handle"].cancel_goal_async()
-                if cancelled:
-                    raise StageFailure("cancelled", "cancelled while the model was predicting")
-                raise StageFailure("timeout", f"the Predict action did not answer within {timeout} s")
-        if "result" not in outcome:
+        handle = None
+        for attempt in range(1 + int(self.params["predict_retries"])):
+            future = self.predict_client.send_goal_async(goal, feedback_callback=on_feedback)
+            if self._wait(future, accept_s, should_stop):
+                handle = future.result()
+                break
+            future.cancel()
+            self.get_logger().warning(f"Predict goal not acknowledged within {accept_s} s (attempt {attempt + 1})")
+        if handle is None:
+            if should_stop():
+                raise StageFailure("cancelled", "cancelled while waiting for the inference node")
+            raise StageFailure("timeout", f"the inference node never acknowledged the Predict goal ({accept_s} s each)")
+        if not handle.accepted:
             raise StageFailure("timeout", "the inference node rejected the Predict goal (busy or not ready)")
-        return to_prediction(outcome["result"].result.prediction)
+        timeout_s = float(self.params["predict_timeout_s"])
+        result_future = handle.get_result_async()
+        if not self._wait(result_future, timeout_s, should_stop):
+            handle.cancel_goal_async()
+            if should_stop():
+                raise StageFailure("cancelled", "cancelled while the model was predicting")
+            raise StageFailure("timeout", f"the Predict action did not answer within {timeout_s} s")
+        return prediction_from_msg(result_future.result().result.prediction)
 
-    # --- publishing --------------------------------------------------------------------------------
+    @staticmethod
+    def _wait(future: Any, timeout_s: float, should_stop: Any) -> bool:
+        """Wait for a future, giving up early when the trial is stopped. True when it is done."""
+        done = threading.Event()
+        future.add_done_callback(lambda _f: done.set())
+        deadline = timeout_s
+        while deadline > 0 and not done.wait(min(0.05, deadline)):
+            if should_stop():
+                return future.done()
+            deadline -= 0.05
+        return future.done()
+
+    # --- publishing and logging -----------------------------------------------------------------
 
     def _plan_message(self, record: TrialRecord) -> ManipulationPlan:
-        stamp = ns_to_stamp(record.prediction.stamp_ns) if record.prediction else self.get_clock().now().to_msg()
+        stamp = ns_to_stamp(record.frames.stamp_ns) if record.frames else self.get_clock().now().to_msg()
         if record.lift_error is not None:
-            check = "stale" if record.lift_error.kind == "stale" else "lift"
-            reason = str(record.lift_error)
+            check, reason = "lift", str(record.lift_error)
         elif record.rejection is not None:
             check, reason = record.rejection.check, record.rejection.reason
         else:
@@ -311,33 +286,63 @@ class PlanningNode(Node):
         if not msg.feasible:
             self.get_logger().warning(f"trial {record.trial_id}: plan rejected ({msg.failed_check}): {msg.reason}")
 
-    def _publish_episode(self, record: TrialRecord) -> None:
-        msg = EpisodeRecord()
-        prediction = record.prediction
-        msg.header.stamp = ns_to_stamp(prediction.stamp_ns) if prediction else self.get_clock().now().to_msg()
-        msg.header.frame_id = self.base_frame
-        msg.trial_id = record.trial_id
-        msg.instruction = record.instruction
-        if prediction is not None and prediction.source is not None:
-            msg.prediction = prediction.source
-        msg.plan = self._plan_message(record)
-        msg.executed_ee_path = [point_msg(p) for p in record.ee_path]
-        msg.success = record.success
-        msg.failure_stage = record.failure_stage
-        msg.message = record.message
-        msg.stage_names = list(record.stage_names)
-        msg.stage_seconds = [float(s) for s in record.stage_seconds]
-        self.episode_pub.publish(msg)
+    def _log(self, record: TrialRecord) -> str:
+        """Queue the trial's record for the logger and try to deliver; '' when it is on disk, else why not."""
+        prompts = [build_prompt(record.instruction, task) for task in record.tasks if task in TASKS]
+        msg = episode_record_msg(
+            record, self._plan_message(record), prompts, self.base_frame, self.get_clock().now().nanoseconds
+        )
+        self.outbox.put(record.trial_id, msg)
+        tried = self._flush_outbox()
+        if record.trial_id in self.outbox.pending_keys():
+            reason = tried[record.trial_id].detail if record.trial_id in tried else self.outbox.last_error
+            return reason or "waiting for earlier trials to be logged"
+        return ""
+
+    def _flush_outbox(self) -> dict[str, DeliveryResult]:
+        return self.outbox.flush() if len(self.outbox) else {}
+
+    def _deliver(self, trial_id: str, record: Any) -> DeliveryResult:
+        """One LogEpisode call; the logger answers once the episode is durably on disk."""
+        if not self.log_client.service_is_ready():
+            return DeliveryResult(False, f"no reward logger on {topics.LOG_EPISODE}")
+        future = self.log_client.call_async(LogEpisode.Request(record=record))
+        if not self._wait(future, float(self.params["log_timeout_s"]), lambda: False):
+            future.cancel()
+            return DeliveryResult(False, f"the reward logger did not confirm trial {trial_id} in time")
+        response = future.result()
+        if not response.logged:
+            self.get_logger().error(f"trial {trial_id} NOT logged yet (kept, retrying): {response.message}")
+        return DeliveryResult(bool(response.logged), response.index_line if response.logged else response.message)
 
     # --- the action ------------------------------------------------------------------------------
 
     def _on_goal(self, goal_request: Any) -> GoalResponse:
-        # Taken here, released when the trial ends: a second goal arriving before the first one's
-        # execute callback starts is rejected too.
-        if not self._busy.acquire(blocking=False):
-            self.get_logger().warning("rejecting ExecuteInstruction: a trial is already running")
+        refusal = self._refusal()
+        if refusal:
+            self.get_logger().warning(f"rejecting ExecuteInstruction: {refusal}")
             return GoalResponse.REJECT
+        # Taken here, released when the trial ends: a second goal arriving before the first one's
+        # execute callback starts is rejected too. A dry run started from the topic gives way.
+        if not self._busy.acquire(blocking=False):
+            if not self._topic_run:
+                self.get_logger().warning("rejecting ExecuteInstruction: a trial is already running")
+                return GoalResponse.REJECT
+            self._stop_requested.set()
+            if not self._busy.acquire(timeout=PREEMPT_WAIT_S):
+                self.get_logger().warning("rejecting ExecuteInstruction: the topic instruction run did not stop")
+                return GoalResponse.REJECT
+        self._topic_run = False
         return GoalResponse.ACCEPT
+
+    def _refusal(self) -> str:
+        """Why a trial must not start now ("" when it may): its record would have nowhere to go."""
+        if self.params["require_logger"] and not self.log_client.service_is_ready():
+            return f"no reward logger on {topics.LOG_EPISODE}: the trial could not be logged"
+        waiting = len(self.outbox)
+        if waiting >= int(self.params["max_undelivered"]):
+            return f"{waiting} finished trials wait to be logged ({self.outbox.last_error})"
+        return ""
 
     def _on_stop(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         self._stop_requested.set()
@@ -352,43 +357,45 @@ class PlanningNode(Node):
         self.arm.stop()  # halts a motion in progress now; the trial then ends as "cancelled"
         return CancelResponse.ACCEPT
 
-    def _execute_trial(self, goal_handle: Any) -> ExecuteInstruction.Result:
-        goal = goal_handle.request
-        tasks = list(goal.tasks) or ["affordance", "trajectory"]
+    def _run_trial(self, instruction: str, tasks: list[str], plan_only: bool, goal_handle: Any = None) -> TrialRecord:
+        """One trial (self._busy held by the caller), its plan published and its record handed to the logger."""
         requested_ns = self.get_clock().now().nanoseconds
-        self._stop_requested.clear()  # a stop applies to what was running when it came
-        with self._frames:
-            self._trial_not_before_ns, self._trial_depth = requested_ns, []
-        try:  # self._busy was taken when the goal was accepted
-            flow = TrialFlow(
-                TrialSteps(
-                    perceive=lambda: self._perceive(requested_ns),
-                    predict=lambda instruction, t: self._predict(instruction, t, goal_handle, requested_ns),
-                    lift=lambda prediction: self._lift(prediction, requested_ns),
-                    plan=self._plan,
-                    validate=self._validate,
-                    execute=self.arm.execute,
-                ),
-                on_stage=lambda stage: goal_handle.publish_feedback(ExecuteInstruction.Feedback(stage=stage)),
-                on_plan=self._publish_plan,
-            )
-            record = flow.run(
-                goal.instruction,
-                tasks,
-                plan_only=goal.plan_only,
-                should_stop=lambda: goal_handle.is_cancel_requested or self._stop_requested.is_set(),
-            )
-            if record.prediction is not None:
-                self._handled.append(record.prediction.stamp_ns)
-        finally:
-            with self._frames:
-                self._trial_not_before_ns, self._trial_depth = None, []
-            self._busy.release()
-        self._publish_episode(record)
-        goal_handle.publish_feedback(ExecuteInstruction.Feedback(stage="done"))
-        self.get_logger().info(
-            f"trial {record.trial_id}: {'success' if record.success else record.failure_stage} — {record.message}"
+
+        def should_stop() -> bool:
+            return self._stop_requested.is_set() or (goal_handle is not None and goal_handle.is_cancel_requested)
+
+        def on_stage(stage: str) -> None:
+            if goal_handle is not None:
+                goal_handle.publish_feedback(ExecuteInstruction.Feedback(stage=stage))
+
+        flow = TrialFlow(
+            TrialSteps(
+                perceive=lambda: self._perceive(requested_ns),
+                predict=lambda text, t, frames: self._predict(text, t, frames, goal_handle, should_stop),
+                lift=self._lift,
+                plan=self._plan,
+                validate=self._validate,
+                execute=self.arm.execute,
+            ),
+            on_stage=on_stage,
+            on_plan=self._publish_plan,
         )
+        record = flow.run(instruction, tasks or list(TASKS), plan_only=plan_only, should_stop=should_stop)
+        not_logged = self._log(record)
+        outcome = "success" if record.success else record.failure_stage
+        self.get_logger().info(f"trial {record.trial_id}: {outcome} — {record.message}")
+        if not_logged:
+            record.message += f" (not logged yet, kept for the logger: {not_logged})"
+        return record
+
+    def _execute_goal(self, goal_handle: Any) -> ExecuteInstruction.Result:
+        goal = goal_handle.request
+        self._stop_requested.clear()  # a stop applies to what was running when it came
+        try:  # self._busy was taken when the goal was accepted
+            record = self._run_trial(goal.instruction, list(goal.tasks), goal.plan_only, goal_handle)
+        finally:
+            self._busy.release()
+        goal_handle.publish_feedback(ExecuteInstruction.Feedback(stage="done"))
         if record.failure_stage == "cancelled" and goal_handle.is_cancel_requested:
             goal_handle.canceled()
         elif record.failure_stage == "cancelled":  # stopped through vla_r1/stop, not by its client
@@ -402,35 +409,20 @@ class PlanningNode(Node):
             failure_stage=record.failure_stage,
         )
 
-    # --- predictions outside a trial --------------------------------------------------------------
+    # --- instructions outside an action ----------------------------------------------------------
 
-    def _on_prediction(self, msg: VlaPrediction) -> None:
-        stamp_ns = stamp_to_ns(msg.header.stamp)
-        # A trial's own prediction also arrives here: the trial already handles it.
-        if stamp_ns in self._handled or not self._busy.acquire(blocking=False):
+    def _on_instruction(self, msg: String) -> None:
+        """A dry run (or, with auto_execute, a trial) of a topic instruction, only when nothing runs."""
+        if self._refusal() or not self._busy.acquire(blocking=False):
+            self.get_logger().warning(f"ignoring instruction {msg.data!r}: busy or the logger is unavailable")
             return
         try:
+            self._topic_run = True
             self._stop_requested.clear()
-            execute = bool(self.get_parameter("auto_execute").value)
-            flow = TrialFlow(
-                TrialSteps(
-                    perceive=lambda: None,
-                    predict=lambda instruction, tasks: to_prediction(msg),
-                    lift=self._lift,
-                    plan=self._plan,
-                    validate=self._validate,
-                    execute=self.arm.execute,
-                ),
-                on_plan=self._publish_plan,
-            )
-            record = flow.run(
-                msg.instruction, list(msg.tasks), plan_only=not execute, should_stop=self._stop_requested.is_set
-            )
-            self._handled.append(stamp_ns)
+            self._run_trial(msg.data, list(TASKS), plan_only=not bool(self.params["auto_execute"]))
         finally:
+            self._topic_run = False
             self._busy.release()
-        if execute and record.stage_names[-1:] == ["execute"]:
-            self._publish_episode(record)
 
     def destroy_node(self) -> None:
         self.arm.stop()  # a node going away must not leave the arm moving

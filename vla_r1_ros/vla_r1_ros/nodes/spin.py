@@ -12,10 +12,12 @@ from rclpy.node import Node
 def spin_nodes(
     make_nodes: Callable[[], list[Node]],
     args: list[str] | None = None,
-    num_threads: int | None = None,
+    num_threads: int = 8,
     startup_errors: tuple[type[Exception], ...] = (),
 ) -> int:
     """Initialise rclpy, build the nodes, spin them in one MultiThreadedExecutor until Ctrl-C or shutdown,
+    with `num_threads` worker threads whatever the core count: a trial blocks one thread while it waits
+    for the inference and the logger, whose answers, frames and timers need others to be delivered;
     then destroy them. A `startup_errors` exception while building is logged and gives exit status 1
     (a launch file's respawn or a supervisor sees the failure); anything else propagates."""
     rclpy.init(args=args)
