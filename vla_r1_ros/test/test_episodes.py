@@ -26,6 +26,7 @@ from vla_r1_ros.core.episodes import (
 )
 from vla_r1_ros.core.geometry import CameraIntrinsics, camera_extrinsics
 from vla_r1_ros.core.metrics import resample_polyline
+from vla_r1_ros.core.prediction import Prediction
 from vla_r1_ros.core.scene import ObjectState, Scene, project_to_normalized, reference_box, reference_waypoints
 
 CAMERA = load_config("camera")
@@ -55,16 +56,15 @@ def trial(
         trial_id=f"trial-{time.monotonic_ns()}",
         instruction=instruction,
         stamp_ns=1_700_000_000_000_000_000,
-        tasks=prompts.TASKS,
-        raw_texts={
-            task: prompts.format_answer(REASONING[task], output)
-            for task, output in zip(prompts.TASKS, (box, path), strict=True)
-        },
-        prediction={
-            "box_normalized": list(box),
-            "waypoints_normalized": [list(p) for p in path],
-            "reasoning": dict(REASONING),
-        },
+        prediction=Prediction(
+            instruction,
+            prompts.TASKS,
+            tuple(
+                prompts.format_answer(REASONING[task], output)
+                for task, output in zip(prompts.TASKS, (box, path), strict=True)
+            ),
+            (640, 480),
+        ),
         plan={"feasible": True},
         executed_ee_path=executed or [],
         success=success,
@@ -174,6 +174,7 @@ CRASHING_WRITER = textwrap.dedent(
     sys.path.insert(0, {test_dir!r})
     from test_episodes import trial, frame
     from vla_r1_ros.core import episodes
+    from vla_r1_ros.core.episodes import durable, store as store_module
 
     root, point = sys.argv[1], sys.argv[2]
     store = episodes.EpisodeStore(root)
@@ -182,14 +183,17 @@ CRASHING_WRITER = textwrap.dedent(
     def die(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
 
-    real_write_all = episodes._write_all
+    def replace_write_all(write_all):  # every module that writes bytes through it
+        durable.write_all = store_module.write_all = write_all
+
+    real_write_all = durable.write_all
     if point == "mid-file":  # half of the colour PNG is in the temp folder
         def write_half(fd, data):
             real_write_all(fd, data[: len(data) // 2])
             die()
-        episodes._write_all = write_half
+        replace_write_all(write_half)
     elif point == "before-rename":
-        episodes.os.rename = die
+        os.rename = die
     elif point == "after-rename":  # the folder is complete, the index line never written
         episodes.EpisodeStore._append_index = die
     elif point == "torn-index-line":  # half an index line reaches the file
@@ -198,7 +202,7 @@ CRASHING_WRITER = textwrap.dedent(
                 real_write_all(fd, data[: len(data) // 2])
                 die()
             real_write_all(fd, data)
-        episodes._write_all = write_index_half
+        replace_write_all(write_index_half)
     store.write(trial(), frame())
     """
 )
@@ -264,7 +268,7 @@ def test_disk_full_while_writing_files_is_reported_and_leaves_nothing(tmp_path, 
         def full(fd, data):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-        monkeypatch.setattr(episodes.os, "write", full)
+        monkeypatch.setattr(os, "write", full)
         with pytest.raises(EpisodeStoreError, match="disk full"):
             store.write(trial(), frame())
         monkeypatch.undo()
@@ -285,7 +289,7 @@ def test_disk_full_while_appending_the_index_loses_nothing(tmp_path, monkeypatch
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             return real_write(fd, data)
 
-        monkeypatch.setattr(episodes.os, "write", index_fills_up)
+        monkeypatch.setattr(os, "write", index_fills_up)
         with pytest.raises(episodes.EpisodeIndexPending, match=r"episode 000002 is on disk.*disk full"):
             store.write(trial())
         # The torn half line was cut off: the index still holds only whole lines.
@@ -381,16 +385,10 @@ def test_episode_rewards_match_core_rewards():
 
 
 def test_episode_rewards_of_a_broken_answer():
+    instruction = "put the red cube in the tray"
+    answer = "the cube is somewhere <output>{x: 1}</output>"
     broken = TrialLog(
-        "t",
-        "put the red cube in the tray",
-        0,
-        (prompts.AFFORDANCE,),
-        {prompts.AFFORDANCE: "the cube is somewhere <output>{x: 1}</output>"},
-        {},
-        {},
-        [],
-        False,
+        "t", instruction, 0, Prediction(instruction, (prompts.AFFORDANCE,), (answer,), (640, 480)), {}, [], False
     )
     scores = episodes.episode_rewards(broken, References(ReferenceSource.SIMULATOR, BOX, PATH))
     assert scores == {

@@ -18,7 +18,7 @@ import pytest
 from vla_r1_ros.cli.main import main
 from vla_r1_ros.core import dataset, prompts
 from vla_r1_ros.core.episodes import CameraFrame, EpisodeStore, TrialLog, select_references
-from vla_r1_ros.core.parsing import parse_answer
+from vla_r1_ros.core.prediction import Prediction
 from vla_r1_ros.core.scene import make_instruction
 from vla_r1_ros.training import grpo
 
@@ -37,18 +37,13 @@ def write_sim_episodes(root) -> None:
             instruction = make_instruction(target, np.random.default_rng(seed))
             expert = ScriptedExpertPolicy(noise="paper", seed=seed)
             texts = {task: expert.answer(scene, instruction, task) for task in prompts.TASKS}
-            parsed = {task: parse_answer(text, task) for task, text in texts.items()}
             trial = TrialLog(
                 trial_id=f"sim-{seed}",
                 instruction=instruction,
                 stamp_ns=frame.stamp_ns,
-                tasks=prompts.TASKS,
-                raw_texts=texts,
-                prediction={
-                    "box_normalized": parsed[prompts.AFFORDANCE].box,
-                    "waypoints_normalized": parsed[prompts.TRAJECTORY].waypoints,
-                    "reasoning": {task: answer.reasoning for task, answer in parsed.items()},
-                },
+                prediction=Prediction(
+                    instruction, prompts.TASKS, tuple(texts[task] for task in prompts.TASKS), frame.color.shape[1::-1]
+                ),
                 plan={},
                 executed_ee_path=[],
                 success=True,

@@ -15,7 +15,6 @@ PUBLISHER = textwrap.dedent(
     """
     import time
     import rclpy
-    from geometry_msgs.msg import Point
     from vla_r1_interfaces.msg import VlaPrediction
 
     rclpy.init()
@@ -32,10 +31,9 @@ PUBLISHER = textwrap.dedent(
     msg.reasoning_affordance = "the red cube is left of the tray"
     msg.has_box = True
     msg.box_normalized = [0.5, 0.25, 0.1, 0.2]
-    msg.box_px.x_offset, msg.box_px.y_offset, msg.box_px.width, msg.box_px.height = 288, 72, 64, 96
     msg.has_waypoints = True
     msg.waypoints_normalized = [0.1, 0.2, 0.3, 0.4]
-    msg.waypoints_px = [Point(x=64.0, y=96.0), Point(x=192.0, y=192.0)]
+    msg.policy_error = "none"
     msg.valid = True
     msg.format_reward = 1.0
     msg.inference_latency_s = 0.25
@@ -72,16 +70,15 @@ def test_vla_prediction_round_trips_between_processes(executor):
     assert list(msg.tasks) == ["affordance", "trajectory"]
     assert msg.raw_texts[1] == "<think>b</think>"
     assert list(msg.box_normalized) == pytest.approx([0.5, 0.25, 0.1, 0.2])
-    assert (msg.box_px.x_offset, msg.box_px.y_offset, msg.box_px.width, msg.box_px.height) == (288, 72, 64, 96)
     assert list(msg.waypoints_normalized) == pytest.approx([0.1, 0.2, 0.3, 0.4])
-    assert [(p.x, p.y) for p in msg.waypoints_px] == [(64.0, 96.0), (192.0, 192.0)]
+    assert msg.policy_error == "none"
     assert msg.valid and msg.format_reward == 1.0 and msg.inference_latency_s == pytest.approx(0.25)
 
 
 def test_every_interface_imports():
     from vla_r1_interfaces.action import ExecuteInstruction, Predict
     from vla_r1_interfaces.msg import EpisodeRecord, ManipulationPlan, SceneObject, SceneState, VlaPrediction
-    from vla_r1_interfaces.srv import ResetScene
+    from vla_r1_interfaces.srv import LogEpisode, ResetScene
 
     record = EpisodeRecord(prediction=VlaPrediction(valid=True), plan=ManipulationPlan(feasible=False))
     assert record.prediction.valid and not record.plan.feasible
@@ -89,3 +86,5 @@ def test_every_interface_imports():
     assert ExecuteInstruction.Goal(instruction="x", plan_only=True).plan_only
     assert Predict.Result().prediction.valid is False
     assert ResetScene.Request(seed=3).seed == 3
+    assert LogEpisode.Request(record=EpisodeRecord(trial_id="t")).record.trial_id == "t"
+    assert not LogEpisode.Response().logged

@@ -7,10 +7,16 @@ import pytest
 
 from vla_r1_ros.core.lifting import LiftedPrediction, LiftError
 from vla_r1_ros.core.planning import PlanRejected
-from vla_r1_ros.core.trial_flow import Prediction, StageFailure, TrialFlow, TrialSteps
+from vla_r1_ros.core.prediction import Prediction
+from vla_r1_ros.core.prompts import format_answer
+from vla_r1_ros.core.trial_flow import StageFailure, TrialFlow, TrialSteps
 from vla_r1_ros.executors.base import ExecutionResult
 
-GOOD = Prediction(stamp_ns=1, valid=True, box_px=(1.0, 2.0, 3.0, 4.0), waypoints_px=np.zeros((2, 2)))
+TASKS = ("affordance", "trajectory")
+BOX_TEXT = format_answer("the cube", {"x": 0.5, "y": 0.5, "width": 0.1, "height": 0.1})
+PATH_TEXT = format_answer("to the tray", [[0.5, 0.5], [0.7, 0.4]])
+GOOD = Prediction("x", TASKS, (BOX_TEXT, PATH_TEXT), (640, 480))
+FRAMES = object()  # the frame set perceive returns: the flow hands this very object on
 
 
 class FakeValidated:
@@ -25,9 +31,9 @@ def steps(**overrides) -> TrialSteps:
         return raise_it
 
     defaults = {
-        "perceive": lambda: None,
-        "predict": lambda instruction, tasks: GOOD,
-        "lift": lambda prediction: LiftedPrediction(None, None, "panda_link0"),
+        "perceive": lambda: FRAMES,
+        "predict": lambda instruction, tasks, frames: GOOD if frames is FRAMES else None,
+        "lift": lambda prediction, frames: LiftedPrediction(None, None, "panda_link0") if frames is FRAMES else None,
         "plan": lambda lifted: "the plan",
         "validate": lambda plan: FakeValidated(),
         "execute": lambda validated, should_stop: ExecutionResult(True, message="placed", ee_path=[np.zeros(3)]),
@@ -44,6 +50,7 @@ def test_a_successful_trial_runs_every_stage_in_order():
     assert len(record.stage_seconds) == 5 and all(s >= 0 for s in record.stage_seconds)
     assert plans == [record] and record.plan == FakeValidated.plan  # the plan that was validated
     assert len(record.ee_path) == 1 and record.trial_id
+    assert record.frames is FRAMES and record.prediction is GOOD  # the trial's own evidence, kept with it
 
 
 @pytest.mark.parametrize(
@@ -51,8 +58,9 @@ def test_a_successful_trial_runs_every_stage_in_order():
     [
         ({"perceive": StageFailure("timeout", "no camera")}, "timeout"),
         ({"predict": StageFailure("timeout", "no answer")}, "timeout"),
-        ({"predict": lambda i, t: Prediction(stamp_ns=1, valid=False, error="no <output>")}, "parse"),
-        ({"predict": lambda i, t: Prediction(stamp_ns=1, valid=True, box_px=(0, 0, 1, 1))}, "parse"),
+        ({"predict": lambda i, t, f: Prediction("x", TASKS, (BOX_TEXT, "no output"), (640, 480))}, "parse"),
+        ({"predict": lambda i, t, f: Prediction("x", TASKS[:1], (BOX_TEXT,), (640, 480))}, "parse"),
+        ({"predict": lambda i, t, f: Prediction.failed("x", TASKS, "policy crashed")}, "parse"),
         ({"lift": LiftError("depth_hole", "hole")}, "lift"),
         ({"plan": PlanRejected("lift", "no waypoints")}, "lift"),
         ({"validate": PlanRejected("workspace", "outside")}, "safety"),
@@ -79,7 +87,8 @@ def test_lift_failure_still_reports_the_plan_outcome_and_nothing_executes():
 def test_plan_only_and_cancel():
     executed = []
     run = steps(execute=lambda v, s: executed.append(v))
-    assert TrialFlow(run).run("x", [], plan_only=True).success and not executed
+    dry_run = TrialFlow(run).run("x", [], plan_only=True)
+    assert not dry_run.success and dry_run.failure_stage == "dry_run" and not executed
     polls = iter([False, False, True])
     record = TrialFlow(run).run("x", [], should_stop=lambda: next(polls, True))
     assert record.failure_stage == "cancelled" and record.stage_names == ["perceive", "predict"] and not executed

@@ -419,7 +419,8 @@ class PlanningNode(Node):
         try:
             self._topic_run = True
             self._stop_requested.clear()
-            self._run_trial(msg.data, list(TASKS), plan_only=not bool(self.params["auto_execute"]))
+            execute = bool(self.get_parameter("auto_execute").value)  # may be switched at run time
+            self._run_trial(msg.data, list(TASKS), plan_only=not execute)
         finally:
             self._topic_run = False
             self._busy.release()
