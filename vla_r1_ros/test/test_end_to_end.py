@@ -1,7 +1,11 @@
 """The whole stack, as `make demo` runs it: `vla-r1 trials` starts the node graph (the processes the
 launch file starts) and runs teleop-free pick-and-place trials in the simulator with the scripted
 expert; every trial goes through real DDS messages between separate processes, is logged by the
-reward logger, and ends up in summary.json and the HTML report, which must render in Chromium."""
+reward logger, and ends up in summary.json and the HTML report, which must render in Chromium.
+
+The run happens with one CPU core kept busy by another process, the load under which trials used to
+lose their pictures or scene when evidence was matched by timestamp: each trial's record carries its
+own frame set now, so every episode must be complete."""
 
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ TRIALS = 3
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("trials")
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # one core kept busy
     command = [
         sys.executable,
         "-m",
@@ -37,7 +42,11 @@ def run_dir(tmp_path_factory) -> Path:
         "--out",
         str(out),
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=420, env=os.environ.copy())
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=420, env=os.environ.copy())
+    finally:
+        burner.kill()
+        burner.wait()
     assert result.returncode == 0, f"vla-r1 trials failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return out
 
@@ -55,7 +64,8 @@ def test_trials_log_every_episode_and_summarise_them(run_dir):
     assert len(entries) == TRIALS
     for entry in entries:
         assert entry["success"] and entry["has_color"] and entry["has_depth"], entry
-        assert entry["reference_source"] == "simulator", entry
+        assert entry["reference_source"] == "simulator" and entry["notes"] == [], entry
+        assert entry["rewards"]["total"] == pytest.approx(1.0, abs=1e-6), entry
     # Each trial saw its own layout: a frame left over from the previous layout would repeat pictures.
     colours = [np.asarray(Image.open(run_dir / e["dir"] / "color.png")) for e in entries]
     assert all(np.abs(a.astype(int) - b.astype(int)).mean() > 1.0 for a, b in pairwise(colours))
@@ -65,7 +75,8 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path):
     report = run_dir / "report.html"
     assert report.is_file()
     html = report.read_text()
-    assert html.count('<div class="trial">') == TRIALS and "data:image/png;base64," in html
+    # Every trial's picture is in the report.
+    assert html.count('<div class="trial">') == TRIALS and html.count("data:image/png;base64,") >= TRIALS
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("chromium is not installed (make test installs it when run as root)")

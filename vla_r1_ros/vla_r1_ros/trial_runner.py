@@ -22,8 +22,9 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profi
 from std_msgs.msg import String
 from vla_r1_interfaces.action import ExecuteInstruction
 from vla_r1_interfaces.msg import SceneState
-from vla_r1_interfaces.srv import ResetScene
+from vla_r1_interfaces.srv import LogEpisode, ResetScene
 
+from vla_r1_ros import topics
 from vla_r1_ros.core.scene import make_instruction
 from vla_r1_ros.core.trials import TrialOutcome
 from vla_r1_ros.nodes.scene_msgs import scene_from_msg
@@ -47,8 +48,9 @@ class TrialClient(Node):
     def __init__(self) -> None:
         super().__init__("vla_r1_trials")
         group = ReentrantCallbackGroup()
-        self.reset_client = self.create_client(ResetScene, "workcell/reset", callback_group=group)
-        self.execute_client = ActionClient(self, ExecuteInstruction, "vla_r1/execute_instruction", callback_group=group)
+        self.reset_client = self.create_client(ResetScene, topics.RESET, callback_group=group)
+        self.log_client = self.create_client(LogEpisode, topics.LOG_EPISODE, callback_group=group)
+        self.execute_client = ActionClient(self, ExecuteInstruction, topics.EXECUTE_INSTRUCTION, callback_group=group)
         self._lock = threading.Lock()
         self._scenes: list[SceneState] = []
         self._logged: dict[str, dict] = {}
@@ -56,11 +58,11 @@ class TrialClient(Node):
         latched = QoSProfile(
             depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE
         )
-        self.create_subscription(String, "vla_r1/status", self._on_status, latched, callback_group=group)
+        self.create_subscription(String, topics.INFERENCE_STATUS, self._on_status, latched, callback_group=group)
         self.create_subscription(
-            SceneState, "workcell/scene", self._on_scene, qos_profile_sensor_data, callback_group=group
+            SceneState, topics.SCENE, self._on_scene, qos_profile_sensor_data, callback_group=group
         )
-        self.create_subscription(String, "vla_r1/episode_logged", self._on_logged, 50, callback_group=group)
+        self.create_subscription(String, topics.EPISODE_LOGGED, self._on_logged, 50, callback_group=group)
 
     def _on_scene(self, msg: SceneState) -> None:
         with self._lock:
@@ -117,6 +119,9 @@ class TrialRunner:
             raise GraphUnavailable("no ExecuteInstruction server on vla_r1/execute_instruction (planning node)")
         if need_reset and not self.node.reset_client.wait_for_service(timeout_sec=timeout_s):
             raise GraphUnavailable("no workcell/reset service (is the simulator running?)")
+        # The planning node starts no trial whose record could not be logged: wait for the logger here.
+        if not self.node.log_client.wait_for_service(timeout_sec=timeout_s):
+            raise GraphUnavailable(f"no reward logger on {topics.LOG_EPISODE} (is the reward logger running?)")
         _wait(
             lambda: self.node.inference_status == "ready" or self.node.inference_status.startswith("error"),
             timeout_s,
