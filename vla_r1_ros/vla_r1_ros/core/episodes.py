@@ -7,7 +7,7 @@ Layout of a log directory (`runs/<name>/`)::
         episode.json         everything but the pixels (see `SCHEMA_VERSION`)
         color.png            the colour frame the model saw (RGB, 8 bit)
         depth.png            the aligned depth frame (16 bit, millimetres, 0 = no depth)
-        labels.json          operator labels, written later by `vla-r1 label` (sidecar, optional)
+        labels.json          operator labels (`core.labels`; sidecar, optional)
     episodes/.tmp-000002/    an episode being written; never listed in the index
     .lock                    held by the one writer
 
@@ -451,10 +451,9 @@ def load_depth(root: str | Path, episode: str) -> np.ndarray | None:
     return cv2.imread(str(episode_dir(root, episode) / DEPTH_FILE), cv2.IMREAD_UNCHANGED)
 
 
-# Operator labels (`vla-r1 label`, a later tool) live in a sidecar so the episode itself stays
-# immutable once indexed. Recognised keys: `success` (bool, overrides the outcome), `box`
-# ([cx, cy, w, h] normalized) and `waypoints` ([[x, y], ...] normalized) as operator references,
-# `note`, `labeller`, `labelled_at`. Unknown keys are kept.
+# Operator labels live in a sidecar so the episode itself stays immutable once indexed. Their keys, their
+# validation and what they change (outcome, references, rewards) are `core.labels`; these two only move
+# the file.
 
 
 def read_labels(root: str | Path, episode: str) -> dict[str, Any] | None:
@@ -473,20 +472,6 @@ def write_labels(root: str | Path, episode: str, labels: Mapping[str, Any]) -> N
     if not (folder / EPISODE_FILE).is_file():
         raise EpisodeStoreError(f"no episode {episode} in {root}")
     write_json_atomic(folder / LABELS_FILE, {"schema_version": LABELS_SCHEMA_VERSION, "labels": dict(labels)})
-
-
-def effective_references(document: Mapping[str, Any], labels: Mapping[str, Any] | None) -> References:
-    """The logged references, with operator-labelled box / waypoints taking precedence."""
-    logged = References.from_json(document["references"])
-    if not labels or not ({"box", "waypoints"} & labels.keys()):
-        return logged
-    return References(
-        ReferenceSource.OPERATOR,
-        box=tuple(float(v) for v in labels["box"]) if labels.get("box") is not None else logged.box,
-        waypoints=_as_pairs(labels["waypoints"]) if labels.get("waypoints") is not None else logged.waypoints,
-        target=logged.target,
-        note=f"operator labels over {logged.source}",
-    )
 
 
 def trial_from_document(document: Mapping[str, Any]) -> TrialLog:
