@@ -123,6 +123,7 @@ function dragBox(drag) {
 const tool = () => document.querySelector('input[name="tool"]:checked').value;
 
 canvas.addEventListener("pointerdown", (event) => {
+  document.activeElement.blur(); // after typing a note, the keys are shortcuts again
   if (!state.view || tool() !== "box") return;
   canvas.setPointerCapture(event.pointerId);
   const point = normalized(event);
@@ -212,7 +213,9 @@ function showView(view) {
   $("robot-outcome").textContent =
     "logged: " + (logged.success ? "success" : "failure" + (logged.failure_stage ? " at " + logged.failure_stage : "")) +
     (logged.message ? " — " + logged.message : "") +
-    (view.outcome.outcome_source ? " · outcome by " + view.outcome.outcome_source : "");
+    (view.outcome.outcome_source === "operator"
+      ? " · operator's judgement: " + (view.outcome.success ? "success" : "failure at " + view.outcome.failure_stage)
+      : "");
   const reasoning = view.prediction.raw_texts || {};
   $("reasoning").textContent = Object.keys(reasoning).map((task) => task + ":\n" + reasoning[task]).join("\n\n");
   showRewards(view);
