@@ -38,7 +38,7 @@ from typing import Any
 
 from vla_r1_ros.core import episodes, prompts
 from vla_r1_ros.core.episodes import References, ReferenceSource
-from vla_r1_ros.core.trials import FAILURE_STAGES
+from vla_r1_ros.core.trials import FAILURE_STAGES, TrialOutcome
 
 OPERATOR = "operator"
 JUDGEMENT_KEYS = ("success", "failure_stage", "note")
@@ -308,6 +308,28 @@ def find_episode(root: str | Path, trial_id: str) -> str | None:
         if entry.get("trial_id") == trial_id:
             return entry["episode"]
     return None
+
+
+def record_judgement(
+    root: str | Path, outcome: TrialOutcome, judgement: Mapping[str, Any], labeller: str | None = None
+) -> tuple[TrialOutcome, str | None]:
+    """Store an operator's judgement (`success`, `failure_stage`, `note`) in the labels of the trial's
+    episode at once (atomically; an interrupted run keeps every judgement given before), and return the
+    judged outcome and the episode (None: the trial left no episode, e.g. a timeout — nothing stored)."""
+    updates = {"success": judgement["success"], "note": judgement.get("note") or None}
+    if not judgement["success"]:
+        updates["failure_stage"] = judgement["failure_stage"]
+    check_labels({key: value for key, value in updates.items() if value is not None})
+    episode = find_episode(root, outcome.episode_id) if outcome.episode_id else None
+    if episode is not None:
+        save_labels(root, episode, updates, labeller=labeller)
+    judged = replace(
+        outcome,
+        success=bool(judgement["success"]),
+        failure_stage=judgement.get("failure_stage", "") if not judgement["success"] else "",
+        message=judgement.get("note") or outcome.message,
+    )
+    return judged, episode
 
 
 # ---------------------------------------------------------------------------------------------------
