@@ -156,7 +156,7 @@ def test_export_uses_operator_references_and_follows_edits(log, tmp_path):
     records = json.loads((tmp_path / "b" / dataset.SHAREGPT_FILE).read_text())
     truths = [record["conversations"][1]["value"] for record in records if record["image"] == "images/000002.png"]
     assert parse_answer(truths[0], prompts.AFFORDANCE).box == pytest.approx(LABELLED_BOX)
-    assert parse_answer(truths[1], prompts.TRAJECTORY).waypoints == pytest.approx([tuple(p) for p in LABELLED_PATH])
+    assert parse_answer(truths[1], prompts.TRAJECTORY).waypoints == tuple(tuple(p) for p in LABELLED_PATH)
     labels.save_labels(log, "000002", {"box": [0.7, 0.7, 0.2, 0.2]})
     data = dataset.load_hf_dataset(dataset.export_dataset(log, tmp_path / "c").out)
     edited = [row["ground_truth"] for row in data if row["episode"] == "000002" and row["task"] == prompts.AFFORDANCE]
