@@ -204,3 +204,23 @@ def test_ask_judgement_repeats_until_the_answers_are_valid():
 
     assert labels.ask_judgement(ask, "success") == {"success": False, "failure_stage": "grasp", "note": "fell off 🙂"}
     assert sum("Did the trial succeed?" in prompt for prompt in asked) == 3 and "robot reports: success" in asked[0]
+
+
+def test_concurrent_saves_lose_no_update(log):
+    """The page's server threads and a judging `vla-r1 trials` may save the same episode at once."""
+    import threading
+
+    barrier = threading.Barrier(8)
+
+    def save(index: int) -> None:
+        barrier.wait()
+        for round_ in range(5):
+            labels.save_labels(log, "000001", {f"key_{index}": round_})
+
+    threads = [threading.Thread(target=save, args=(index,)) for index in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stored = episodes.read_labels(log, "000001")
+    assert {f"key_{index}": 4 for index in range(8)}.items() <= stored.items()

@@ -26,9 +26,12 @@ reference until an operator labels it.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import getpass
 import json
 import math
+import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
@@ -151,21 +154,34 @@ def save_labels(
     on an error nothing is written."""
     if not isinstance(updates, Mapping):
         raise LabelError(f"labels must be a JSON object, got {type(updates).__name__}")
-    merged = load_labels(root, episode)
-    if "success" in updates:  # a new judgement replaces the old one as a whole
-        merged.pop("failure_stage", None)
-    for key, value in updates.items():
-        if value is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = value
-    if "success" not in merged:
-        merged.pop("outcome_source", None)
-    merged["labeller"] = labeller if labeller is not None else getpass.getuser()
-    merged["labelled_at"] = (now or datetime.now(UTC)).isoformat(timespec="seconds")
-    checked = check_labels(merged)
-    episodes.write_labels(root, episode, checked)
+    with _locked(episode_folder(root, episode)):
+        merged = load_labels(root, episode)
+        if "success" in updates:  # a new judgement replaces the old one as a whole
+            merged.pop("failure_stage", None)
+        for key, value in updates.items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        if "success" not in merged:
+            merged.pop("outcome_source", None)
+        merged["labeller"] = labeller if labeller is not None else getpass.getuser()
+        merged["labelled_at"] = (now or datetime.now(UTC)).isoformat(timespec="seconds")
+        checked = check_labels(merged)
+        episodes.write_labels(root, episode, checked)
     return checked
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Exclusive flock on the episode folder for a read-merge-write: the label page's threads and a
+    `vla-r1 trials` judging the same log never lose each other's updates."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def has_operator_reference(labels: Mapping[str, Any]) -> bool:
