@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from itertools import pairwise
@@ -18,6 +17,7 @@ import pytest
 from PIL import Image
 
 from vla_r1_ros.core.episodes import read_index
+from vla_r1_ros.testing.browser import CHROMIUM_ARGS, chromium_path
 
 TRIALS = 3
 
@@ -66,20 +66,14 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path):
     assert report.is_file()
     html = report.read_text()
     assert html.count('<div class="trial">') == TRIALS and "data:image/png;base64," in html
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    chromium = chromium_path()
     if chromium is None:
         pytest.skip("chromium is not installed (make test installs it when run as root)")
     screenshot = tmp_path / "report.png"
     subprocess.run(
         [
             chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
+            *CHROMIUM_ARGS,
             f"--user-data-dir={tmp_path / 'profile'}",
             "--window-size=1280,2400",
             f"--screenshot={screenshot}",

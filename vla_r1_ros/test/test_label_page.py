@@ -20,17 +20,8 @@ from test_episodes import BOX, PATH, frame, trial
 
 from vla_r1_ros.core import dataset, episodes, labels, prompts, rewards
 from vla_r1_ros.core.episodes import EpisodeStore, References, ReferenceSource
+from vla_r1_ros.testing.browser import CHROMIUM_ARGS, chromium_path
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ODD_INSTRUCTION = 'put the $HOME <b>bold</b> "cube" ${x} 🙂 ünïcödé \\u0000 in the tray'
 # Where the test draws (normalized): a box with corners (0.2, 0.25)-(0.4, 0.45) and a 4-point path.
 DRAWN_BOX = (0.3, 0.35, 0.2, 0.2)
@@ -76,12 +67,13 @@ def server(log):
 
 @pytest.fixture
 def page():
-    if not CHROMIUM.is_file():
+    chromium = chromium_path()
+    if chromium is None:
         pytest.skip("chromium is not installed (make test installs it: apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with sync_playwright() as playwright:  # never `playwright install`: Debian's chromium is the browser
+        browser = playwright.chromium.launch(executable_path=chromium, args=list(CHROMIUM_ARGS))
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000}, device_scale_factor=1)
             errors: list[str] = []
