@@ -231,6 +231,9 @@ def test_server_refuses_escapes_bad_labels_and_foreign_writes(log, server):
         (b'{"success": "yes"}', "true or false"),
         (b"[1, 2]", "JSON object"),
         (b"{not json", "not JSON"),
+        (b'{"note": "\\ud800"}', "not valid Unicode"),
+        (b'{"note": "' + b"[" * 100_000 + b'"}', "note"),  # deep-looking but a plain string
+        (b"[" * 100_000, "not JSON"),
     ):
         status, answer = _request(url, "PUT", body, json_headers)
         assert status == 400 and message in answer["error"], (body, answer)

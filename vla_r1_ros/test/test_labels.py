@@ -49,6 +49,7 @@ def log(tmp_path):
         ({"failure_stage": "grasp"}, "needs success"),
         ({"note": 5}, "note must be a string"),
         ({"note": "x" * (labels.NOTE_MAX_CHARS + 1)}, "longer than"),
+        ({"note": "half a pair \ud800"}, "not valid Unicode"),
     ],
 )
 def test_bad_labels_are_refused_and_nothing_is_written(log, bad, message):

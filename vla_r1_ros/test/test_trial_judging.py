@@ -178,3 +178,19 @@ def test_interactive_judgement_and_ctrl_c_keeps_what_was_judged(graph, tmp_path)
     assert second["success"] is True and second["outcome_source"] == "operator"
     assert third is None
     assert not (out / "summary.json").exists()
+
+
+def test_closed_stdin_stops_the_run_without_a_made_up_judgement(graph, tmp_path):
+    before = len(episodes.read_index(graph)) if (graph / episodes.INDEX_FILE).exists() else 0
+    result = subprocess.run(
+        trials_command(tmp_path / "run", 2, "--log-dir", str(graph)),
+        input="\n",  # the scene is reset, then the terminal goes away before the judgement
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "standard input closed: every judgement given so far is saved" in result.stderr
+    (episode,) = new_episodes(graph, before)
+    assert episodes.read_labels(graph, episode) is None

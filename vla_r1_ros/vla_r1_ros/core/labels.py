@@ -103,6 +103,10 @@ def _check_text(value: Any, what: str) -> str:
         raise LabelError(f"{what} must be a string, got {value!r}")
     if len(value) > NOTE_MAX_CHARS:
         raise LabelError(f"{what} is longer than {NOTE_MAX_CHARS} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate ("\ud800" in JSON): no file can hold it
+        raise LabelError(f"{what} is not valid Unicode text: {exc.reason} at {exc.start}") from exc
     return value
 
 
