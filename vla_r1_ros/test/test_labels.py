@@ -204,7 +204,9 @@ def test_ask_judgement_repeats_until_the_answers_are_valid():
         return next(answers)
 
     assert labels.ask_judgement(ask, "success") == {"success": False, "failure_stage": "grasp", "note": "fell off 🙂"}
-    assert sum("Did the trial succeed?" in prompt for prompt in asked) == 3 and "robot reports: success" in asked[0]
+    assert sum("Did the trial succeed?" in prompt for prompt in asked) == 3
+    assert "robot reports: success" in asked[0] and "robot reports" not in asked[1]
+    assert asked[4].startswith("not a stage")
 
 
 def test_concurrent_saves_lose_no_update(log):

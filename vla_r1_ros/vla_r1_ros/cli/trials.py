@@ -135,7 +135,8 @@ def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
         )
         judge = operator_judge(runner, args, judgements) if args.manual_reset else None
         outcomes = []
-        with tqdm(total=args.n, desc="trials", unit="trial", disable=args.n == 0) as progress:
+        # With --manual-reset the questions are the progress: a bar would run into the prompts.
+        with tqdm(total=args.n, desc="trials", unit="trial", disable=args.n == 0 or args.manual_reset) as progress:
 
             def on_trial(outcome) -> None:
                 outcomes.append(outcome)

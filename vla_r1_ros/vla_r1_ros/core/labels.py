@@ -282,14 +282,14 @@ def eval_samples(root: str | Path) -> Iterator[dict[str, Any]]:
 def ask_judgement(ask: Callable[[str], str], robot_report: str) -> dict[str, Any]:
     """Ask the operator about one trial through `ask` (e.g. `input`) until the answers are valid:
     success (y/n), then for a failure the stage, then an optional note. EOFError passes through."""
-    while True:
-        answer = ask(f"robot reports: {robot_report}. Did the trial succeed? [y/n] ").strip().lower()
-        if answer in ("y", "yes", "n", "no"):
-            break
+    prompt = f"robot reports: {robot_report}\nDid the trial succeed? [y/n] "
+    while (answer := ask(prompt).strip().lower()) not in ("y", "yes", "n", "no"):
+        prompt = "Did the trial succeed? Please answer y or n: "
     success = answer.startswith("y")
     stage = ""
-    while not success and stage not in FAILURE_STAGES:
-        stage = ask(f"failure stage ({', '.join(FAILURE_STAGES)}): ").strip().lower()
+    prompt = f"failure stage ({', '.join(FAILURE_STAGES)}): "
+    while not success and (stage := ask(prompt).strip().lower()) not in FAILURE_STAGES:
+        prompt = f"not a stage; failure stage ({', '.join(FAILURE_STAGES)}): "
     note = ask("note (Enter for none): ").strip()
     return {"success": success, "failure_stage": stage, "note": note}
 
