@@ -131,6 +131,10 @@ def test_label_page_draws_judges_saves_and_changes_rewards_and_export(log, serve
     page.keyboard.press("w")
     for point in DRAWN_PATH:
         page.mouse.click(*canvas_point(page, *point))
+    page.mouse.click(*canvas_point(page, 0.9, 0.9))  # one too many ...
+    page.keyboard.press("Backspace")  # ... undone
+    assert page.inner_text("#reference-text").endswith("; path of 4 point(s)")
+    page.keyboard.press("y")
     page.keyboard.press("f")
     page.select_option("#failure-stage", "grasp")
     page.fill("#note", "slipped: $5 💥 <b>not bold</b>")
