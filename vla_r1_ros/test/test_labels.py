@@ -227,3 +227,20 @@ def test_concurrent_saves_lose_no_update(log):
         thread.join()
     stored = episodes.read_labels(log, "000001")
     assert {f"key_{index}": 4 for index in range(8)}.items() <= stored.items()
+
+
+def test_record_judgement_stores_it_and_rescores_the_outcome(log):
+    from vla_r1_ros.core.trials import TrialOutcome
+
+    trial_id = episodes.read_index(log)[1]["trial_id"]  # the real-robot success
+    logged = TrialOutcome(1, 0, "put the red cube in the tray", "", True, episode_id=trial_id, rewards={"total": 1.0})
+    judged, episode = labels.record_judgement(log, logged, {"success": False, "failure_stage": "grasp", "note": ""})
+    assert episode == "000002" and episodes.read_labels(log, episode)["failure_stage"] == "grasp"
+    assert judged.success is False and judged.failure_stage == "grasp"
+    # The logger's 1.0 was the trial's answer scored against itself; with no label there is no task reward.
+    assert judged.rewards == {"format": 1.0}
+    timed_out = TrialOutcome(2, 0, "put the red cube in the tray", "", False, "timeout")
+    judged, episode = labels.record_judgement(log, timed_out, {"success": False, "failure_stage": "timeout"})
+    assert episode is None and judged.failure_stage == "timeout"
+    with pytest.raises(labels.LabelError):
+        labels.record_judgement(log, timed_out, {"success": False, "failure_stage": "bored"})

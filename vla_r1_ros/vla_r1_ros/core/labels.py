@@ -41,7 +41,7 @@ from typing import Any
 
 from vla_r1_ros.core import episodes, prompts
 from vla_r1_ros.core.episodes import References, ReferenceSource
-from vla_r1_ros.core.trials import FAILURE_STAGES, TrialOutcome
+from vla_r1_ros.core.trials import FAILURE_STAGES, REWARD_KEYS, TrialOutcome
 
 OPERATOR = "operator"
 JUDGEMENT_KEYS = ("success", "failure_stage", "note")
@@ -341,13 +341,19 @@ def record_judgement(
         updates["failure_stage"] = judgement["failure_stage"]
     check_labels({key: value for key, value in updates.items() if value is not None})
     episode = find_episode(root, outcome.episode_id) if outcome.episode_id else None
+    rewards = outcome.rewards
     if episode is not None:
-        save_labels(root, episode, updates, labeller=labeller)
+        saved = save_labels(root, episode, updates, labeller=labeller)
+        # Re-scored: an unlabelled real-robot trial has no reference, so no task reward yet (not the
+        # circular one the logger computed against the trial's own answer).
+        rescored = labelled_rewards(episodes.load_episode(root, episode), saved)
+        rewards = {key: float(rescored[key]) for key in REWARD_KEYS if rescored.get(key) is not None}
     judged = replace(
         outcome,
         success=bool(judgement["success"]),
         failure_stage=judgement.get("failure_stage", "") if not judgement["success"] else "",
         message=judgement.get("note") or outcome.message,
+        rewards=rewards,
     )
     return judged, episode
 
