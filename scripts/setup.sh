@@ -31,12 +31,12 @@ command -v c++ >/dev/null 2>&1 || missing_apt+=(g++)
 command -v make >/dev/null 2>&1 || missing_apt+=(make)
 # pyrealsense2 links libusb; without it `import pyrealsense2` fails.
 ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0' || missing_apt+=(libusb-1.0-0)
-# `make test` also checks that the HTML report renders in a real browser.
+# `make test` also checks in a real browser that the HTML report renders and the label page works.
 if [ "${VLA_R1_TEST_TOOLS:-0}" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then
     missing_apt+=(chromium)
   else
-    say "chromium not found: the report-rendering test will be skipped (sudo apt-get install chromium)"
+    say "chromium not found: the report and label page browser tests will be skipped (sudo apt-get install chromium)"
   fi
 fi
 if ((${#missing_apt[@]})); then

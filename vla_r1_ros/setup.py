@@ -17,6 +17,8 @@ setup(
         ("share/" + package_name + "/config", glob("config/*.yaml") + glob("config/*.rviz")),
         ("share/" + package_name + "/urdf", glob("urdf/*")),
     ],
+    # The labelling page's files are read at run time with importlib.resources.
+    package_data={"vla_r1_ros.label_page": ["*.html", "*.js", "*.css"]},
     install_requires=["setuptools"],
     zip_safe=True,
     maintainer="vla_r1_ros maintainers",

@@ -35,6 +35,9 @@ def test_core_and_commands_do_not_import_rclpy():
         "cli.parse",
         "cli.reward",
         "cli.evaluate",
+        "core.labels",
+        "core.dataset",
+        "cli.label",
     ]
     code = "".join(f"import vla_r1_ros.{name}\n" for name in modules) + "import sys\nassert 'rclpy' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from itertools import pairwise
@@ -22,6 +21,7 @@ import pytest
 from PIL import Image
 
 from vla_r1_ros.core.episodes import read_index
+from vla_r1_ros.testing.browser import CHROMIUM_ARGS, chromium_path
 
 TRIALS = 3
 
@@ -77,20 +77,14 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path):
     html = report.read_text()
     # Every trial's picture is in the report.
     assert html.count('<div class="trial">') == TRIALS and html.count("data:image/png;base64,") >= TRIALS
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    chromium = chromium_path()
     if chromium is None:
         pytest.skip("chromium is not installed (make test installs it when run as root)")
     screenshot = tmp_path / "report.png"
     subprocess.run(
         [
             chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
+            *CHROMIUM_ARGS,
             f"--user-data-dir={tmp_path / 'profile'}",
             "--window-size=1280,2400",
             f"--screenshot={screenshot}",

@@ -151,15 +151,12 @@ def test_second_writer_is_refused(tmp_path):
         EpisodeStore(tmp_path)
 
 
-def test_labels_sidecar_and_operator_references(tmp_path):
+def test_labels_sidecar(tmp_path):
     with EpisodeStore(tmp_path) as store:
         store.write(trial(), frame(), References(ReferenceSource.SIMULATOR, BOX, PATH))
     assert episodes.read_labels(tmp_path, "000001") is None
     episodes.write_labels(tmp_path, "000001", {"box": [0.2, 0.2, 0.1, 0.1], "labeller": "op"})
-    labels = episodes.read_labels(tmp_path, "000001")
-    references = episodes.effective_references(episodes.load_episode(tmp_path, "000001"), labels)
-    assert references.source is ReferenceSource.OPERATOR
-    assert references.box == (0.2, 0.2, 0.1, 0.1) and references.waypoints == PATH
+    assert episodes.read_labels(tmp_path, "000001") == {"box": [0.2, 0.2, 0.1, 0.1], "labeller": "op"}
     with pytest.raises(EpisodeStoreError, match="no episode"):
         episodes.write_labels(tmp_path, "000009", {"success": True})
 

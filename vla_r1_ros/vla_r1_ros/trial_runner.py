@@ -18,6 +18,7 @@ from rclpy.action import ActionClient
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from std_msgs.msg import String
 from vla_r1_interfaces.action import ExecuteInstruction
@@ -130,6 +131,14 @@ class TrialRunner:
         if self.node.inference_status != "ready":
             raise GraphUnavailable(f"inference node: {self.node.inference_status}")
 
+    def logger_log_dir(self, timeout_s: float = 10.0) -> str:
+        """The reward logger's `log_dir` parameter: where the trials' episodes (and labels) are written."""
+        client = AsyncParameterClient(self.node, "reward_logger")
+        if not client.wait_for_services(timeout_sec=timeout_s):
+            raise GraphUnavailable("no reward_logger node answers parameter requests (pass --log-dir)")
+        response = future_result(client.get_parameters(["log_dir"]), timeout_s, "the reward logger's log_dir")
+        return response.values[0].string_value
+
     def prepare_sim_trial(self, seed: int, settings: TrialSettings, rng: np.random.Generator) -> tuple[str, str]:
         response = future_result(
             self.node.reset_client.call_async(ResetScene.Request(seed=seed, num_objects=settings.num_objects)),
@@ -156,7 +165,9 @@ class TrialRunner:
         settings: TrialSettings,
         on_trial: Callable[[TrialOutcome], None] | None = None,
         on_feedback: Callable[[str], None] | None = None,
+        judge: Callable[[TrialOutcome], TrialOutcome] | None = None,
     ) -> list[TrialOutcome]:
+        """Run the trials; `judge` (manual reset: the operator) turns each outcome into the judged one."""
         rng = np.random.default_rng(settings.seed)
         outcomes = []
         for index in range(settings.n):
@@ -168,6 +179,8 @@ class TrialRunner:
             else:
                 instruction, target = self.prepare_sim_trial(seed, settings, rng)
             outcome = self.run_one(index, seed, instruction, target, settings.trial_timeout_s, on_feedback)
+            if judge is not None:
+                outcome = judge(outcome)
             outcomes.append(outcome)
             if on_trial:
                 on_trial(outcome)

@@ -1,10 +1,14 @@
-"""`vla-r1 eval FILE.jsonl`: the paper's metrics over predictions.
+"""`vla-r1 eval FILE.jsonl | LOGDIR`: the paper's metrics over predictions.
 
-Each line: {"id", "task", "prediction": model text, "reference": answer text}. Prints the summary
-{"affordance": {"n", "iou"}, "trajectory": {"n", "dfd", "hd", "rmse", "avg"}, "format_rate",
-"parse_failures"}; `--per-sample OUT.jsonl` also writes one record per sample. A line that is not a
-usable sample (bad JSON, unknown task, a reference that does not parse) is reported on stderr and left
-out. Exit code 0; 2 for usage errors (including an unreadable FILE).
+A JSONL file: each line {"id", "task", "prediction": model text, "reference": answer text}. An episode
+log directory (holds index.jsonl): one sample per (episode, task) with a reference — the operator's
+labels first, else simulator ground truth (`core.labels.effective_references`); an unlabelled
+real-robot episode has none (its logged `successful_trial` reference is its own prediction) and is
+counted under "without_reference". Prints the summary {"affordance": {"n", "iou"}, "trajectory": {"n",
+"dfd", "hd", "rmse", "avg"}, "format_rate", "parse_failures"}, plus "reference_sources" and
+"without_reference" for a log; `--per-sample OUT.jsonl` also writes one record per sample. A line that
+is not a usable sample (bad JSON, unknown task, a reference that does not parse) is reported on stderr
+and left out. Exit code 0; 1 for an unreadable log; 2 for usage errors (including an unreadable FILE).
 """
 
 from __future__ import annotations
@@ -12,35 +16,63 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", metavar="FILE.jsonl", help="predictions with references; '-' reads stdin")
+    parser.add_argument(
+        "file", metavar="FILE.jsonl|LOGDIR", help="predictions with references ('-' reads stdin), or an episode log"
+    )
     parser.add_argument("--per-sample", metavar="OUT.jsonl", type=Path, help="write one record per sample")
-    parser.epilog = "example: vla-r1 eval predictions.jsonl --per-sample scores.jsonl"
+    parser.epilog = "examples: vla-r1 eval predictions.jsonl --per-sample scores.jsonl; vla-r1 eval runs/lab"
+
+
+def _log_samples(logdir: Path, summary_extra: dict) -> list[dict]:
+    from vla_r1_ros.core import episodes, labels
+
+    samples = list(labels.eval_samples(logdir))
+    tasks = sum(len(entry["tasks"]) for entry in episodes.read_index(logdir))
+    summary_extra["reference_sources"] = dict(Counter(sample["reference_source"] for sample in samples))
+    summary_extra["without_reference"] = tasks - len(samples)
+    return samples
 
 
 def run(args: argparse.Namespace) -> int:
+    from vla_r1_ros.core.episodes import INDEX_FILE, EpisodeStoreError
     from vla_r1_ros.core.metrics import score_sample, summarize
 
-    try:
-        raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
-    except OSError as exc:
-        print(f"vla-r1 eval: error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
-        return 2
-    records = []
-    for number, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), start=1):
-        if not line.strip():
-            continue
+    extra: dict = {}
+    if args.file != "-" and Path(args.file).is_dir():
+        if not (Path(args.file) / INDEX_FILE).is_file():
+            print(f"vla-r1 eval: error: {args.file} is not an episode log (no {INDEX_FILE})", file=sys.stderr)
+            return 2
         try:
-            sample = json.loads(line)
+            samples = _log_samples(Path(args.file), extra)
+        except EpisodeStoreError as exc:
+            print(f"vla-r1 eval: {exc}", file=sys.stderr)
+            return 1
+        lines = [(sample["id"], sample) for sample in samples]
+    else:
+        try:
+            raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+        except OSError as exc:
+            print(f"vla-r1 eval: error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+            return 2
+        lines = []
+        for number, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), start=1):
+            if line.strip():
+                lines.append((f"line {number}", line))
+    records = []
+    for where, line in lines:
+        try:
+            sample = json.loads(line) if isinstance(line, str) else line
             if not isinstance(sample, dict):
                 raise ValueError("expected a JSON object")
-            records.append(score_sample(sample))
+            records.append(score_sample(sample) | ({"reference_source": sample["reference_source"]} if extra else {}))
         except (ValueError, RecursionError) as exc:
-            print(f"vla-r1 eval: line {number} skipped: {exc}", file=sys.stderr)
+            print(f"vla-r1 eval: {where} skipped: {exc}", file=sys.stderr)
     if args.per_sample is not None:
         args.per_sample.write_text("".join(json.dumps(record) + "\n" for record in records))
-    print(json.dumps(summarize(records)))
+    print(json.dumps(summarize(records) | extra))
     return 0

@@ -46,6 +46,19 @@ def configure(parser: argparse.ArgumentParser, default_n: int = 10, default_out:
         default=[],
         help="instruction for --manual-reset trials (repeat to cycle through several)",
     )
+    parser.add_argument(
+        "--judge",
+        metavar="FILE.jsonl",
+        type=Path,
+        help="--manual-reset without questions: the operator's judgements, one JSON line per trial in order, "
+        'e.g. {"success": false, "failure_stage": "grasp", "note": "slipped"} (default: ask after each trial)',
+    )
+    parser.add_argument(
+        "--log-dir",
+        type=Path,
+        help="--manual-reset: the reward logger's episode log, where judgements are stored "
+        "(default: asked from the reward_logger node's log_dir parameter)",
+    )
     parser.add_argument("--no-report", action="store_true", help="skip the HTML report")
 
 
@@ -67,6 +80,21 @@ def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
     if args.manual_reset and not args.instruction:
         print("vla-r1: --manual-reset needs at least one --instruction", file=sys.stderr)
         return 2
+    if (args.judge or args.log_dir) and not args.manual_reset:
+        print(
+            "vla-r1: --judge and --log-dir go with --manual-reset (the simulator judges its own trials)",
+            file=sys.stderr,
+        )
+        return 2
+    judgements = None
+    if args.judge:
+        from vla_r1_ros.core.labels import LabelError, load_judgements
+
+        try:
+            judgements = load_judgements(args.judge, args.n)
+        except LabelError as exc:
+            print(f"vla-r1: --judge: {exc}", file=sys.stderr)
+            return 2
     attach = args.attach or args.manual_reset
     out = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     if not attach and (out / "index.jsonl").exists():
@@ -105,8 +133,10 @@ def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
             manual_reset=args.manual_reset,
             instructions=tuple(args.instruction),
         )
+        judge = operator_judge(runner, args, judgements) if args.manual_reset else None
         outcomes = []
-        with tqdm(total=args.n, desc="trials", unit="trial", disable=args.n == 0) as progress:
+        # With --manual-reset the questions are the progress: a bar would run into the prompts.
+        with tqdm(total=args.n, desc="trials", unit="trial", disable=args.n == 0 or args.manual_reset) as progress:
 
             def on_trial(outcome) -> None:
                 outcomes.append(outcome)
@@ -115,9 +145,11 @@ def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
                 )
                 progress.update()
 
-            runner.run(settings, on_trial=on_trial)
+            runner.run(settings, on_trial=on_trial, judge=judge)
         if args.n:
             summary = summarize(outcomes) | {"policy": args.policy, "noise": args.noise, "seed": args.seed}
+            if args.manual_reset:
+                summary["judged_by"] = "operator"
             write_json_atomic(out / "summary.json", summary)
             write_json_atomic(out / "trials.json", [o.to_json() for o in outcomes])
             print(format_summary(summary))
@@ -136,11 +168,41 @@ def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
         for failure in launcher.failed() if launcher else []:
             print(failure, file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        pass
+    except (KeyboardInterrupt, EOFError) as exc:
+        if args.manual_reset:
+            ended = "interrupted" if isinstance(exc, KeyboardInterrupt) else "standard input closed"
+            print(f"\n{ended}: every judgement given so far is saved in its episode's labels.json", file=sys.stderr)
+        if isinstance(exc, EOFError):
+            return 1
     finally:
         runner.close()
         rclpy.try_shutdown()
         if launcher:
             launcher.stop()
     return 0
+
+
+def operator_judge(runner, args: argparse.Namespace, judgements: list[dict] | None):
+    """The `judge` of a manual-reset run: asks the operator (or takes the `--judge` line) after each trial
+    and stores the answer in the trial's episode right away (`core.labels.record_judgement`)."""
+    from vla_r1_ros.core import labels
+    from vla_r1_ros.trial_runner import GraphUnavailable
+
+    log_dir = args.log_dir or Path(runner.logger_log_dir())
+    if not log_dir.is_dir():
+        raise GraphUnavailable(
+            f"the reward logger writes to {log_dir}, which is not a directory here: pass --log-dir "
+            "(the logger's log_dir as seen from this machine)"
+        )
+    print(f"judgements go into the episodes of {log_dir.resolve()}")
+
+    def judge(outcome):
+        report = "success" if outcome.success else f"failure at {outcome.failure_stage or '?'} ({outcome.message})"
+        answer = labels.ask_judgement(input, report) if judgements is None else judgements[outcome.index]
+        judged, episode = labels.record_judgement(log_dir, outcome, answer)
+        verdict = "success" if judged.success else f"failure at {judged.failure_stage}"
+        where = f"episode {episode}" if episode else "no episode (nothing logged for this trial)"
+        print(f"[trial {outcome.index + 1}] judged {verdict}: {where}", flush=True)
+        return judged
+
+    return judge

@@ -9,8 +9,8 @@ One record per (episode, task) that has a reference answer for the task:
 - `hf/` (`datasets.load_from_disk`): columns `prompt` (conversational: the official user message, text
   then an image placeholder that TRL fills from `image`), `image`, `task`, `ground_truth`, `episode`.
 
-The gpt turn and `ground_truth` are the REFERENCE answer (simulator ground truth, what a successful
-trial did, or an operator label) in the model's text format (`prompts.format_answer`), never the
+The gpt turn and `ground_truth` are the REFERENCE answer (simulator ground truth or an operator's
+label; never the trial's own prediction) in the model's text format (`prompts.format_answer`), never the
 model's own output: SFT on it teaches the right box / path, and the GRPO task reward compares against
 it. The `<think>` part is the model's own reasoning for that task from the logged trial (the dataset's
 answers carry reasoning; the rewards never read it). Filter with `only_success` / `min_reward` so the
@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from vla_r1_ros.core import episodes, prompts
+from vla_r1_ros.core.episodes import ReferenceSource
+from vla_r1_ros.core.labels import effective_outcome, effective_references, labelled_rewards
 
 SHAREGPT_FILE = "vla_r1_sharegpt.json"
 HF_DIR = "hf"
@@ -91,23 +93,29 @@ def _rows(
     """Export rows (episode, task, instruction, answer, reference source, colour path) of a log; counts
     what it skips, and why, in `summary`.
 
-    Operator labels (`labels.json`) take precedence: `success` overrides the outcome, `box` /
-    `waypoints` replace the references, and the answers are re-scored against them with the same
-    `episodes.episode_rewards` the logger used. `min_reward` keeps a task's record when the logged
-    answer to that task scored at least that total against the reference.
+    Operator labels (`labels.json`, `core.labels`) take precedence: their `success` overrides the
+    outcome, their `box` / `waypoints` are the references, and the answers are re-scored against them
+    (`labels.labelled_rewards`, the same `score_completion` the logger used). Without labels only ground
+    truth is a reference: a `successful_trial` reference is the trial's own prediction and never becomes
+    a record's answer. `min_reward` keeps a task's record when the logged answer to that task scored at
+    least that total against the reference.
     """
     for entry, document in episodes.iter_episodes(logdir):
         episode = entry["episode"]
         labels = episodes.read_labels(logdir, episode) or {}
-        success = bool(labels.get("success", document["outcome"]["success"]))
-        if only_success and not success:
+        if only_success and not effective_outcome(document, labels)["success"]:
             summary.skipped["failed trial"] += 1
             continue
         if document["files"]["color"] is None:
             summary.skipped["no colour image"] += 1
             continue
-        references = episodes.effective_references(document, labels)
-        scores = episodes.episode_rewards(episodes.trial_from_document(document), references)["per_task"]
+        references = effective_references(document, labels)
+        if references.source is ReferenceSource.NONE and document["references"]["source"] == str(
+            ReferenceSource.SUCCESSFUL_TRIAL
+        ):
+            summary.skipped["unlabelled real-robot trial (its references are its own prediction)"] += 1
+            continue
+        scores = labelled_rewards(document, labels)["per_task"]
         exported = False
         for task in tasks:
             output = references.answer(task)

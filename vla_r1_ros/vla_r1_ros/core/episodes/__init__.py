@@ -42,7 +42,6 @@ from vla_r1_ros.core.episodes.record import CameraFrame, TrialLog
 from vla_r1_ros.core.episodes.references import (
     References,
     ReferenceSource,
-    effective_references,
     episode_rewards,
     select_references,
 )
@@ -65,7 +64,6 @@ __all__ = [
     "ReferenceSource",
     "References",
     "TrialLog",
-    "effective_references",
     "episode_dir",
     "episode_document",
     "episode_rewards",

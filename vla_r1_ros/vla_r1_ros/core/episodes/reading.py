@@ -82,10 +82,9 @@ def load_depth(root: str | Path, episode: str) -> np.ndarray | None:
     return cv2.imread(str(episode_dir(root, episode) / DEPTH_FILE), cv2.IMREAD_UNCHANGED)
 
 
-# Operator labels (`vla-r1 label`, a later tool) live in a sidecar so the episode itself stays
-# immutable once indexed. Recognised keys: `success` (bool, overrides the outcome), `box`
-# ([cx, cy, w, h] normalized) and `waypoints` ([[x, y], ...] normalized) as operator references,
-# `note`, `labeller`, `labelled_at`. Unknown keys are kept.
+# Operator labels live in a sidecar so the episode itself stays immutable once indexed. Their keys, their
+# validation and what they change (outcome, references, rewards) are `core.labels`; these two only move
+# the file.
 
 
 def read_labels(root: str | Path, episode: str) -> dict[str, Any] | None:

@@ -190,17 +190,3 @@ def episode_rewards(record: TrialLog, references: References) -> dict[str, Any]:
         "success": bool(record.success),
         "per_task": per_task,
     }
-
-
-def effective_references(document: Mapping[str, Any], labels: Mapping[str, Any] | None) -> References:
-    """The logged references, with operator-labelled box / waypoints taking precedence."""
-    logged = References.from_json(document["references"])
-    if not labels or not ({"box", "waypoints"} & labels.keys()):
-        return logged
-    return References(
-        ReferenceSource.OPERATOR,
-        box=tuple(float(v) for v in labels["box"]) if labels.get("box") is not None else logged.box,
-        waypoints=_as_pairs(labels["waypoints"]) if labels.get("waypoints") is not None else logged.waypoints,
-        target=logged.target,
-        note=f"operator labels over {logged.source}",
-    )
