@@ -143,7 +143,7 @@ class TrialRunner:
         response = future_result(
             self.node.reset_client.call_async(ResetScene.Request(seed=seed, num_objects=settings.num_objects)),
             60.0,
-            "workcell/reset",
+            topics.RESET,
         )
         if not response.success:
             raise GraphUnavailable(f"workcell reset failed: {response.message}")

@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from sensor_msgs.msg import Image
     from vla_r1_interfaces.action import ExecuteInstruction
 
+    from vla_r1_ros import topics
     from vla_r1_ros.core.episodes import iter_episodes
     from vla_r1_ros.core.parsing import parse_answer
     from vla_r1_ros.graph import GraphArgs
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         with lock:
             transport.append((time.time_ns() - stamp_to_ns(msg.header.stamp)) / 1e9)
 
-    node.create_subscription(Image, "camera/color/image_raw", on_image, qos_profile_sensor_data)
+    node.create_subscription(Image, topics.COLOR, on_image, qos_profile_sensor_data)
     params_client = node.create_client(GetParameters, "planning/get_parameters")
     try:
         runner.wait_for_graph(timeout_s=180.0)

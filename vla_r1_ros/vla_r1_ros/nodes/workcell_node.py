@@ -12,6 +12,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from vla_r1_interfaces.srv import ResetScene
 
+from vla_r1_ros import topics
 from vla_r1_ros.core.config import load_config
 from vla_r1_ros.nodes.conversions import ns_to_stamp
 from vla_r1_ros.nodes.scene_msgs import scene_to_msg
@@ -30,11 +31,9 @@ class WorkcellNode(Node):
         self.workcell.reset(int(self.get_parameter("seed").value))
         self._base_frame = str(self.get_parameter("base_frame").value)
         self._names = [*self.workcell.arm_joint_names, *self.workcell.finger_joint_names]
-        self._joint_pub = self.create_publisher(JointState, "joint_states", 10)
+        self._joint_pub = self.create_publisher(JointState, topics.JOINT_STATES, 10)
         # Separate groups: a reset (0.3 s) must not hold up joint states on a multi-threaded executor.
-        self.create_service(
-            ResetScene, "workcell/reset", self._on_reset, callback_group=MutuallyExclusiveCallbackGroup()
-        )
+        self.create_service(ResetScene, topics.RESET, self._on_reset, callback_group=MutuallyExclusiveCallbackGroup())
         rate = float(self.get_parameter("joint_state_rate_hz").value)
         self.create_timer(1.0 / rate, self._publish_joints, callback_group=MutuallyExclusiveCallbackGroup())
         self.get_logger().info(f"workcell ready (renderer: {self.workcell.renderer}), joint_states at {rate} Hz")
