@@ -67,6 +67,34 @@ def test_pick_and_place_puts_the_object_in_the_tray(arm, seed, pick):
     assert len(path) > 10 and np.all(path[:, 2] > 0.0)
 
 
+@pytest.mark.parametrize("convention", ["carry", "sharerobot"])
+def test_the_scripted_experts_paths_in_either_convention_put_the_object_in_the_tray(arm, convention):
+    """The scripted expert's own answer text on a rendered frame: a ShareRobot-style path (from the
+    gripper's projection) and a carry path (from the object) both end with the object in the tray."""
+    from vla_r1_ros.policies.scripted import ScriptedExpertPolicy
+
+    arm.workcell.reset(6)
+    frame, scene = arm.workcell.capture()
+    k = frame.intrinsics
+    target = next(o for o in scene.objects if o.bbox_px is not None)
+    instruction = f"put the {target.colour} {target.shape} in the tray"
+    expert = ScriptedExpertPolicy(path_convention=convention)
+    box, trajectory = (parse_answer(expert.answer(scene, instruction, t), t) for t in ("affordance", "trajectory"))
+    assert len(trajectory.waypoints) == {"carry": 4, "sharerobot": 5}[convention]
+    lifted = lift_prediction(
+        frame.depth_mm,
+        k,
+        box_to_pixels(box.box, k.width, k.height),
+        waypoints_to_pixels(trajectory.waypoints, k.width, k.height),
+        LiftParams.from_config(WORKSPACE, CAMERA),
+    ).transformed(BASE_T_CAMERA, "panda_link0")
+    plan = plan_pick_and_place(lifted.grasp, lifted.surface_waypoints, PlanningParams.from_config(WORKSPACE))
+    assert len(plan.carry_waypoints) == 3  # the approach from the gripper is not part of the transport
+    result = arm.execute(validate(arm, plan), should_stop=lambda: False)
+    assert result.success, result.message
+    assert arm.workcell.object_in_tray(target.name)
+
+
 def test_a_grasp_on_nothing_is_a_grasp_failure(arm):
     _, plan = scripted_plan(arm, 3)
     up = np.array([0.0, 0.0, 0.06])

@@ -26,6 +26,8 @@ PACKAGE = "vla_r1_ros"
 
 CAMERAS = ("sim", "realsense", "replay")
 POLICIES = ("scripted", "vla_r1")
+# The scripted policy's trajectories: carry (object -> place) | sharerobot (gripper -> object -> place).
+PATH_CONVENTIONS = ("carry", "sharerobot")
 EXECUTORS = ("sim", "moveit")
 
 # Launch arguments, in the order `ros2 launch … --show-args` lists them.
@@ -36,6 +38,7 @@ ARGUMENT_HELP: dict[str, str] = {
     "model": "VLA-R1 checkpoint: local path or Hugging Face id in the local cache",
     "quantization": "nf4 | int8 | none",
     "noise": "scripted policy noise: none | paper",
+    "path_convention": "scripted policy paths: carry (object -> place) | sharerobot (gripper -> object -> place)",
     "recording": "RealSense recording (.db3/.bag) for camera:=replay",
     "log_dir": "where the reward logger writes episodes",
     "seed": "simulator layout / policy seed",
@@ -53,13 +56,20 @@ class GraphArgs:
     model: str = "GigaAI-Research/vla-r1"
     quantization: str = "nf4"
     noise: str = "none"
+    path_convention: str = "carry"
     recording: str = ""
     log_dir: str = "runs/latest"
     seed: int = 0
     use_rviz: bool = False
 
     def __post_init__(self) -> None:
-        for name, allowed in (("camera", CAMERAS), ("policy", POLICIES), ("executor", EXECUTORS)):
+        choices = (
+            ("camera", CAMERAS),
+            ("policy", POLICIES),
+            ("executor", EXECUTORS),
+            ("path_convention", PATH_CONVENTIONS),
+        )
+        for name, allowed in choices:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}:={getattr(self, name)!r} is not one of {', '.join(allowed)}")
         if (self.camera == "sim") != (self.executor == "sim"):
@@ -169,6 +179,7 @@ def build_graph(args: GraphArgs) -> list[ProcessSpec]:
             "model": args.model,
             "quantization": args.quantization,
             "noise": args.noise,
+            "path_convention": args.path_convention,
             "seed": args.seed,
         },
     )

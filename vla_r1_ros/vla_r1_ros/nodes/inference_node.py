@@ -71,6 +71,7 @@ class InferenceNode(Node):
             self.declare_parameter(name, defaults[name])
         self.declare_parameter("seed", int(defaults["seed"]))
         self.declare_parameter("noise", "none")  # scripted policy: none | paper
+        self.declare_parameter("path_convention", "carry")  # scripted policy: carry | sharerobot
         self.declare_parameter("max_frame_age_s", 1.0)
         self.declare_parameter("frame_wait_s", 3.0)  # how long a request waits for a frame newer than it
 
@@ -118,7 +119,8 @@ class InferenceNode(Node):
             return {name: self.get_parameter(name).value for name in MODEL_PARAMETERS} | {"seed": seed}
         if self.policy_name == "scripted":
             noise = str(self.get_parameter("noise").value)
-            return {"scene_source": self._newest_scene, "noise": noise, "seed": seed}
+            convention = str(self.get_parameter("path_convention").value)
+            return {"scene_source": self._newest_scene, "noise": noise, "seed": seed, "path_convention": convention}
         raise ValueError(f"parameter policy must be vla_r1 or scripted, not {self.policy_name!r}")
 
     def _load_policy(self) -> None:
