@@ -9,7 +9,10 @@ Processes: the simulated workcell lives in one process (PyBullet is in-process s
 simulator the workcell node, the perception node (sim camera) and the planning node (sim arm) are
 composed into one `stack` process with a multi-threaded executor, as a ROS 2 component container
 would. The inference node and the reward logger always run as processes of their own, talking to the
-rest over DDS; with a RealSense camera the perception node is its own process and respawns.
+rest over DDS; with a RealSense camera the perception node is its own process and respawns. With
+`camera:=realsense_ros` the official realsense2_camera driver replaces the perception node: the graph
+starts `realsense2_camera_node` as its `rs_launch.py` does (unless `camera_driver:=false`: a driver
+the lab runs itself) and remaps every camera consumer to the driver's topics.
 robot_state_publisher (the URDF) and RViz come from a lab's ROS install; `vla-r1 demo` lists them and
 starts only this package's processes.
 """
@@ -24,7 +27,7 @@ from vla_r1_ros.core.config import package_share_path
 
 PACKAGE = "vla_r1_ros"
 
-CAMERAS = ("sim", "realsense", "replay")
+CAMERAS = ("sim", "realsense", "realsense_ros", "replay")
 POLICIES = ("scripted", "vla_r1")
 # The scripted policy's trajectories: carry (object -> place) | sharerobot (gripper -> object -> place).
 PATH_CONVENTIONS = ("carry", "sharerobot")
@@ -32,7 +35,9 @@ EXECUTORS = ("sim", "moveit")
 
 # Launch arguments, in the order `ros2 launch … --show-args` lists them.
 ARGUMENT_HELP: dict[str, str] = {
-    "camera": "camera source: sim (simulated workcell) | realsense | replay",
+    "camera": "camera source: sim (simulated workcell) | realsense (pyrealsense2) | realsense_ros (the "
+    "realsense2_camera driver's topics) | replay",
+    "camera_driver": "camera:=realsense_ros: start realsense2_camera_node (false: the lab runs the driver itself)",
     "policy": "scripted (simulator-only test expert, not the model) | vla_r1 (the model)",
     "executor": "sim (simulated Panda) | moveit (moveit_py on a real arm)",
     "model": "VLA-R1 checkpoint: local path or Hugging Face id in the local cache",
@@ -51,6 +56,7 @@ class GraphArgs:
     """The launch arguments (`ros2 launch vla_r1_ros demo.launch.py camera:=… policy:=…`)."""
 
     camera: str = "sim"
+    camera_driver: bool = True
     policy: str = "scripted"
     executor: str = "sim"
     model: str = "GigaAI-Research/vla-r1"
@@ -106,6 +112,48 @@ class GraphArgs:
         }
 
 
+# realsense2_camera's `rs_launch.py` defaults (realsense-ros ros2-master): the node `camera` in the
+# namespace `camera`; it publishes on `~/<stream>/...`, i.e. /camera/camera/color/image_raw, and names
+# its colour optical frame `<camera_name>_color_optical_frame` (config/camera.yaml frames.camera_optical).
+REALSENSE_NAMESPACE = "camera"
+REALSENSE_NAME = "camera"
+# What the stack reads from a camera (as the perception node publishes it), relative to `camera/`.
+CAMERA_STREAMS = ("color/image_raw", "aligned_depth_to_color/image_raw", "color/camera_info")
+REALSENSE_FPS = 30  # the stream rate the pyrealsense2 source uses too (perception node `fps`)
+
+
+def realsense_driver_remappings() -> tuple[tuple[str, str], ...]:
+    """Our consumers' camera topics -> the realsense2_camera driver's."""
+    return tuple((f"camera/{s}", f"/{REALSENSE_NAMESPACE}/{REALSENSE_NAME}/{s}") for s in CAMERA_STREAMS)
+
+
+def realsense_driver_parameters() -> dict[str, Any]:
+    """realsense2_camera_node parameters (the names of `rs_launch.py`'s arguments) for what the stack
+    needs: colour rgb8 and depth at config/camera.yaml's image size, depth aligned to colour in one
+    synced frameset (one stamp for both), the depth filters the pyrealsense2 source uses by default
+    (spatial + temporal, no hole filling: lifting must see missing depth), and no TF: the camera's
+    pose is the calibrated `extrinsics`, published from the URDF by robot_state_publisher."""
+    from vla_r1_ros.core.config import load_config
+
+    image = load_config("camera")["image"]
+    profile = f"{int(image['width'])},{int(image['height'])},{REALSENSE_FPS}"
+    return {
+        "camera_name": REALSENSE_NAME,
+        "enable_color": True,
+        "enable_depth": True,
+        "rgb_camera.color_profile": profile,
+        "rgb_camera.color_format": "RGB8",
+        "depth_module.depth_profile": profile,
+        "depth_module.depth_format": "Z16",
+        "align_depth.enable": True,
+        "enable_sync": True,
+        "spatial_filter.enable": True,
+        "temporal_filter.enable": True,
+        "hole_filling_filter.enable": False,
+        "publish_tf": False,
+    }
+
+
 @dataclass(frozen=True)
 class NodeSpec:
     name: str  # ROS node name
@@ -114,6 +162,7 @@ class NodeSpec:
     parameters: dict[str, Any] = field(default_factory=dict)
     remappings: tuple[tuple[str, str], ...] = ()
     arguments: tuple[str, ...] = ()
+    namespace: str = ""  # only for other packages' nodes (the RealSense driver); ours run in the root
 
     def load_class(self) -> type:
         module, _, cls = self.node_class.partition(":")
@@ -150,6 +199,7 @@ class ProcessSpec:
             "package": self.package,
             "executable": node.executable,
             "name": node.name,
+            **({"namespace": node.namespace} if node.namespace else {}),
             "parameters": [dict(node.parameters)],
             "remappings": list(node.remappings),
             "arguments": list(node.arguments),
@@ -160,6 +210,8 @@ class ProcessSpec:
 
 def build_graph(args: GraphArgs) -> list[ProcessSpec]:
     """The processes of the VLA-R1 stack for these launch arguments."""
+    # Every camera consumer (planning: depth + info; inference: colour; logger: all three).
+    camera_topics = realsense_driver_remappings() if args.camera == "realsense_ros" else ()
     perception = NodeSpec(
         "perception",
         "vla_r1_ros.nodes.perception_node:PerceptionNode",
@@ -168,7 +220,11 @@ def build_graph(args: GraphArgs) -> list[ProcessSpec]:
         {"source": args.camera, "recording": args.recording} | ({"rate_hz": 5.0} if args.camera == "sim" else {}),
     )
     planning = NodeSpec(
-        "planning", "vla_r1_ros.nodes.planning_node:PlanningNode", "planning_node", {"executor": args.executor}
+        "planning",
+        "vla_r1_ros.nodes.planning_node:PlanningNode",
+        "planning_node",
+        {"executor": args.executor},
+        remappings=camera_topics,
     )
     inference = NodeSpec(
         "inference",
@@ -182,12 +238,14 @@ def build_graph(args: GraphArgs) -> list[ProcessSpec]:
             "path_convention": args.path_convention,
             "seed": args.seed,
         },
+        remappings=camera_topics,
     )
     reward_logger = NodeSpec(
         "reward_logger",
         "vla_r1_ros.nodes.reward_logger_node:RewardLoggerNode",
         "reward_logger_node",
         {"log_dir": args.log_dir},
+        remappings=camera_topics,
     )
     robot_state_publisher = NodeSpec(
         "robot_state_publisher",
@@ -208,6 +266,14 @@ def build_graph(args: GraphArgs) -> list[ProcessSpec]:
             "workcell", "vla_r1_ros.nodes.workcell_node:WorkcellNode", "workcell_node", {"seed": args.seed}
         )
         processes.insert(0, ProcessSpec("sim_stack", (workcell, perception, planning)))
+    elif args.camera == "realsense_ros":
+        driver = NodeSpec(
+            REALSENSE_NAME, "", "realsense2_camera_node", realsense_driver_parameters(), namespace=REALSENSE_NAMESPACE
+        )
+        started = (
+            [ProcessSpec("realsense2_camera", (driver,), package="realsense2_camera")] if args.camera_driver else []
+        )
+        processes[:0] = [*started, ProcessSpec("planning", (planning,))]
     else:
         processes[:0] = [ProcessSpec("perception", (perception,), respawn=True), ProcessSpec("planning", (planning,))]
     return processes

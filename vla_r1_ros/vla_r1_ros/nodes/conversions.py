@@ -1,6 +1,8 @@
 """Message <-> numpy conversions shared by all nodes (cv_bridge is not a dependency).
 
-Encodings used everywhere: colour `rgb8`, aligned depth `16UC1` millimetres (0 = no depth).
+Encodings used everywhere: colour `rgb8`, aligned depth `16UC1` millimetres (0 = no depth). Depth
+consumers also take `32FC1` metres (REP 118; what depth_image_proc and some drivers publish): the
+conversion lives here only, `depth_to_metres` for lifting and `depth_to_mm` for storage.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from geometry_msgs.msg import Point, Pose
 from sensor_msgs.msg import CameraInfo, Image
 
 from vla_r1_ros.core.geometry import CameraIntrinsics, RigidTransform
+from vla_r1_ros.core.lifting import LiftError
 
 _DTYPES = {
     "rgb8": (np.uint8, 3),
@@ -35,6 +38,32 @@ def image_to_numpy(msg: Image) -> np.ndarray:
     pixels = row[:, : msg.width * channels * dtype.itemsize].copy().view(dtype)
     pixels = pixels.reshape(msg.height, msg.width, channels) if channels > 1 else pixels.reshape(msg.height, msg.width)
     return pixels.astype(dtype.newbyteorder("="), copy=False)
+
+
+# Depth encodings (REP 118) -> metres per unit: 16UC1 / mono16 in millimetres (0 = no depth), 32FC1 in
+# metres (NaN, 0 or inf = no depth).
+DEPTH_UNITS_M = {"16UC1": 0.001, "mono16": 0.001, "32FC1": 1.0}
+
+
+def depth_to_metres(msg: Image) -> np.ndarray:
+    """Aligned depth (16UC1 mm or 32FC1 m) -> float64 metres, NaN where the sensor gave no depth.
+    Any other encoding is a LiftError("bad_input"): a colour image on the depth topic is not depth."""
+    if msg.encoding not in DEPTH_UNITS_M:
+        raise LiftError(
+            "bad_input",
+            f"depth image encoding {msg.encoding!r}: expected 16UC1 (millimetres) or 32FC1 (metres)",
+        )
+    metres = image_to_numpy(msg).astype(np.float64) * DEPTH_UNITS_M[msg.encoding]
+    metres[~(np.isfinite(metres) & (metres > 0.0))] = np.nan
+    return metres
+
+
+def depth_to_mm(msg: Image) -> np.ndarray:
+    """Aligned depth (16UC1 mm or 32FC1 m) -> uint16 millimetres, 0 = no depth (the episode PNG)."""
+    if msg.encoding in ("16UC1", "mono16"):
+        return image_to_numpy(msg)
+    millimetres = np.nan_to_num(np.round(depth_to_metres(msg) * 1000.0), nan=0.0)
+    return np.clip(millimetres, 0, np.iinfo(np.uint16).max).astype(np.uint16)
 
 
 def numpy_to_image(array: np.ndarray, encoding: str, stamp: Time | None = None, frame_id: str = "") -> Image:

@@ -47,7 +47,7 @@ from vla_r1_ros.core.planning import (
 from vla_r1_ros.core.trial_flow import Prediction, StageFailure, TrialFlow, TrialRecord, TrialSteps
 from vla_r1_ros.executors.base import ArmExecutor, validate_for
 from vla_r1_ros.nodes.conversions import (
-    image_to_numpy,
+    depth_to_metres,
     intrinsics_from_camera_info,
     nearest_by_stamp,
     ns_to_stamp,
@@ -226,7 +226,7 @@ class PlanningNode(Node):
                 f"depth is in {depth_msg.header.frame_id!r} but the extrinsics are for {self.camera_frame!r}",
             )
         lifted = lift_prediction(
-            image_to_numpy(depth_msg),
+            depth_to_metres(depth_msg),
             intrinsics_from_camera_info(info),
             prediction.box_px,
             prediction.waypoints_px,

@@ -32,7 +32,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
 from geometry_msgs.msg import Pose
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
@@ -55,7 +54,7 @@ from vla_r1_ros.core.episodes import (
     write_json_atomic,
 )
 from vla_r1_ros.core.geometry import camera_extrinsics
-from vla_r1_ros.nodes.conversions import image_to_numpy, nearest_by_stamp, stamp_to_ns
+from vla_r1_ros.nodes.conversions import depth_to_mm, image_to_numpy, nearest_by_stamp, stamp_to_ns
 from vla_r1_ros.nodes.prediction_msgs import prediction_from_msg
 from vla_r1_ros.nodes.scene_msgs import scene_from_msg
 from vla_r1_ros.nodes.spin import spin_nodes
@@ -193,15 +192,6 @@ def camera_info_json(msg: CameraInfo) -> dict[str, Any]:
         "d": [float(v) for v in msg.d],
         "distortion_model": msg.distortion_model,
     }
-
-
-def depth_to_mm(msg: Image) -> np.ndarray:
-    """Aligned depth as uint16 millimetres whatever the driver sent (16UC1 mm, or 32FC1 metres)."""
-    depth = image_to_numpy(msg)
-    if depth.dtype == np.uint16:
-        return depth
-    metres = np.nan_to_num(depth.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    return np.clip(np.round(metres * 1000.0), 0, np.iinfo(np.uint16).max).astype(np.uint16)
 
 
 class RewardLoggerNode(Node):
