@@ -40,6 +40,31 @@ BASE_T_CAMERA = camera_extrinsics(CAMERA)
 OPTICAL = CAMERA["frames"]["camera_optical"]
 
 
+def ground_truth_prediction(frame, scene, instruction: str, place_override=None) -> VlaPrediction:
+    """The VlaPrediction a perfect model gives for `frame`: the named object's reference box and path
+    (its last point replaced by the base-frame `place_override`, if given), in the model's text format."""
+    k = frame.intrinsics
+    target = resolve_target(instruction, scene.objects)
+    path = reference_waypoints(scene, target, k, BASE_T_CAMERA)
+    if place_override is not None:
+        path[-1] = k.project(BASE_T_CAMERA.inverse().apply(place_override)) / [k.width, k.height]
+    texts = [
+        format_answer(f"the {target.name} is in the box", reference_box(target, k)),
+        format_answer("from the object to the tray", [tuple(p) for p in path]),
+    ]
+    tasks = ["affordance", "trajectory"]
+    return prediction_msg(
+        stamp=ns_to_stamp(frame.stamp_ns),
+        frame_id=OPTICAL,
+        instruction=instruction,
+        model_id="test:ground-truth",
+        image_size=(k.width, k.height),
+        tasks=tasks,
+        raw_texts=texts,
+        parsed=[parse_answer(t, task) for t, task in zip(texts, tasks, strict=True)],
+    )
+
+
 class GroundTruthCameraAndModel(Node):
     """Test stand-in for perception + inference: depth/camera info at 5 Hz from the workcell, and a
     Predict server answering from ground truth. `place_override` replaces the last waypoint (base frame)."""
@@ -82,28 +107,9 @@ class GroundTruthCameraAndModel(Node):
         """The prediction for the newest frame, as the inference node would publish it."""
         with self._lock:
             frame, scene = self._latest
-        k = frame.intrinsics
-        target = resolve_target(instruction, scene.objects)
-        path = reference_waypoints(scene, target, k, BASE_T_CAMERA)
-        if self.place_override is not None:
-            path[-1] = k.project(BASE_T_CAMERA.inverse().apply(self.place_override)) / [k.width, k.height]
-        texts = [
-            format_answer(f"the {target.name} is in the box", reference_box(target, k)),
-            format_answer("from the object to the tray", [tuple(p) for p in path]),
-        ]
-        tasks = ["affordance", "trajectory"]
-        for task, text in zip(tasks, texts, strict=True):
+        msg = ground_truth_prediction(frame, scene, instruction, self.place_override)
+        for task, text in zip(msg.tasks, msg.raw_texts, strict=True):
             on_text(task, text)
-        msg = prediction_msg(
-            stamp=ns_to_stamp(frame.stamp_ns),
-            frame_id=OPTICAL,
-            instruction=instruction,
-            model_id="test:ground-truth",
-            image_size=(k.width, k.height),
-            tasks=tasks,
-            raw_texts=texts,
-            parsed=[parse_answer(t, task) for t, task in zip(texts, tasks, strict=True)],
-        )
         self.prediction_pub.publish(msg)  # as the inference node does: the planning node must not act twice
         return msg
 
@@ -115,15 +121,6 @@ class GroundTruthCameraAndModel(Node):
         time.sleep(self.think_s)
         goal_handle.succeed()
         return Predict.Result(prediction=msg)
-
-
-@pytest.fixture(scope="module")
-def workcell():
-    from vla_r1_ros.sim.workcell import Workcell
-
-    cell = Workcell()
-    yield cell
-    cell.close()
 
 
 @pytest.fixture

@@ -20,14 +20,12 @@ from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_system_default
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
+from test_planning_node import ground_truth_prediction
 from vla_r1_interfaces.msg import EpisodeRecord, ManipulationPlan, VlaPrediction
 
 from vla_r1_ros.core import episodes
 from vla_r1_ros.core.config import load_config
 from vla_r1_ros.core.geometry import camera_extrinsics
-from vla_r1_ros.core.parsing import parse_answer
-from vla_r1_ros.core.prompts import format_answer
-from vla_r1_ros.core.scene import reference_box, reference_waypoints
 from vla_r1_ros.graph import GraphArgs, find_process
 from vla_r1_ros.nodes.conversions import (
     camera_info_msg,
@@ -37,7 +35,6 @@ from vla_r1_ros.nodes.conversions import (
     numpy_to_image,
     point_to_numpy,
 )
-from vla_r1_ros.nodes.prediction_msgs import prediction_msg
 from vla_r1_ros.testing.ros import spin_until
 
 CAMERA = load_config("camera")
@@ -58,15 +55,6 @@ def depth_message(depth_mm: np.ndarray, encoding: str, stamp) -> Image:
     metres = depth_mm.astype(np.float32) / 1000.0
     metres[depth_mm == 0] = np.nan  # a float driver's "no depth"
     return numpy_to_image(metres, "32FC1", stamp, OPTICAL)
-
-
-@pytest.fixture(scope="module")
-def workcell():
-    from vla_r1_ros.sim.workcell import Workcell
-
-    cell = Workcell()
-    yield cell
-    cell.close()
 
 
 @pytest.fixture
@@ -115,21 +103,7 @@ def test_both_depth_encodings_on_the_driver_topics_plan_the_same_grasp_and_log_m
         pubs["color"].publish(numpy_to_image(frame.color, "rgb8", stamp, OPTICAL))
         pubs["depth"].publish(depth_message(frame.depth_mm, encoding, stamp))
         pubs["info"].publish(camera_info_msg(k, stamp, OPTICAL))
-        texts = [
-            format_answer("the object", reference_box(target, k)),
-            format_answer("to the tray", [tuple(p) for p in reference_waypoints(scene, target, k, BASE_T_CAMERA)]),
-        ]
-        tasks = ["affordance", "trajectory"]
-        prediction = prediction_msg(
-            stamp=stamp,
-            frame_id=OPTICAL,
-            instruction=instruction,
-            model_id="test:ground-truth",
-            image_size=(k.width, k.height),
-            tasks=tasks,
-            raw_texts=texts,
-            parsed=[parse_answer(t, task) for t, task in zip(texts, tasks, strict=True)],
-        )
+        prediction = ground_truth_prediction(frame, scene, instruction)
         count = len(received["plans"])
         pubs["prediction"].publish(prediction)
         assert spin_until(executor, lambda count=count: len(received["plans"]) > count, 15.0), encoding

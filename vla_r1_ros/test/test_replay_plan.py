@@ -15,6 +15,7 @@ import sys
 
 import numpy as np
 import pytest
+from test_episodes import CAMERA_INFO, INTRINSICS  # the config camera: the one the simulator renders with
 
 from vla_r1_ros.cli.main import main
 from vla_r1_ros.core import prompts
@@ -37,6 +38,7 @@ def episode(tmp_path_factory):
         workcell.reset(6)
         frame, scene = workcell.capture()
     k = frame.intrinsics
+    assert k == INTRINSICS
     target = next(o for o in scene.objects if o.bbox_px is not None)
     instruction = f"put the {target.colour} {target.shape} in the tray"
     expert = ScriptedExpertPolicy(path_convention="sharerobot")
@@ -52,17 +54,9 @@ def episode(tmp_path_factory):
         success=False,
         failure_stage="safety",
     )
-    info = {
-        "frame_id": "camera_color_optical_frame",
-        "width": k.width,
-        "height": k.height,
-        "k": k.k.reshape(-1).tolist(),
-        "d": [0.0] * 5,
-        "distortion_model": "plumb_bob",
-    }
     root = tmp_path_factory.mktemp("log")
     with EpisodeStore(root) as store:
-        entry = store.write(record, CameraFrame(frame.color, frame.depth_mm, info))
+        entry = store.write(record, CameraFrame(frame.color, frame.depth_mm, CAMERA_INFO))
     return root / "episodes" / entry["episode"], target, scene, k
 
 
