@@ -142,6 +142,17 @@ def test_scripted_policy_answers_a_goal_with_the_ground_truth(executor):
     assert client.predictions[-1].valid and client.predictions[-1].instruction == "put the red block in the tray"
 
 
+def test_scripted_policy_path_convention_parameter(executor):
+    node, perception, client = start(executor, policy="scripted", path_convention="sharerobot")
+    wait_ready(executor, client)
+    publish_frame(executor, perception, node)
+    assert spin_until(executor, lambda: node._scene_msg is not None, 5.0)
+    accepted, prediction = client.send(executor)
+    assert accepted and prediction.valid, prediction.error
+    assert "path=sharerobot" in prediction.model_id
+    assert len(prediction.waypoints_px) == 5  # the gripper's projection, then the object -> tray path
+
+
 def test_tiny_vla_r1_end_to_end(executor, tiny_model):
     node, perception, client = start(
         executor, policy="vla_r1", model=str(tiny_model), quantization="none", device="cpu", max_new_tokens=6
