@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +72,9 @@ def answers_with_override(logged: dict[str, str], text: str) -> dict[str, str]:
     return dict(logged) | {kinds[0]: text}
 
 
-def replay(document: dict[str, Any], depth_mm: Any, answers: dict[str, str], arm: Any) -> dict[str, Any]:
-    """Parse, lift, plan and validate one episode's frame against `arm` -> the JSON result."""
+def replay(document: dict[str, Any], depth: Any, answers: dict[str, str], arm: Any) -> dict[str, Any]:
+    """Parse, lift, plan and validate one episode's frame (`depth`: its depth.png, in the episode's
+    `depth_units_m`) against `arm` -> the JSON result."""
     from vla_r1_ros.core.config import load_config
     from vla_r1_ros.core.geometry import CameraIntrinsics, camera_extrinsics
     from vla_r1_ros.core.lifting import LiftError, LiftParams, lift_prediction
@@ -107,13 +109,19 @@ def replay(document: dict[str, Any], depth_mm: Any, answers: dict[str, str], arm
     failed = [f"{task}: {p.error}" for task, p in parsed.items() if not p.ok]
     if failed:
         return result | {"failed_check": "parse", "reason": "; ".join(failed)}
+    optical = str(camera["frames"]["camera_optical"])
+    if info.get("frame_id") and info["frame_id"] != optical:  # as the planning node refuses it
+        reason = f"depth is in {info['frame_id']!r} but the extrinsics are for {optical!r}"
+        return result | {"failed_check": "lift", "reason": reason}
     box_px = box_to_pixels(parsed[AFFORDANCE].box, intrinsics.width, intrinsics.height)
     waypoints_px = waypoints_to_pixels(parsed[TRAJECTORY].waypoints, intrinsics.width, intrinsics.height)
     base_T_camera = camera_extrinsics(camera)
+    params = LiftParams.from_config(workspace, camera)
+    params = replace(params, depth_units_m=float(document.get("depth_units_m", params.depth_units_m)))
     try:
-        lifted = lift_prediction(
-            depth_mm, intrinsics, box_px, waypoints_px, LiftParams.from_config(workspace, camera)
-        ).transformed(base_T_camera, str(camera["frames"]["base"]))
+        lifted = lift_prediction(depth, intrinsics, box_px, waypoints_px, params).transformed(
+            base_T_camera, str(camera["frames"]["base"])
+        )
     except LiftError as exc:
         return result | {"failed_check": "lift", "reason": str(exc)}
     result["lifted"] = {
