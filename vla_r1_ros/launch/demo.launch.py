@@ -1,4 +1,4 @@
-"""The VLA-R1 stack: `ros2 launch vla_r1_ros demo.launch.py [camera:=sim|realsense|replay]
+"""The VLA-R1 stack: `ros2 launch vla_r1_ros demo.launch.py [camera:=sim|realsense|realsense_ros|replay]
 [policy:=scripted|vla_r1] [executor:=sim|moveit] [model:=…] [log_dir:=…] [use_rviz:=true]`.
 
 The node graph itself (processes, nodes, parameters, remappings, respawn) is not written here: it

@@ -41,3 +41,13 @@ def executor(ros):
             ex.remove_node(node)
             node.destroy_node()
         ex.shutdown()
+
+
+@pytest.fixture(scope="module")
+def workcell():
+    """A headless PyBullet workcell shared by one test module (seed 0 until a test resets it)."""
+    from vla_r1_ros.sim.workcell import Workcell
+
+    cell = Workcell()
+    yield cell
+    cell.close()

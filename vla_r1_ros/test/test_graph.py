@@ -4,7 +4,8 @@
 of `launch`, `launch.actions`, `launch.substitutions` and `launch_ros.actions` that record what it
 builds; what it records is compared with what `vla-r1 demo`'s launcher runs. The doubles implement
 only the documented behaviour the launch file relies on (DeclareLaunchArgument's default,
-LaunchConfiguration.perform, OpaqueFunction calling its function with the context, Node(**kwargs)).
+LaunchConfiguration.perform, OpaqueFunction calling its function with the context, Node(**kwargs));
+the Node double accepts exactly the keyword arguments the real one does (see `_Node`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from vla_r1_ros.core.config import load_config
 from vla_r1_ros.graph import GraphArgs, build_graph
 from vla_r1_ros.launcher import GraphLauncher, process_command
 
@@ -26,6 +28,27 @@ LAUNCH_FILE = Path(__file__).resolve().parents[1] / "launch" / "demo.launch.py"
 class _Recorded:
     def __init__(self, *args, **kwargs):
         self.args, self.kwargs = args, kwargs
+
+
+class _Node(_Recorded):
+    """launch_ros.actions.Node: keyword-only arguments of `Node.__init__` (ros2/launch_ros jazzy
+    62c56e53e86812023697fe330c83d327f54e7b18, launch_ros/launch_ros/actions/node.py) plus those it passes
+    on through ExecuteProcess -> ExecuteLocal -> Action (ros2/launch jazzy
+    09403fcebedb68dd259e9ab6b35bd8712b6596ec, launch/launch/actions/execute_process.py, execute_local.py,
+    launch/launch/action.py). Anything else raises TypeError there, and here."""
+
+    KEYWORDS = frozenset(
+        {"executable", "package", "name", "namespace", "exec_name", "parameters", "remappings", "ros_arguments"}
+        | {"arguments", "prefix", "cwd", "env", "additional_env", "shell", "sigterm_timeout", "sigkill_timeout"}
+        | {"emulate_tty", "output", "output_format", "cached_output", "log_cmd", "on_exit", "respawn"}
+        | {"respawn_delay", "respawn_max_retries", "condition"}
+    )
+
+    def __init__(self, *args, **kwargs):
+        unknown = set(kwargs) - self.KEYWORDS
+        if args or unknown or "executable" not in kwargs:
+            raise TypeError(f"Node() takes keyword arguments {sorted(self.KEYWORDS)}; got {args} {sorted(unknown)}")
+        super().__init__(**kwargs)
 
 
 class _LaunchConfiguration:
@@ -41,7 +64,7 @@ def _load_launch_file(monkeypatch):
         "launch": types.SimpleNamespace(LaunchDescription=lambda entities: list(entities)),
         "launch.actions": types.SimpleNamespace(DeclareLaunchArgument=_Recorded, OpaqueFunction=_Recorded),
         "launch.substitutions": types.SimpleNamespace(LaunchConfiguration=_LaunchConfiguration),
-        "launch_ros.actions": types.SimpleNamespace(Node=_Recorded),
+        "launch_ros.actions": types.SimpleNamespace(Node=_Node),
     }
     for name, module in doubles.items():
         monkeypatch.setitem(sys.modules, name, module)
@@ -68,6 +91,9 @@ def _launched_nodes(monkeypatch, overrides: dict[str, str]) -> list[dict]:
         {"noise": "paper", "seed": "7", "log_dir": "/tmp/x", "use_rviz": "true"},
         {"camera": "realsense", "executor": "moveit", "policy": "vla_r1", "model": "/models/vla-r1"},
         {"camera": "replay", "executor": "moveit", "policy": "vla_r1", "recording": "/data/a.db3"},
+        {"camera": "realsense_ros", "executor": "moveit", "policy": "vla_r1"},
+        {"camera": "realsense_ros", "executor": "moveit", "policy": "vla_r1", "camera_driver": "false"},
+        {"path_convention": "sharerobot"},
     ],
 )
 def test_launch_file_starts_exactly_the_graph_description(monkeypatch, overrides):
@@ -110,6 +136,61 @@ def test_process_command_matches_launch_ros_conventions(tmp_path):
     assert "name" not in composed.launch_kwargs(GraphArgs())  # a process-wide __node remap would rename all
 
 
+# realsense2_camera's launch arguments = its node's parameters (IntelRealSense/realsense-ros ros2-master
+# 1cbd81be81e807eefb46f098e76381888ffc7001, realsense2_camera/launch/rs_launch.py `configurable_parameters`,
+# the names the driver's parameters go by), the subset the graph may set.
+RS_LAUNCH_PARAMETERS = {
+    "camera_name", "camera_namespace", "serial_no", "enable_color", "rgb_camera.color_profile",
+    "rgb_camera.color_format", "enable_depth", "depth_module.depth_profile", "depth_module.depth_format",
+    "enable_sync", "publish_tf", "align_depth.enable", "spatial_filter.enable", "temporal_filter.enable",
+    "hole_filling_filter.enable", "decimation_filter.enable",
+}  # fmt: skip
+
+
+def test_realsense_ros_starts_the_official_driver_and_points_every_consumer_at_its_topics(monkeypatch):
+    overrides = {"camera": "realsense_ros", "executor": "moveit", "policy": "vla_r1"}
+    launched = {kwargs["name"]: kwargs for kwargs in _launched_nodes(monkeypatch, overrides) if "name" in kwargs}
+    assert "perception" not in launched  # the driver is the camera
+    driver = launched["camera"]
+    # As rs_launch.py starts it: the node `camera` in the namespace `camera`.
+    assert (driver["package"], driver["executable"], driver["namespace"]) == (
+        "realsense2_camera",
+        "realsense2_camera_node",
+        "camera",
+    )
+    (parameters,) = driver["parameters"]
+    assert set(parameters) <= RS_LAUNCH_PARAMETERS
+    assert parameters["align_depth.enable"] is True and parameters["enable_sync"] is True
+    camera = load_config("camera")
+    size = f"{camera['image']['width']},{camera['image']['height']},30"
+    assert parameters["rgb_camera.color_profile"] == parameters["depth_module.depth_profile"] == size
+    assert parameters["rgb_camera.color_format"] == "RGB8" and parameters["publish_tf"] is False
+    # The driver names its optical frame <camera_name>_color_optical_frame: the frame the extrinsics are for.
+    assert f"{parameters['camera_name']}_color_optical_frame" == camera["frames"]["camera_optical"]
+    # Its topics are ~/<stream>: /camera/camera/... ; the planning node, the one consumer, takes them.
+    driver_topics = {
+        "camera/color/image_raw": "/camera/camera/color/image_raw",
+        "camera/aligned_depth_to_color/image_raw": "/camera/camera/aligned_depth_to_color/image_raw",
+        "camera/color/camera_info": "/camera/camera/color/camera_info",
+    }
+    assert dict(launched["planning"]["remappings"]) == driver_topics
+    assert launched["planning"]["parameters"][0]["scene"] is False  # a real camera has no ground truth
+    for frameless in ("inference", "reward_logger"):  # they get the frame inside the goal / the record
+        assert not launched[frameless]["remappings"]
+    # A lab running the driver itself keeps the remappings and starts no second driver.
+    own = _launched_nodes(monkeypatch, overrides | {"camera_driver": "false"})
+    assert [k["package"] for k in own].count("realsense2_camera") == 0
+    assert all(dict(k["remappings"]) == driver_topics for k in own if k.get("name") == "planning")
+    # The other cameras publish on our own names: nothing is remapped.
+    for args in (GraphArgs(), GraphArgs(camera="realsense", executor="moveit", policy="vla_r1")):
+        assert all(not node.remappings for process in build_graph(args) for node in process.nodes)
+
+
+def test_the_node_double_refuses_what_launch_ros_does_not_take():
+    with pytest.raises(TypeError):
+        _Node(executable="x", node_namespace="camera")  # the pre-Foxy name
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
@@ -118,6 +199,8 @@ def test_process_command_matches_launch_ros_conventions(tmp_path):
         ({"camera": "realsense", "executor": "moveit"}, "scripted"),
         ({"camera": "replay", "executor": "moveit", "policy": "vla_r1"}, "recording"),
         ({"colour": "red"}, "unknown"),
+        ({"camera": "realsense_ros", "executor": "sim"}, "go together"),
+        ({"path_convention": "backwards"}, "path_convention"),
     ],
 )
 def test_bad_graph_arguments_are_refused_with_a_reason(values, message):

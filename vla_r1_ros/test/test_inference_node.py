@@ -117,6 +117,15 @@ def test_scripted_policy_answers_a_goal_with_the_ground_truth(executor):
     assert accepted and not msg.valid
 
 
+def test_scripted_policy_path_convention_parameter(executor):
+    _node, client = start(executor, policy="scripted", path_convention="sharerobot")
+    wait_ready(executor, client)
+    accepted, msg = client.send(executor, frame(), make_scene())
+    assert accepted and msg.valid, msg.error
+    assert "path=sharerobot" in msg.model_id
+    assert len(prediction_from_msg(msg).waypoints) == 5  # the gripper's projection, then the object -> tray path
+
+
 def test_tiny_vla_r1_end_to_end(executor, tiny_model):
     _node, client = start(
         executor, policy="vla_r1", model=str(tiny_model), quantization="none", device="cpu", max_new_tokens=6

@@ -158,12 +158,3 @@ def test_in_the_workcell_grasp_point_is_within_1cm_of_the_true_top_centre(workce
         assert error < 0.01, f"{obj.name}: lifted grasp point {error * 1000:.1f} mm from the true top centre"
         checked += 1
     assert checked >= 1
-
-
-@pytest.fixture(scope="module")
-def workcell():
-    from vla_r1_ros.sim.workcell import Workcell
-
-    cell = Workcell()
-    yield cell
-    cell.close()

@@ -83,12 +83,14 @@ class GroundTruthCamera(Node):
 
 
 class GroundTruthModel(Node):
-    """Test stand-in for the inference node: answers a Predict goal from the ground truth the goal carries.
-    `place_override` replaces the last waypoint (base frame); `goals` keeps every goal's image stamp."""
+    """Test stand-in for the inference node: answers a Predict goal from the ground truth the goal carries
+    (or, for a real camera's goal, which carries none, from `scene_source()`). `place_override` replaces
+    the last waypoint (base frame); `goals` keeps every goal."""
 
-    def __init__(self, intrinsics):
+    def __init__(self, intrinsics, scene_source=None):
         super().__init__("ground_truth_model")
         self.intrinsics = intrinsics
+        self.scene_source = scene_source
         self.place_override: np.ndarray | None = None
         self.think_s = 0.0  # how long the stand-in model "thinks"
         self.goals: list[Predict.Goal] = []
@@ -97,7 +99,8 @@ class GroundTruthModel(Node):
     def predict(self, goal_handle) -> Predict.Result:
         goal = goal_handle.request
         self.goals.append(goal)
-        k, scene = self.intrinsics, scene_from_msg(goal.scene)
+        k = self.intrinsics
+        scene = scene_from_msg(goal.scene) if goal.has_scene else self.scene_source()
         target = resolve_target(goal.instruction, scene.objects)
         path = reference_waypoints(scene, target, k, BASE_T_CAMERA)
         if self.place_override is not None:
@@ -113,15 +116,6 @@ class GroundTruthModel(Node):
         goal_handle.succeed()
         prediction = Prediction(goal.instruction, tasks, texts, (goal.image.width, goal.image.height), "test:truth")
         return Predict.Result(prediction=prediction_msg(prediction, goal.image.header.stamp, OPTICAL))
-
-
-@pytest.fixture(scope="module")
-def workcell():
-    from vla_r1_ros.sim.workcell import Workcell
-
-    cell = Workcell()
-    yield cell
-    cell.close()
 
 
 def start_logger(executor, log_dir):

@@ -19,6 +19,7 @@ from vla_r1_ros.core.planning import (
     SafetyLimits,
     ValidatedPlan,
     grasp_yaw,
+    pick_waypoint_index,
     plan_pick_and_place,
     top_down_orientation,
     validate_either_way,
@@ -105,6 +106,40 @@ def test_plan_geometry(params):
     np.testing.assert_allclose(plan.carry_waypoints[-1].translation, [0.45, 0.30, 0.15])
     np.testing.assert_allclose(plan.place.translation, [0.45, 0.30, 0.03 + 0.015])
     assert plan.lift.translation[2] == pytest.approx(max(0.13, plan.carry_waypoints[0].translation[2]))
+
+
+GRIPPER_SEEN_AT = (0.33, 0.02, 0.42)  # where a ShareRobot path's first pixel lifts to: the gripper itself
+
+
+def test_a_path_from_the_gripper_and_a_path_from_the_object_give_the_same_plan(params):
+    carry_path = waypoints()
+    sharerobot_path = np.vstack([GRIPPER_SEEN_AT, carry_path])
+    carry, sharerobot = (plan_pick_and_place(surface(), path, params) for path in (carry_path, sharerobot_path))
+    assert pick_waypoint_index(carry_path, surface().point) == 0
+    assert pick_waypoint_index(sharerobot_path, surface().point) == 1
+    for a, b in zip(carry.key_poses(), sharerobot.key_poses(), strict=True):
+        assert a[0] == b[0]
+        np.testing.assert_allclose(a[1].translation, b[1].translation)
+    # The transport is what follows the pick waypoint; the place is under the path's end.
+    np.testing.assert_allclose([p.translation for p in carry.carry_waypoints], carry_path[1:] + np.array([0, 0, 0.15]))
+    np.testing.assert_allclose(carry.place.translation[:2], carry_path[-1, :2])
+
+
+def test_the_pick_waypoint_is_the_nearest_in_3d_not_the_first(params):
+    # A gripper hovering right above the object: nearest in the image, 30 cm away in 3-D.
+    above = np.array([0.5, 0.0, 0.35])
+    off_object = np.array([0.51, 0.01, 0.05])  # the model's object waypoint, a little off the top centre
+    path = np.vstack([above, off_object, waypoints()[1:]])
+    plan = plan_pick_and_place(surface(), path, params)
+    assert len(plan.carry_waypoints) == len(path) - 2
+    np.testing.assert_allclose(plan.carry_waypoints[0].translation, waypoints()[1] + np.array([0, 0, 0.15]))
+
+
+def test_a_path_that_ends_at_the_pick_point_has_nowhere_to_place(params):
+    to_the_object = np.array([GRIPPER_SEEN_AT, [0.45, 0.05, 0.2], [0.5, 0.0, 0.05]])  # "trajectory to the object"
+    with pytest.raises(PlanRejected, match="ends at the pick point") as info:
+        plan_pick_and_place(surface(), to_the_object, params)
+    assert info.value.check == "lift"
 
 
 def test_grasp_yaw_is_wrapped_to_the_smaller_wrist_turn():

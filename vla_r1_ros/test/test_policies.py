@@ -13,7 +13,7 @@ from vla_r1_ros.core.config import load_config
 from vla_r1_ros.core.geometry import CameraIntrinsics, camera_extrinsics
 from vla_r1_ros.core.parsing import parse_answer
 from vla_r1_ros.core.prompts import AFFORDANCE, TASKS, TRAJECTORY
-from vla_r1_ros.core.scene import ObjectState, Scene, reference_box, reference_waypoints
+from vla_r1_ros.core.scene import ObjectState, Scene, project_to_normalized, reference_box, reference_waypoints
 from vla_r1_ros.policies.base import make_policy
 from vla_r1_ros.policies.scripted import (
     PAPER_MEAN_IOU,
@@ -195,6 +195,21 @@ def test_scripted_answers_parse_and_match_the_reference_exactly():
     path = parse_answer(texts[1], TRAJECTORY)
     expected = reference_waypoints(scene, target, intrinsics, camera_extrinsics(camera))
     assert path.ok and np.allclose(path.waypoints, expected, atol=1e-6)
+
+
+def test_scripted_sharerobot_paths_start_at_the_grippers_projection():
+    scene = make_scene()
+    camera = load_config("camera")
+    intrinsics, base_T_camera = CameraIntrinsics.from_config(camera), camera_extrinsics(camera)
+    carry = ScriptedExpertPolicy(lambda: scene).predict(frame(), INSTRUCTION, [TRAJECTORY])[0]
+    sharerobot = ScriptedExpertPolicy(lambda: scene, path_convention="sharerobot")
+    path = parse_answer(sharerobot.predict(frame(), INSTRUCTION, [TRAJECTORY])[0], TRAJECTORY).waypoints
+    gripper = project_to_normalized(np.array([scene.ee_position]), intrinsics, base_T_camera)[0]
+    np.testing.assert_allclose(path[0], np.clip(gripper, 0.0, 1.0), atol=1e-6)
+    np.testing.assert_allclose(path[1:], parse_answer(carry, TRAJECTORY).waypoints, atol=1e-6)
+    assert "sharerobot" in sharerobot.model_id
+    with pytest.raises(ValueError, match="path_convention"):
+        ScriptedExpertPolicy(path_convention="backwards")
 
 
 def test_scripted_says_so_when_it_cannot_answer():

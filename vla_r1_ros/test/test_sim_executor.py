@@ -41,7 +41,13 @@ def scripted_plan(arm: SimArmExecutor, seed: int, pick: int = 0):
     box = parse_answer(format_answer("scripted", reference_box(target, k)), "affordance")
     path = [tuple(p) for p in reference_waypoints(scene, target, k, BASE_T_CAMERA)]
     trajectory = parse_answer(format_answer("scripted", path), "trajectory")
+    return target, plan_answers(frame, box, trajectory)
+
+
+def plan_answers(frame, box, trajectory):
+    """Lift parsed box + trajectory answers through the frame's depth and plan, as the planning node does."""
     assert box.ok and trajectory.ok
+    k = frame.intrinsics
     lifted = lift_prediction(
         frame.depth_mm,
         k,
@@ -49,7 +55,7 @@ def scripted_plan(arm: SimArmExecutor, seed: int, pick: int = 0):
         waypoints_to_pixels(trajectory.waypoints, k.width, k.height),
         LiftParams.from_config(WORKSPACE, CAMERA),
     ).transformed(BASE_T_CAMERA, "panda_link0")
-    return target, plan_pick_and_place(lifted.grasp, lifted.surface_waypoints, PlanningParams.from_config(WORKSPACE))
+    return plan_pick_and_place(lifted.grasp, lifted.surface_waypoints, PlanningParams.from_config(WORKSPACE))
 
 
 def validate(arm: SimArmExecutor, plan):
@@ -65,6 +71,26 @@ def test_pick_and_place_puts_the_object_in_the_tray(arm, seed, pick):
     assert arm.workcell.object_in_tray(target.name)
     path = np.array(result.ee_path)
     assert len(path) > 10 and np.all(path[:, 2] > 0.0)
+
+
+@pytest.mark.parametrize("convention", ["carry", "sharerobot"])
+def test_the_scripted_experts_paths_in_either_convention_put_the_object_in_the_tray(arm, convention):
+    """The scripted expert's own answer text on a rendered frame: a ShareRobot-style path (from the
+    gripper's projection) and a carry path (from the object) both end with the object in the tray."""
+    from vla_r1_ros.policies.scripted import ScriptedExpertPolicy
+
+    arm.workcell.reset(6)
+    frame, scene = arm.workcell.capture()
+    target = next(o for o in scene.objects if o.bbox_px is not None)
+    instruction = f"put the {target.colour} {target.shape} in the tray"
+    expert = ScriptedExpertPolicy(path_convention=convention)
+    box, trajectory = (parse_answer(expert.answer(scene, instruction, t), t) for t in ("affordance", "trajectory"))
+    assert len(trajectory.waypoints) == {"carry": 4, "sharerobot": 5}[convention]
+    plan = plan_answers(frame, box, trajectory)
+    assert len(plan.carry_waypoints) == 3  # the approach from the gripper is not part of the transport
+    result = arm.execute(validate(arm, plan), should_stop=lambda: False)
+    assert result.success, result.message
+    assert arm.workcell.object_in_tray(target.name)
 
 
 def test_a_grasp_on_nothing_is_a_grasp_failure(arm):

@@ -9,7 +9,10 @@ Processes: the simulated workcell lives in one process (PyBullet is in-process s
 simulator the workcell node, the perception node (sim camera) and the planning node (sim arm) are
 composed into one `stack` process with a multi-threaded executor, as a ROS 2 component container
 would. The inference node and the reward logger always run as processes of their own, talking to the
-rest over DDS; with a RealSense camera the perception node is its own process and respawns.
+rest over DDS; with a RealSense camera the perception node is its own process and respawns. With
+`camera:=realsense_ros` the official realsense2_camera driver replaces the perception node: the graph
+starts `realsense2_camera_node` as its `rs_launch.py` does (unless `camera_driver:=false`: a driver
+the lab runs itself) and remaps every camera consumer to the driver's topics.
 robot_state_publisher (the URDF) and RViz come from a lab's ROS install; `vla-r1 demo` lists them and
 starts only this package's processes.
 """
@@ -24,18 +27,23 @@ from vla_r1_ros.core.config import package_share_path
 
 PACKAGE = "vla_r1_ros"
 
-CAMERAS = ("sim", "realsense", "replay")
+CAMERAS = ("sim", "realsense", "realsense_ros", "replay")
 POLICIES = ("scripted", "vla_r1")
+# The scripted policy's trajectories: carry (object -> place) | sharerobot (gripper -> object -> place).
+PATH_CONVENTIONS = ("carry", "sharerobot")
 EXECUTORS = ("sim", "moveit")
 
 # Launch arguments, in the order `ros2 launch … --show-args` lists them.
 ARGUMENT_HELP: dict[str, str] = {
-    "camera": "camera source: sim (simulated workcell) | realsense | replay",
+    "camera": "camera source: sim (simulated workcell) | realsense (pyrealsense2) | realsense_ros (the "
+    "realsense2_camera driver's topics) | replay",
+    "camera_driver": "camera:=realsense_ros: start realsense2_camera_node (false: the lab runs the driver itself)",
     "policy": "scripted (simulator-only test expert, not the model) | vla_r1 (the model)",
     "executor": "sim (simulated Panda) | moveit (moveit_py on a real arm)",
     "model": "VLA-R1 checkpoint: local path or Hugging Face id in the local cache",
     "quantization": "nf4 | int8 | none",
     "noise": "scripted policy noise: none | paper",
+    "path_convention": "scripted policy paths: carry (object -> place) | sharerobot (gripper -> object -> place)",
     "recording": "RealSense recording (.db3/.bag) for camera:=replay",
     "log_dir": "where the reward logger writes episodes",
     "seed": "simulator layout / policy seed",
@@ -48,18 +56,26 @@ class GraphArgs:
     """The launch arguments (`ros2 launch vla_r1_ros demo.launch.py camera:=… policy:=…`)."""
 
     camera: str = "sim"
+    camera_driver: bool = True
     policy: str = "scripted"
     executor: str = "sim"
     model: str = "GigaAI-Research/vla-r1"
     quantization: str = "nf4"
     noise: str = "none"
+    path_convention: str = "carry"
     recording: str = ""
     log_dir: str = "runs/latest"
     seed: int = 0
     use_rviz: bool = False
 
     def __post_init__(self) -> None:
-        for name, allowed in (("camera", CAMERAS), ("policy", POLICIES), ("executor", EXECUTORS)):
+        choices = (
+            ("camera", CAMERAS),
+            ("policy", POLICIES),
+            ("executor", EXECUTORS),
+            ("path_convention", PATH_CONVENTIONS),
+        )
+        for name, allowed in choices:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}:={getattr(self, name)!r} is not one of {', '.join(allowed)}")
         if (self.camera == "sim") != (self.executor == "sim"):
@@ -96,6 +112,48 @@ class GraphArgs:
         }
 
 
+# realsense2_camera's `rs_launch.py` defaults (realsense-ros ros2-master): the node `camera` in the
+# namespace `camera`; it publishes on `~/<stream>/...`, i.e. /camera/camera/color/image_raw, and names
+# its colour optical frame `<camera_name>_color_optical_frame` (config/camera.yaml frames.camera_optical).
+REALSENSE_NAMESPACE = "camera"
+REALSENSE_NAME = "camera"
+# What the stack reads from a camera (as the perception node publishes it), relative to `camera/`.
+CAMERA_STREAMS = ("color/image_raw", "aligned_depth_to_color/image_raw", "color/camera_info")
+REALSENSE_FPS = 30  # the stream rate the pyrealsense2 source uses too (perception node `fps`)
+
+
+def realsense_driver_remappings() -> tuple[tuple[str, str], ...]:
+    """Our consumers' camera topics -> the realsense2_camera driver's."""
+    return tuple((f"camera/{s}", f"/{REALSENSE_NAMESPACE}/{REALSENSE_NAME}/{s}") for s in CAMERA_STREAMS)
+
+
+def realsense_driver_parameters() -> dict[str, Any]:
+    """realsense2_camera_node parameters (the names of `rs_launch.py`'s arguments) for what the stack
+    needs: colour rgb8 and depth at config/camera.yaml's image size, depth aligned to colour in one
+    synced frameset (one stamp for both), the depth filters the pyrealsense2 source uses by default
+    (spatial + temporal, no hole filling: lifting must see missing depth), and no TF: the camera's
+    pose is the calibrated `extrinsics`, published from the URDF by robot_state_publisher."""
+    from vla_r1_ros.core.config import load_config
+
+    image = load_config("camera")["image"]
+    profile = f"{int(image['width'])},{int(image['height'])},{REALSENSE_FPS}"
+    return {
+        "camera_name": REALSENSE_NAME,
+        "enable_color": True,
+        "enable_depth": True,
+        "rgb_camera.color_profile": profile,
+        "rgb_camera.color_format": "RGB8",
+        "depth_module.depth_profile": profile,
+        "depth_module.depth_format": "Z16",
+        "align_depth.enable": True,
+        "enable_sync": True,
+        "spatial_filter.enable": True,
+        "temporal_filter.enable": True,
+        "hole_filling_filter.enable": False,
+        "publish_tf": False,
+    }
+
+
 @dataclass(frozen=True)
 class NodeSpec:
     name: str  # ROS node name
@@ -104,6 +162,7 @@ class NodeSpec:
     parameters: dict[str, Any] = field(default_factory=dict)
     remappings: tuple[tuple[str, str], ...] = ()
     arguments: tuple[str, ...] = ()
+    namespace: str = ""  # only for other packages' nodes (the RealSense driver); ours run in the root
 
     def load_class(self) -> type:
         module, _, cls = self.node_class.partition(":")
@@ -140,6 +199,7 @@ class ProcessSpec:
             "package": self.package,
             "executable": node.executable,
             "name": node.name,
+            **({"namespace": node.namespace} if node.namespace else {}),
             "parameters": [dict(node.parameters)],
             "remappings": list(node.remappings),
             "arguments": list(node.arguments),
@@ -150,6 +210,8 @@ class ProcessSpec:
 
 def build_graph(args: GraphArgs) -> list[ProcessSpec]:
     """The processes of the VLA-R1 stack for these launch arguments."""
+    # The one camera consumer: the planning node takes each trial's frame set (colour, depth, info).
+    camera_topics = realsense_driver_remappings() if args.camera == "realsense_ros" else ()
     perception = NodeSpec(
         "perception",
         "vla_r1_ros.nodes.perception_node:PerceptionNode",
@@ -163,6 +225,7 @@ def build_graph(args: GraphArgs) -> list[ProcessSpec]:
         "planning_node",
         # Only the simulator publishes a scene (ground truth) with each frame: a trial waits for it there.
         {"executor": args.executor, "scene": args.camera == "sim"},
+        remappings=camera_topics,
     )
     inference = NodeSpec(
         "inference",
@@ -173,6 +236,7 @@ def build_graph(args: GraphArgs) -> list[ProcessSpec]:
             "model": args.model,
             "quantization": args.quantization,
             "noise": args.noise,
+            "path_convention": args.path_convention,
             "seed": args.seed,
         },
     )
@@ -201,6 +265,14 @@ def build_graph(args: GraphArgs) -> list[ProcessSpec]:
             "workcell", "vla_r1_ros.nodes.workcell_node:WorkcellNode", "workcell_node", {"seed": args.seed}
         )
         processes.insert(0, ProcessSpec("sim_stack", (workcell, perception, planning)))
+    elif args.camera == "realsense_ros":
+        driver = NodeSpec(
+            REALSENSE_NAME, "", "realsense2_camera_node", realsense_driver_parameters(), namespace=REALSENSE_NAMESPACE
+        )
+        started = (
+            [ProcessSpec("realsense2_camera", (driver,), package="realsense2_camera")] if args.camera_driver else []
+        )
+        processes[:0] = [*started, ProcessSpec("planning", (planning,))]
     else:
         processes[:0] = [ProcessSpec("perception", (perception,), respawn=True), ProcessSpec("planning", (planning,))]
     return processes

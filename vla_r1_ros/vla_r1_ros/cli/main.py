@@ -16,6 +16,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reward": ("vla_r1_ros.cli.reward", "score JSON-lines completions with VLA-R1's verifiable rewards"),
     "eval": ("vla_r1_ros.cli.evaluate", "paper metrics (IoU, DFD, HD, RMSE) over a JSONL file"),
     "lift": ("vla_r1_ros.cli.lift", "lift a parsed prediction to 3-D through a depth image"),
+    "replay-plan": (
+        "vla_r1_ros.cli.replay_plan",
+        "re-run lifting, planning and validation offline on a logged episode (why was it refused?)",
+    ),
     "sim": ("vla_r1_ros.cli.sim", "open or render the simulated workcell"),
     "make-test-model": ("vla_r1_ros.cli.make_test_model", "build a tiny random Qwen2.5-VL checkpoint offline"),
     "demo": ("vla_r1_ros.cli.demo", "start the node graph (what demo.launch.py starts) and run trials"),

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from vla_r1_ros.graph import POLICIES
+from vla_r1_ros.graph import PATH_CONVENTIONS, POLICIES
 
 
 def configure(parser: argparse.ArgumentParser, default_n: int = 10, default_out: str | None = None) -> None:
@@ -30,6 +30,12 @@ def configure(parser: argparse.ArgumentParser, default_n: int = 10, default_out:
         help="scripted: simulator test expert (not the model); vla_r1: the model",
     )
     parser.add_argument("--noise", default="none", help="scripted policy noise profile: none | paper")
+    parser.add_argument(
+        "--path-convention",
+        choices=PATH_CONVENTIONS,
+        default="carry",
+        help="scripted policy trajectories: carry (object -> place) or sharerobot (gripper -> object -> place)",
+    )
     parser.add_argument("--model", default="GigaAI-Research/vla-r1", help="VLA-R1 checkpoint (policy vla_r1)")
     parser.add_argument("--quantization", default="nf4", choices=("nf4", "int8", "none"))
     parser.add_argument("--objects", type=int, default=0, help="objects per layout (0 = config default)")
@@ -107,6 +113,7 @@ def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
         graph_args = GraphArgs(
             policy=args.policy,
             noise=args.noise,
+            path_convention=args.path_convention,
             model=args.model,
             quantization=args.quantization,
             log_dir=str(out),
@@ -147,7 +154,12 @@ def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
 
             runner.run(settings, on_trial=on_trial, judge=judge)
         if args.n:
-            summary = summarize(outcomes) | {"policy": args.policy, "noise": args.noise, "seed": args.seed}
+            summary = summarize(outcomes) | {
+                "policy": args.policy,
+                "noise": args.noise,
+                "path_convention": args.path_convention,
+                "seed": args.seed,
+            }
             if args.manual_reset:
                 summary["judged_by"] = "operator"
             write_json_atomic(out / "summary.json", summary)

@@ -102,7 +102,7 @@ class PickPlacePlan:
     grasp_surface_point: np.ndarray  # the object's top point the grasp is built on
     pre_grasp: RigidTransform
     grasp: RigidTransform
-    carry_waypoints: tuple[RigidTransform, ...]  # the model's trajectory, raised to carry height
+    carry_waypoints: tuple[RigidTransform, ...]  # the path after the pick point, raised to carry height
     place: RigidTransform  # release pose
     speed_scaling: float
     grasp_width_m: float  # what the fingers must span: the object's footprint across the grasp
@@ -146,32 +146,60 @@ class PickPlacePlan:
         ]
 
 
+def pick_waypoint_index(surface_waypoints: np.ndarray, pick_point: np.ndarray) -> int:
+    """Index of the lifted waypoint nearest (in 3-D) to the pick point.
+
+    The model's path may follow either convention: ShareRobot's end-effector trajectory (from the
+    gripper, to the object, on to where it goes) or a carry path (from the object to the place). In
+    both the object is picked where the path passes it, so what comes after that waypoint is the
+    transport. Distances are 3-D because a gripper hovering above the object projects onto it in the
+    image, but its lifted point lies on the gripper, well above the object's top.
+    """
+    waypoints = np.asarray(surface_waypoints, dtype=float).reshape(-1, 3)
+    return int(np.argmin(np.linalg.norm(waypoints - np.asarray(pick_point, dtype=float), axis=1)))
+
+
+def transport_waypoints(surface_waypoints: np.ndarray, pick_point: np.ndarray) -> np.ndarray:
+    """The part of the path after the waypoint nearest the pick point (see `pick_waypoint_index`); its
+    last point is where the object is placed. Raises PlanRejected("lift") when nothing follows the pick."""
+    waypoints = np.asarray(surface_waypoints, dtype=float).reshape(-1, 3)
+    if len(waypoints) == 0:
+        raise PlanRejected("lift", "no trajectory waypoints: nowhere to place the object")
+    pick = pick_waypoint_index(waypoints, pick_point)
+    if pick == len(waypoints) - 1:
+        raise PlanRejected(
+            "lift",
+            f"the trajectory ends at the pick point (its last waypoint, {pick + 1} of {len(waypoints)}, is the one "
+            "nearest the object): nowhere to place the object",
+        )
+    return waypoints[pick + 1 :]
+
+
 def plan_pick_and_place(grasp: GraspSurface, surface_waypoints: np.ndarray, params: PlanningParams) -> PickPlacePlan:
     """Grasp + surface waypoints, both in the base frame -> plan.
 
     Grasp: at the object's top centre, `grasp_depth_m` down (at most half its height), top-down, yaw
-    across the object's long axis. Carry: each waypoint `carry_height_m` above the surface it lies on.
-    Place: below the last carry waypoint, so that the held object's bottom ends `release_gap_m` above
-    the last waypoint's surface.
+    across the object's long axis. Transport: the waypoints after the one nearest the grasp point
+    (`transport_waypoints`: a path that starts at the gripper and one that starts at the object give the
+    same plan), each `carry_height_m` above the surface it lies on. Place: below the path's last point,
+    so that the held object's bottom ends `release_gap_m` above the surface there.
     """
-    waypoints = np.asarray(surface_waypoints, dtype=float).reshape(-1, 3)
-    if len(waypoints) == 0:
-        raise PlanRejected("lift", "no trajectory waypoints: nowhere to place the object")
+    transport = transport_waypoints(surface_waypoints, grasp.point)
     orientation = top_down_orientation(grasp_yaw(grasp.axis))
     depth = min(params.grasp_depth_m, grasp.height_m / 2.0)
     grasp_position = grasp.point - np.array([0.0, 0.0, depth])
     pre_grasp_position = grasp_position + np.array([0.0, 0.0, params.pre_grasp_height_m])
     carry = tuple(
-        RigidTransform(orientation, point + np.array([0.0, 0.0, params.carry_height_m])) for point in waypoints
+        RigidTransform(orientation, point + np.array([0.0, 0.0, params.carry_height_m])) for point in transport
     )
     # The held object hangs (height - depth) below the TCP.
-    place_z = waypoints[-1, 2] + (grasp.height_m - depth) + params.release_gap_m
+    place_z = transport[-1, 2] + (grasp.height_m - depth) + params.release_gap_m
     return PickPlacePlan(
         grasp_surface_point=np.asarray(grasp.point, dtype=float),
         pre_grasp=RigidTransform(orientation, pre_grasp_position),
         grasp=RigidTransform(orientation, grasp_position),
         carry_waypoints=carry,
-        place=RigidTransform(orientation, np.array([*waypoints[-1, :2], place_z])),
+        place=RigidTransform(orientation, np.array([*transport[-1, :2], place_z])),
         speed_scaling=params.speed_scaling,
         grasp_width_m=float(grasp.width_m),
     )

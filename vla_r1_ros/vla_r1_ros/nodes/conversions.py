@@ -1,6 +1,8 @@
 """Message <-> numpy conversions shared by all nodes (cv_bridge is not a dependency).
 
-Encodings used everywhere: colour `rgb8`, aligned depth `16UC1` millimetres (0 = no depth).
+Encodings used everywhere: colour `rgb8`, aligned depth `16UC1` millimetres (0 = no depth). Depth
+consumers also take `32FC1` metres (REP 118; what depth_image_proc and some drivers publish): the
+conversion lives here only, `depth_to_metres` for lifting and `depth_to_mm` for storage.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from geometry_msgs.msg import Point, Pose
 from sensor_msgs.msg import CameraInfo, Image
 
 from vla_r1_ros.core.geometry import CameraIntrinsics, RigidTransform
+from vla_r1_ros.core.lifting import LiftError
 
 _DTYPES = {
     "rgb8": (np.uint8, 3),
@@ -34,6 +37,32 @@ def image_to_numpy(msg: Image) -> np.ndarray:
     return pixels.astype(dtype.newbyteorder("="), copy=False)
 
 
+# Depth encodings (REP 118) -> metres per unit: 16UC1 / mono16 in millimetres (0 = no depth), 32FC1 in
+# metres (NaN, 0 or inf = no depth).
+DEPTH_UNITS_M = {"16UC1": 0.001, "mono16": 0.001, "32FC1": 1.0}
+
+
+def depth_to_metres(msg: Image) -> np.ndarray:
+    """Aligned depth (16UC1 mm or 32FC1 m) -> float64 metres, NaN where the sensor gave no depth.
+    Any other encoding is a LiftError("bad_input"): a colour image on the depth topic is not depth."""
+    if msg.encoding not in DEPTH_UNITS_M:
+        raise LiftError(
+            "bad_input",
+            f"depth image encoding {msg.encoding!r}: expected 16UC1 (millimetres) or 32FC1 (metres)",
+        )
+    metres = image_to_numpy(msg).astype(np.float64) * DEPTH_UNITS_M[msg.encoding]
+    metres[~(np.isfinite(metres) & (metres > 0.0))] = np.nan
+    return metres
+
+
+def depth_to_mm(msg: Image) -> np.ndarray:
+    """Aligned depth (16UC1 mm or 32FC1 m) -> uint16 millimetres, 0 = no depth (the episode PNG)."""
+    if msg.encoding in ("16UC1", "mono16"):
+        return image_to_numpy(msg)
+    millimetres = np.nan_to_num(np.round(depth_to_metres(msg) * 1000.0), nan=0.0)
+    return np.clip(millimetres, 0, np.iinfo(np.uint16).max).astype(np.uint16)
+
+
 def numpy_to_image(array: np.ndarray, encoding: str, stamp: Time | None = None, frame_id: str = "") -> Image:
     dtype, channels = _DTYPES[encoding]
     array = np.ascontiguousarray(array, dtype=dtype)
@@ -50,15 +79,6 @@ def numpy_to_image(array: np.ndarray, encoding: str, stamp: Time | None = None, 
     msg.step = msg.width * channels * array.itemsize
     msg.data = array.tobytes()
     return msg
-
-
-def depth_to_mm(msg: Image) -> np.ndarray:
-    """Aligned depth as uint16 millimetres whatever the driver sent (16UC1 mm, or 32FC1 metres)."""
-    depth = image_to_numpy(msg)
-    if depth.dtype == np.uint16:
-        return depth
-    metres = np.nan_to_num(depth.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    return np.clip(np.round(metres * 1000.0), 0, np.iinfo(np.uint16).max).astype(np.uint16)
 
 
 def camera_info_msg(intrinsics: CameraIntrinsics, stamp: Time | None = None, frame_id: str = "") -> CameraInfo:

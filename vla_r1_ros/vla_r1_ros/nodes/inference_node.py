@@ -74,6 +74,7 @@ class InferenceNode(Node):
             self.declare_parameter(name, defaults[name])
         self.declare_parameter("seed", int(defaults["seed"]))
         self.declare_parameter("noise", "none")  # scripted policy: none | paper
+        self.declare_parameter("path_convention", "carry")  # scripted policy: carry | sharerobot
 
         self.policy_name = str(self.get_parameter("policy").value)
         self._predict_lock = threading.Lock()  # one prediction at a time: one model, one GPU
@@ -106,7 +107,9 @@ class InferenceNode(Node):
             return {name: self.get_parameter(name).value for name in MODEL_PARAMETERS} | {"seed": seed}
         if self.policy_name == "scripted":
             noise = str(self.get_parameter("noise").value)
-            return {"scene_source": lambda: self._request_scene, "noise": noise, "seed": seed}
+            convention = str(self.get_parameter("path_convention").value)
+            scene = {"scene_source": lambda: self._request_scene}
+            return scene | {"noise": noise, "seed": seed, "path_convention": convention}
         raise ValueError(f"parameter policy must be vla_r1 or scripted, not {self.policy_name!r}")
 
     def _load_policy(self) -> None:

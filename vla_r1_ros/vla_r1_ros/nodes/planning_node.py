@@ -51,7 +51,7 @@ from vla_r1_ros.core.prediction import Prediction
 from vla_r1_ros.core.prompts import TASKS, build_prompt
 from vla_r1_ros.core.trial_flow import StageFailure, TrialFlow, TrialRecord, TrialSteps
 from vla_r1_ros.executors.base import ArmExecutor, validate_for
-from vla_r1_ros.nodes.conversions import image_to_numpy, intrinsics_from_camera_info, ns_to_stamp, stamp_to_ns
+from vla_r1_ros.nodes.conversions import depth_to_metres, intrinsics_from_camera_info, ns_to_stamp, stamp_to_ns
 from vla_r1_ros.nodes.episode_msgs import FrameSet, episode_record_msg
 from vla_r1_ros.nodes.plan_msgs import plan_markers, plan_msg
 from vla_r1_ros.nodes.prediction_msgs import prediction_from_msg
@@ -183,11 +183,11 @@ class PlanningNode(Node):
                 f"the model saw a {prediction.image_size} image but the depth is {(depth.width, depth.height)}",
             )
         try:
-            depth_array = image_to_numpy(depth)
-        except ValueError as exc:
+            depth_m = depth_to_metres(depth)
+        except ValueError as exc:  # LiftError for an encoding that is not depth; data shorter than its size
             raise LiftError("bad_input", f"cannot decode the depth frame: {exc}") from exc
         lifted = lift_prediction(
-            depth_array,
+            depth_m,
             intrinsics_from_camera_info(frames.camera_info),
             prediction.box_px,
             prediction.waypoints_px,

@@ -3,8 +3,11 @@
 It reads the simulator's ground truth (the newest `Scene` from `workcell/scene`), finds the object the
 instruction names and writes the answer a perfect VLA-R1 would give, in the model's exact text format
 (`prompts.format_answer`): the target's segmentation box and the reference trajectory from the target's
-top to the tray. It lets the rest of the graph (parser, lifting, planning, execution, reward logging) run
-end to end on a machine without the model, and gives a known-correct answer to compare against.
+top to the tray. With `path_convention="sharerobot"` the trajectory starts where the gripper is (its
+projection into the image, clipped to the frame), as ShareRobot's end-effector trajectories do, then
+follows the same reference; the planner accepts both (docs/planning.md, "Waypoint conventions").
+It lets the rest of the graph (parser, lifting, planning, execution, reward logging) run end to end on
+a machine without the model, and gives a known-correct answer to compare against.
 
 Optional noise makes its answers look like a real model's errors:
 - `box_jitter` j: the box centre moves by N(0, j·size) per axis and each side scales by exp(N(0, j)).
@@ -27,7 +30,16 @@ import numpy as np
 from vla_r1_ros.core import prompts
 from vla_r1_ros.core.config import load_config
 from vla_r1_ros.core.geometry import CameraIntrinsics, RigidTransform, camera_extrinsics
-from vla_r1_ros.core.scene import ObjectState, Scene, reference_box, reference_waypoints, resolve_target
+from vla_r1_ros.core.scene import (
+    REFERENCE_WAYPOINTS,
+    ObjectState,
+    Scene,
+    project_to_normalized,
+    reference_box,
+    reference_waypoints,
+    resolve_target,
+)
+from vla_r1_ros.graph import PATH_CONVENTIONS
 from vla_r1_ros.policies.base import TextCallback
 
 log = logging.getLogger(__name__)
@@ -88,9 +100,13 @@ class ScriptedExpertPolicy:
         drop_tag_prob: float | None = None,
         seed: int = 0,
         camera_config: dict[str, Any] | None = None,
+        path_convention: str = "carry",
     ):
         if noise not in NOISE_PROFILES:
             raise ValueError(f"noise must be one of {', '.join(NOISE_PROFILES)}, not {noise!r}")
+        if path_convention not in PATH_CONVENTIONS:
+            raise ValueError(f"path_convention must be one of {', '.join(PATH_CONVENTIONS)}, not {path_convention!r}")
+        self.path_convention = path_convention
         knobs = {"box_jitter": box_jitter, "waypoint_noise": waypoint_noise, "drop_tag_prob": drop_tag_prob}
         self.noise = replace(NOISE_PROFILES[noise], **{k: float(v) for k, v in knobs.items() if v is not None})
         self.scene_source = scene_source
@@ -98,7 +114,7 @@ class ScriptedExpertPolicy:
         camera = camera_config if camera_config is not None else load_config("camera")
         self.intrinsics = CameraIntrinsics.from_config(camera)
         self.base_T_camera: RigidTransform = camera_extrinsics(camera)
-        self.model_id = f"scripted:simulator-expert(noise={noise})"
+        self.model_id = f"scripted:simulator-expert(noise={noise}, path={path_convention})"
 
     def load(self) -> None:
         log.info("scripted expert (simulator-only test policy, not the VLA-R1 model), noise %s", self.noise)
@@ -155,10 +171,13 @@ class ScriptedExpertPolicy:
 
     def _trajectory(self, scene: Scene, target: ObjectState) -> str:
         waypoints = reference_waypoints(scene, target, self.intrinsics, self.base_T_camera)
+        if self.path_convention == "sharerobot":
+            gripper = project_to_normalized(np.array([scene.ee_position]), self.intrinsics, self.base_T_camera)
+            waypoints = np.vstack([gripper, waypoints])
         if self.noise.waypoint_noise > 0:
             waypoints = waypoints + self.rng.normal(0.0, self.noise.waypoint_noise, waypoints.shape)
         waypoints = np.clip(waypoints, 0.0, 1.0)
-        start, end = waypoints[0], waypoints[-1]
+        start, end = waypoints[-REFERENCE_WAYPOINTS], waypoints[-1]
         reasoning = (
             f"The end-effector goes to the {_describe(target)} {_side(start[0])}, picks it up and carries it to "
             f"the tray {_side(end[0])} in {len(waypoints)} steps."
