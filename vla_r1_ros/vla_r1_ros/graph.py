@@ -177,6 +177,7 @@ class ProcessSpec:
     nodes: tuple[NodeSpec, ...]
     respawn: bool = False
     package: str = PACKAGE
+    respawn_delay_s: float = 1.0  # a process that dies at start (an unwritable log) is not restarted in a loop
 
     @property
     def composed(self) -> bool:
@@ -192,6 +193,7 @@ class ProcessSpec:
                 "executable": "stack",
                 "arguments": ["--process", self.name, *[f"{k}={v}" for k, v in args.as_strings().items()]],
                 "respawn": self.respawn,
+                "respawn_delay": self.respawn_delay_s,
                 "output": "screen",
             }
         node = self.nodes[0]
@@ -204,6 +206,7 @@ class ProcessSpec:
             "remappings": list(node.remappings),
             "arguments": list(node.arguments),
             "respawn": self.respawn,
+            "respawn_delay": self.respawn_delay_s,
             "output": "screen",
         }
 
@@ -254,7 +257,9 @@ def build_graph(args: GraphArgs) -> list[ProcessSpec]:
     )
     processes = [
         ProcessSpec("inference", (inference,)),
-        ProcessSpec("reward_logger", (reward_logger,)),
+        # Respawned: a logger that dies loses nothing (the planning node keeps each record until the logger
+        # confirms it, and the store writes each trial once), so the run goes on after a restart.
+        ProcessSpec("reward_logger", (reward_logger,), respawn=True),
         ProcessSpec("robot_state_publisher", (robot_state_publisher,), package="robot_state_publisher"),
     ]
     if args.use_rviz:

@@ -59,6 +59,7 @@ class RunningProcess:
     log_path: Path
     popen: subprocess.Popen | None = None
     restarts: int = 0
+    died_at: float | None = None  # monotonic time the watcher saw it exit (respawned after the delay)
 
 
 @dataclass
@@ -103,8 +104,13 @@ class GraphLauncher:
     def _watch(self) -> None:
         while not self._stopping.wait(0.5):
             for running in self.processes:
-                if running.popen.poll() is not None and running.spec.respawn:
+                if running.popen.poll() is None or not running.spec.respawn:
+                    continue
+                now = time.monotonic()
+                running.died_at = running.died_at or now
+                if now - running.died_at >= running.spec.respawn_delay_s:  # as launch's respawn_delay
                     running.restarts += 1
+                    running.died_at = None
                     self._spawn(running)
 
     def failed(self) -> list[str]:

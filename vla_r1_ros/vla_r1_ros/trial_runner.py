@@ -30,6 +30,9 @@ from vla_r1_ros.core.scene import make_instruction
 from vla_r1_ros.core.trials import TrialOutcome
 from vla_r1_ros.nodes.scene_msgs import scene_from_msg
 
+LOG_CONFIRM_WAIT_S = 30.0  # per trial: how long the run waits for the logger's confirmation before going on
+LATE_LOG_WAIT_S = 60.0  # after the last trial: how long unconfirmed episodes are waited for, in all
+
 
 class GraphUnavailable(RuntimeError):
     """The node graph did not come up (or went away) in time."""
@@ -184,6 +187,10 @@ class TrialRunner:
             outcomes.append(outcome)
             if on_trial:
                 on_trial(outcome)
+        deadline = time.monotonic() + LATE_LOG_WAIT_S
+        for outcome in (o for o in outcomes if o.episode_id and not o.rewards):
+            if not self.fill_from_log(outcome, max(0.0, deadline - time.monotonic())):
+                outcome.message += f" (episode not confirmed by the reward logger: see {topics.LOG_EPISODE})"
         return outcomes
 
     def run_one(
@@ -222,12 +229,7 @@ class TrialRunner:
                 f"no result within {timeout_s:.0f} s; goal cancelled",
                 wall_seconds=timeout_s,
             )
-        logged = _wait(
-            lambda: self.node.logged(result.episode_id),
-            30.0,
-            f"the reward logger to record episode {result.episode_id}",
-        )
-        return TrialOutcome(
+        outcome = TrialOutcome(
             index=index,
             seed=seed,
             instruction=instruction,
@@ -236,7 +238,20 @@ class TrialRunner:
             failure_stage=result.failure_stage,
             message=result.message,
             episode_id=result.episode_id,
-            rewards={k: v for k, v in logged.get("rewards", {}).items() if isinstance(v, int | float)},
-            stage_seconds=dict(logged.get("stage_seconds", {})),
             wall_seconds=time.monotonic() - start,
         )
+        # Unconfirmed in time: the planning node keeps the record and delivers it when the logger is back
+        # (it respawns); the run goes on, and `run` waits for the late confirmations at the end.
+        self.fill_from_log(outcome, LOG_CONFIRM_WAIT_S)
+        return outcome
+
+    def fill_from_log(self, outcome: TrialOutcome, timeout_s: float) -> bool:
+        """Rewards and stage times from the trial's index line, once the logger confirms it (True)."""
+        deadline = time.monotonic() + timeout_s
+        while (logged := self.node.logged(outcome.episode_id)) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if logged is None:
+            return False
+        outcome.rewards = {k: v for k, v in logged.get("rewards", {}).items() if isinstance(v, int | float)}
+        outcome.stage_seconds = dict(logged.get("stage_seconds", {}))
+        return True
