@@ -51,7 +51,8 @@ def write_sim_episodes(root) -> None:
                 },
                 plan={},
                 executed_ee_path=[],
-                success=True,
+                success=False,
+                failure_stage="dry_run",
                 message="plan only: the arm was not run",
             )
             intrinsics = frame.intrinsics

@@ -79,7 +79,8 @@ def test_lift_failure_still_reports_the_plan_outcome_and_nothing_executes():
 def test_plan_only_and_cancel():
     executed = []
     run = steps(execute=lambda v, s: executed.append(v))
-    assert TrialFlow(run).run("x", [], plan_only=True).success and not executed
+    dry = TrialFlow(run).run("x", [], plan_only=True)
+    assert not dry.success and dry.failure_stage == "dry_run" and not executed  # a dry run is never a success
     polls = iter([False, False, True])
     record = TrialFlow(run).run("x", [], should_stop=lambda: next(polls, True))
     assert record.failure_stage == "cancelled" and record.stage_names == ["perceive", "predict"] and not executed

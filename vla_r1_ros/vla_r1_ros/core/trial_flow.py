@@ -114,7 +114,11 @@ class TrialFlow:
         record = TrialRecord(trial_id=trial_id or new_trial_id(), instruction=instruction)
         for stage in STAGES:
             if stage == "execute" and plan_only:
-                record.success, record.message = True, "plan only: validated, not executed"
+                record.success, record.failure_stage, record.message = (
+                    False,
+                    "dry_run",
+                    "plan only: validated, not executed",
+                )
                 return record
             if should_stop():
                 return self._fail(record, "cancelled", f"cancelled before {stage}")

@@ -367,7 +367,7 @@ class PlanningNode(Node):
                     lift=lambda prediction: self._lift(prediction, requested_ns),
                     plan=self._plan,
                     validate=self._validate,
-                    execute=self.arm.execute,
+                    execute=lambda plan, stop: self.arm.execute(plan, stop, instruction=goal.instruction),
                 ),
                 on_stage=lambda stage: goal_handle.publish_feedback(ExecuteInstruction.Feedback(stage=stage)),
                 on_plan=self._publish_plan,
@@ -419,7 +419,7 @@ class PlanningNode(Node):
                     lift=self._lift,
                     plan=self._plan,
                     validate=self._validate,
-                    execute=self.arm.execute,
+                    execute=lambda plan, stop: self.arm.execute(plan, stop, instruction=msg.instruction),
                 ),
                 on_plan=self._publish_plan,
             )
