@@ -61,6 +61,18 @@ def is_judged(outcome_source: str, failure_stage: str = "") -> bool:
     return outcome_source != OutcomeSource.NONE and failure_stage != FailureStage.DRY_RUN
 
 
+def source_without_record(success: bool, failure_stage: str, judge: str) -> str:
+    """The outcome_source of a trial whose record does not carry one: `pipeline` when it ended before
+    the arm moved (BEFORE_MOTION), `none` for a dry run or a failure without a stage (nobody could
+    judge it), else `judge` — who could see the end state (`simulator` in a simulated trial, `none` on a
+    real arm until an operator judges it)."""
+    if failure_stage in BEFORE_MOTION:
+        return OutcomeSource.PIPELINE
+    if failure_stage == FailureStage.DRY_RUN or (not success and not failure_stage):
+        return OutcomeSource.NONE
+    return OutcomeSource(judge)
+
+
 @dataclass(frozen=True)
 class Outcome:
     success: bool

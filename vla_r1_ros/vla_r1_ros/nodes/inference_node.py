@@ -70,7 +70,7 @@ class InferenceNode(Node):
         for name in MODEL_PARAMETERS:
             self.declare_parameter(name, defaults[name])
         self.declare_parameter("seed", int(defaults["seed"]))
-        self.declare_parameter("noise", "none")  # scripted policy: none | paper
+        self.declare_parameter("noise", "none")  # scripted policy error model: a preset or key=value pairs
         self.declare_parameter("max_frame_age_s", 1.0)
         self.declare_parameter("frame_wait_s", 3.0)  # how long a request waits for a frame newer than it
 
