@@ -14,8 +14,9 @@ The gpt turn and `ground_truth` are the REFERENCE answer — simulator ground tr
 (`TRAINING_REFERENCE_SOURCES`) — in the model's text format (`prompts.format_answer`), never the
 model's own output: SFT on it teaches the right box / path, and the GRPO task reward compares against
 it. Episodes whose references came from the trial itself (`successful_trial`: the box it acted on and
-the path it executed, i.e. its own prediction) are skipped. The `<think>` part is the model's own reasoning for that task from the logged trial (the dataset's
-answers carry reasoning; the rewards never read it). Filter with `only_success` / `min_reward` so the
+the path it executed, i.e. its own prediction) are skipped. The `<think>` part is the model's own
+reasoning for that task from the logged trial (the dataset's answers carry reasoning; the rewards never
+read it). Filter with `only_success` / `min_reward` so the
 reasoning kept is reasoning that led to a good answer.
 """
 
