@@ -1,7 +1,9 @@
 """The whole stack, as `make demo` runs it: `vla-r1 trials` starts the node graph (the processes the
 launch file starts) and runs teleop-free pick-and-place trials in the simulator with the scripted
 expert; every trial goes through real DDS messages between separate processes, is logged by the
-reward logger, and ends up in summary.json and the HTML report, which must render in Chromium."""
+reward logger, and ends up in summary.json and the HTML report, which must render in Chromium. A second
+run, the paper's scenes × trials protocol with an expert that always answers about another object,
+must score 0 % with every failure `wrong_object`, judged by the simulator."""
 
 from __future__ import annotations
 
@@ -22,29 +24,35 @@ from vla_r1_ros.core.episodes import read_index
 TRIALS = 3
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("trials")
-    command = [
-        sys.executable,
-        "-m",
-        "vla_r1_ros.cli.main",
-        "trials",
-        "--n",
-        str(TRIALS),
-        "--seed",
-        "20",
-        "--out",
-        str(out),
-    ]
+def run_trials(out: Path, *argv: str) -> Path:
+    command = [sys.executable, "-m", "vla_r1_ros.cli.main", "trials", *argv, "--out", str(out)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=420, env=os.environ.copy())
     assert result.returncode == 0, f"vla-r1 trials failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return out
 
 
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    return run_trials(tmp_path_factory.mktemp("trials"), "--n", str(TRIALS), "--seed", "20")
+
+
+def test_the_wrong_object_in_the_tray_is_no_success(tmp_path):
+    out = run_trials(
+        tmp_path, "--scenes", "1", "--per-scene", "2", "--seed", "30", "--noise", "wrong_object=1", "--no-report"
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n"] == 2 and summary["successes"] == 0, summary
+    assert summary["failures"]["wrong_object"] == 2 and summary["judged_by"] == {"simulator": 2}
+    assert list(summary["per_scene"]) == ["30"] and summary["per_scene"]["30"]["n"] == 2
+    assert summary["protocol"] == {"scenes": 1, "per_scene": 2}
+    trials = json.loads((out / "trials.json").read_text())
+    assert [t["seed"] for t in trials] == [30, 30]  # both trials on the one layout
+    assert all("but the tray holds" in t["message"] for t in trials)
+
+
 def test_trials_log_every_episode_and_summarise_them(run_dir):
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["n"] == TRIALS
+    assert summary["n"] == summary["trials"] == TRIALS and summary["judged_by"] == {"simulator": TRIALS}
     # The scripted expert without noise answers exactly: every failure would be a pipeline bug.
     assert summary["successes"] == TRIALS, summary["failures"]
     low, high = summary["wilson_95"]
