@@ -100,3 +100,18 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path):
     pixels = np.asarray(Image.open(screenshot).convert("RGB"))
     # A rendered report has pictures: many distinct colours, not a blank or error page.
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 1000
+
+
+@pytest.mark.slow
+def test_sweep_success_falls_as_the_trajectory_error_grows(tmp_path):
+    command = [sys.executable, "-m", "vla_r1_ros.cli.main", "sweep", "--levels", "0,300", "--trials", "6"]
+    result = subprocess.run(
+        [*command, "--seed", "40", "--out", str(tmp_path)], capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, f"vla-r1 sweep failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    curve = json.loads((tmp_path / "sweep.json").read_text())
+    exact, noisy = curve["points"]
+    assert curve["vary"] == "rmse" and curve["paper_level"] == pytest.approx(71.12)
+    assert exact["level"] == 0 and exact["successes"] == 6
+    assert noisy["success_rate"] < exact["success_rate"]
+    assert (tmp_path / "sweep.png").is_file() and "sweep" in (tmp_path / "report.html").read_text()

@@ -111,6 +111,7 @@ def test_grpo_two_steps_on_simulator_episodes(tmp_path, monkeypatch):
     monkeypatch.setattr(grpo, "processor_from_parts", recording_processor)
 
     argv = ["train-grpo", "--data", str(data), "--model", str(model), "--output", str(output), "--cpu-smoke"]
+    argv += ["--max-completion-length", "16"]  # the pipeline is under test, not the learning: keep it short
     assert main(argv) == 0
 
     # The official RL layout: the text split at <image>, the image there, no leading space, no placeholder.

@@ -21,7 +21,7 @@ from vla_r1_ros.core.error_model import KEYS, PAPER_MEAN_IOU, PAPER_MEAN_RMSE_10
 
 # Default grids, ordered from exact to worse.
 DEFAULT_LEVELS: dict[str, tuple[float, ...]] = {
-    "iou": (1.0, 0.8, 0.6, PAPER_MEAN_IOU, 0.2),
+    "iou": (1.0, 0.8, 0.6, PAPER_MEAN_IOU, 0.2, 0.1),
     "rmse": (0.0, 40.0, PAPER_MEAN_RMSE_1000, 150.0, 300.0),
     "wrong_object": (0.0, 0.25, 0.5, 0.75, 1.0),
     "parse_fail": (0.0, 0.25, 0.5, 0.75, 1.0),
@@ -39,7 +39,7 @@ def _levels(text: str) -> tuple[float, ...]:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--vary", choices=KEYS, default="iou", help="error-model key to sweep (default iou)")
+    parser.add_argument("--vary", choices=KEYS, default="rmse", help="error-model key to sweep (default rmse)")
     parser.add_argument(
         "--levels",
         type=_levels,
