@@ -112,6 +112,7 @@ def test_sweep_success_falls_as_the_trajectory_error_grows(tmp_path):
     curve = json.loads((tmp_path / "sweep.json").read_text())
     exact, noisy = curve["points"]
     assert curve["vary"] == "rmse" and curve["paper_level"] == pytest.approx(71.12)
-    assert exact["level"] == 0 and exact["successes"] == 6
-    assert noisy["success_rate"] < exact["success_rate"]
+    # Exact answers almost never fail (test_sim_executor: ≥ 18 of 20); at RMSE 300 most trials do (1 of 10).
+    assert exact["level"] == 0 and exact["successes"] >= 5, curve
+    assert noisy["success_rate"] < exact["success_rate"], curve
     assert (tmp_path / "sweep.png").is_file() and "sweep" in (tmp_path / "report.html").read_text()
