@@ -72,18 +72,19 @@ def test_hf_dataset_loads_with_the_trl_columns(log, tmp_path):
     assert len(data) == 6
     row = data[0]
     assert row["task"] == prompts.AFFORDANCE and row["episode"] == "000001"
+    # The official RL stage's layout: text split at <image>, the image there, no leading space.
     assert row["prompt"] == [
         {
             "role": "user",
             "content": [
-                {"type": "text", "text": " put the red cube in the tray" + AFFORDANCE_SUFFIX},
+                {"type": "text", "text": "put the red cube in the tray" + AFFORDANCE_SUFFIX.removesuffix("<image>")},
                 {"type": "image", "text": None},
             ],
         }
     ]
     assert row["image"].size == (640, 480)
     np.testing.assert_array_equal(np.asarray(row["image"].convert("RGB")), frame().color)
-    # TRL fills the image placeholder from the `image` column; text stays before the image, as trained.
+    # TRL fills the image placeholder from the `image` column, where the prompt's <image> was.
     filled = prepare_multimodal_messages(row["prompt"], images=[row["image"]])
     assert [part["type"] for part in filled[0]["content"]] == ["text", "image"]
     assert filled[0]["content"][1]["image"] is row["image"]
@@ -115,6 +116,22 @@ def test_operator_labels_override_outcome_and_references(log, tmp_path):
     records = json.loads((tmp_path / "out" / dataset.SHAREGPT_FILE).read_text())
     labelled = parse_answer(records[2]["conversations"][1]["value"], prompts.AFFORDANCE)
     assert labelled.box == pytest.approx((0.3, 0.3, 0.1, 0.1))
+
+
+def test_references_from_the_trial_itself_are_never_exported(tmp_path):
+    """A real-robot trial's references are its own prediction (the box it acted on, the path it ran):
+    training on them would teach the model its own answers."""
+    root = tmp_path / "log"
+    own = References(ReferenceSource.SUCCESSFUL_TRIAL, BOX, PATH)
+    with EpisodeStore(root) as store:
+        store.write(trial(), frame(), own)
+        store.write(trial(), frame(), References(ReferenceSource.SIMULATOR, BOX, PATH, target="red_cube"))
+    summary = dataset.export_dataset(root, tmp_path / "out")
+    assert summary.episodes == 1 and dict(summary.by_reference_source) == {"simulator": 2}
+    assert summary.skipped == {"successful_trial references (not simulator or operator)": 1}
+    episodes.write_labels(root, "000001", {"success": True, "box": [0.3, 0.3, 0.1, 0.1]})  # an operator's box
+    relabelled = dataset.export_dataset(root, tmp_path / "out2")
+    assert relabelled.by_reference_source["operator"] >= 1
 
 
 def test_cli(log, tmp_path, capsys):

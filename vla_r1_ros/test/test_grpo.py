@@ -2,8 +2,10 @@
 tiny offline Qwen2.5-VL with the logger's reward functions -> a LoRA adapter that loads back with PEFT.
 
 The episodes are real simulator frames and ground truth (PyBullet workcell, `reset(seed)` + `capture()`)
-answered by the scripted expert with the `paper` noise profile; the arm is not run (GRPO reads image,
-instruction and references, not the executed motion), so every trial is logged as plan-only success.
+answered by the scripted expert with the `paper` error model; the arm is not run (GRPO reads image,
+instruction and references, not the executed motion), so every trial is logged as a dry run. The
+prompts TRL renders follow the official RL stage's layout (image where the prompt's `<image>` was, no
+leading space). Part of the default suite: the tiny model trains two LoRA steps on the CPU in seconds.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import functools
 import json
 
 import numpy as np
-import pytest
 
 from vla_r1_ros.cli.main import main
 from vla_r1_ros.core import dataset, prompts
@@ -46,7 +47,8 @@ def write_sim_episodes(root) -> None:
                 ),
                 plan={},
                 executed_ee_path=[],
-                success=True,
+                success=False,
+                failure_stage="dry_run",
                 message="plan only: the arm was not run",
             )
             intrinsics = frame.intrinsics
@@ -56,7 +58,6 @@ def write_sim_episodes(root) -> None:
             store.write(trial, CameraFrame(frame.color, frame.depth_mm, camera_info), references)
 
 
-@pytest.mark.slow
 def test_grpo_two_steps_on_simulator_episodes(tmp_path, monkeypatch):
     from peft import PeftModel
     from transformers import Qwen2_5_VLForConditionalGeneration
@@ -86,8 +87,35 @@ def test_grpo_two_steps_on_simulator_episodes(tmp_path, monkeypatch):
     monkeypatch.setattr(grpo, "format_reward", spy(grpo.format_reward))
     monkeypatch.setattr(grpo, "task_reward", spy(grpo.task_reward))
 
+    # Record the prompt texts the trainer renders through the processor's chat template.
+    rendered: list[str] = []
+    make_processor = grpo.processor_from_parts
+
+    def recording_processor(*args, **kwargs):
+        processor = make_processor(*args, **kwargs)
+        apply = processor.apply_chat_template
+
+        def apply_and_record(*a, **k):
+            result = apply(*a, **k)
+            rendered.extend(r for r in (result if isinstance(result, list) else [result]) if isinstance(r, str))
+            return result
+
+        processor.apply_chat_template = apply_and_record
+        return processor
+
+    monkeypatch.setattr(grpo, "processor_from_parts", recording_processor)
+
     argv = ["train-grpo", "--data", str(data), "--model", str(model), "--output", str(output), "--cpu-smoke"]
+    argv += ["--max-completion-length", "16"]  # the pipeline is under test, not the learning: keep it short
     assert main(argv) == 0
+
+    # The official RL layout: the text split at <image>, the image there, no leading space, no placeholder.
+    prompts_seen = [text for text in rendered if "<|im_start|>user" in text]
+    assert prompts_seen
+    for text in prompts_seen:
+        user = text.split("<|im_start|>user\n", 1)[1].split("<|im_end|>", 1)[0]
+        assert not user.startswith(" ") and " in the tray Please output the " in user and "<image>" not in user
+        assert user.endswith("</output>.\n<|vision_start|><|image_pad|><|vision_end|>")
 
     # Two steps, each scoring one batch of 2 completions (one prompt × group of 2) with both functions.
     assert len(calls["task_reward"]) == 2 and len(calls["format_reward"]) == 2

@@ -139,7 +139,14 @@ def test_format_reward_is_strict():
     assert format_reward("<think> x <output>" + BOX_JSON + "</output>") == 0.0  # unclosed think
     assert format_reward("<think>x</think><output>oops</output><output>[1]</output>") == 0.0  # first block counts
     assert format_reward(answer("NaN")) == 1.0  # json.loads accepts NaN; the reference does too
+    assert format_reward(answer("null")) == 0.0  # the reference's failure marker is None
+    assert format_reward(answer("[null]")) == 1.0  # only a bare null is the marker
     assert format_reward(None) == 0.0
+
+
+def test_null_output_parses_to_format_zero():
+    parsed = parse_answer(answer("null"), "affordance")
+    assert not parsed.ok and parsed.format_reward == 0.0 and "NoneType" in parsed.error
 
 
 def test_strict_output_json():

@@ -10,20 +10,13 @@ import pytest
 
 from vla_r1_ros.core import metrics
 from vla_r1_ros.core.config import load_config
+from vla_r1_ros.core.error_model import PRESETS, ErrorModel, ErrorModelError, parse_error_model
 from vla_r1_ros.core.geometry import CameraIntrinsics, camera_extrinsics
 from vla_r1_ros.core.parsing import parse_answer
 from vla_r1_ros.core.prompts import AFFORDANCE, TASKS, TRAJECTORY
 from vla_r1_ros.core.scene import ObjectState, Scene, project_to_normalized, reference_box, reference_waypoints
 from vla_r1_ros.policies.base import make_policy
-from vla_r1_ros.policies.scripted import (
-    PAPER_MEAN_IOU,
-    PAPER_MEAN_RMSE_1000,
-    PAPER_PROFILE,
-    ScriptedExpertPolicy,
-    ScriptedPolicyError,
-    noise_statistics,
-    sim_scenes,
-)
+from vla_r1_ros.policies.scripted import ScriptedExpertPolicy, ScriptedPolicyError, error_statistics, sim_scenes
 from vla_r1_ros.policies.vla_r1 import ModelUnavailableError, VlaR1Policy, smart_resize
 from vla_r1_ros.testing.tiny_model import build_tiny_vla_r1
 
@@ -223,21 +216,62 @@ def test_scripted_says_so_when_it_cannot_answer():
         ScriptedExpertPolicy(scene_source=lambda: None).predict(frame(), INSTRUCTION, list(TASKS))
 
 
-def test_scripted_noise_knobs_are_seeded():
+def test_scripted_errors_are_seeded():
     scene = make_scene()
 
     def answers(seed):
-        policy = ScriptedExpertPolicy(lambda: scene, noise="paper", seed=seed, drop_tag_prob=0.5)
+        policy = ScriptedExpertPolicy(lambda: scene, noise="paper,parse_fail=0.5", seed=seed)
         return [policy.predict(frame(), INSTRUCTION, list(TASKS)) for _ in range(6)]
 
     assert answers(1) == answers(1) != answers(2)
-    assert ScriptedExpertPolicy(noise="paper", box_jitter=0.0).noise.waypoint_noise == PAPER_PROFILE.waypoint_noise
     parsed = [parse_answer(text, task) for pair in answers(1) for text, task in zip(pair, TASKS, strict=True)]
     assert any(not p.ok and "not closed" in p.error for p in parsed) and any(p.ok for p in parsed)
 
 
-def test_paper_noise_profile_reproduces_the_paper_statistics():
-    stats = noise_statistics(sim_scenes(12, seed=1000), PAPER_PROFILE, draws=25, seed=7)
-    assert stats["n"] >= 1000
-    assert stats["iou"] == pytest.approx(PAPER_MEAN_IOU, abs=0.03)
-    assert stats["rmse"] == pytest.approx(PAPER_MEAN_RMSE_1000, abs=6.0)
+def test_error_model_syntax():
+    assert parse_error_model("none") == ErrorModel() and ErrorModel().exact
+    assert parse_error_model("paper") == PRESETS["paper"] == ErrorModel(iou=0.3651, rmse=71.12)
+    spec = "iou=0.5,rmse=40,wrong_object=0.1,parse_fail=0.02"
+    model = parse_error_model(spec)
+    assert (model.iou, model.rmse, model.wrong_object, model.parse_fail) == (0.5, 40.0, 0.1, 0.02)
+    assert model.spec == spec and parse_error_model(model.spec) == model
+    assert parse_error_model(" paper , wrong_object=0.2 ") == ErrorModel(0.3651, 71.12, 0.2, 0.0)
+    assert parse_error_model("wrong_object=1") == ErrorModel(wrong_object=1.0)
+    for bad, message in [
+        ("", "empty"),
+        ("loud", "not a preset"),
+        ("iou=0.5,paper", "preset may only come first"),
+        ("iou=1.5", "outside"),
+        ("rmse=-1", "outside"),
+        ("iou=nan", "finite"),
+        ("jitter=0.3", "unknown error-model key"),
+        ("iou=0.4,iou=0.5", "twice"),
+        ("iou=lots", "not a number"),
+    ]:
+        with pytest.raises(ErrorModelError, match=message):
+            parse_error_model(bad)
+    with pytest.raises(ValueError, match="not a preset"):
+        ScriptedExpertPolicy(noise="loud")
+
+
+@pytest.fixture(scope="module")
+def layouts():
+    return sim_scenes(12, seed=1000)
+
+
+@pytest.mark.parametrize("spec", ["paper", "iou=0.8,rmse=20", "iou=0.15,rmse=200"])
+def test_error_model_is_calibrated(layouts, spec):
+    """The realized mean IoU / RMSE of the expert's answers, scored by core.metrics, is the requested one."""
+    requested = parse_error_model(spec)
+    stats = error_statistics(layouts, requested, draws=12, seed=7)
+    assert stats["n"] >= 500 and stats["parse_fail"] == 0.0
+    assert stats["iou"] == pytest.approx(requested.iou, abs=0.03)
+    assert stats["rmse"] == pytest.approx(requested.rmse, rel=0.1)
+
+
+def test_error_model_rates_are_realized(layouts):
+    stats = error_statistics(layouts, "wrong_object=0.3,parse_fail=0.1", draws=12, seed=3)
+    assert stats["parse_fail"] == pytest.approx(0.1, abs=0.03)
+    assert stats["wrong_object"] == pytest.approx(0.3, abs=0.05)
+    assert stats["rmse"] > 0  # a wrong object's path is far from the instructed one's
+    assert error_statistics(layouts, "none", draws=2)["wrong_object"] == 0.0

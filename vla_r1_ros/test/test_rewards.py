@@ -209,6 +209,33 @@ def test_score_completion_zero_task_score(completion):
     assert score_completion("affordance", completion, answer(BOX)).task_score == 0.0
 
 
+def test_null_output_scores_zero():
+    result = score_completion("affordance", "<think> r </think> <output>null</output>", answer(BOX))
+    assert (result.score, result.format, result.task_score) == (0.0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("task", "output"),
+    [
+        ("affordance", '{"x": Infinity, "y": 0.5, "width": Infinity, "height": 0.2}'),  # inf − inf corner
+        ("affordance", '{"x": 0.5, "y": -Infinity, "width": 0.2, "height": 0.2}'),
+        ("affordance", '{"x": 1.7e308, "y": 0.5, "width": 1.7e308, "height": 0.2}'),  # a corner overflows
+        ("affordance", '{"x": 0.5, "y": 0.5, "width": 1e999, "height": 0.2}'),  # json.loads gives inf
+        ("trajectory", "[[0.2, 0.5], [Infinity, 0.5], [0.8, 0.5]]"),
+        ("trajectory", "[[0.2, 0.5], [0.5, 0.5], [0.8, NaN]]"),
+    ],
+)
+def test_any_non_finite_value_gives_task_score_zero(task, output):
+    reference = answer(BOX if task == "affordance" else PATH)
+    result = score_completion(task, f"<think> r </think> <output>{output}</output>", reference)
+    assert result.task_score == 0.0 and result.format == 1.0
+
+
+def test_huge_but_finite_box_still_scores():
+    huge = '{"x": 0.5, "y": 0.5, "width": 1e300, "height": 1e300}'  # corners finite, clipped to the image
+    assert score_completion("affordance", f"<think>r</think><output>{huge}</output>", answer(BOX)).task_score > 0.0
+
+
 def test_score_completion_trajectory_edge_cases():
     assert score_completion("trajectory", "<think>r</think><output>[]</output>", answer(PATH)).score == 0.1
     # the reference converts with float(): numeric strings count

@@ -1,6 +1,7 @@
 """The simulated Panda executor: full pick-and-place from scripted predictions (the scene's reference box
-and waypoints written in the model's format and parsed back) puts the object in the tray; a grasp on
-nothing is reported as such; cancel halts the arm."""
+and waypoints written in the model's format and parsed back) puts the object in the tray and is judged
+against the instruction (success only for the instructed object, `wrong_object` for another one); a
+grasp on nothing is reported as such; cancel halts the arm."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from vla_r1_ros.core.lifting import LiftParams, lift_prediction
 from vla_r1_ros.core.parsing import box_to_pixels, parse_answer, waypoints_to_pixels
 from vla_r1_ros.core.planning import PlanningParams, SafetyLimits, plan_pick_and_place
 from vla_r1_ros.core.prompts import format_answer
-from vla_r1_ros.core.scene import reference_box, reference_waypoints
+from vla_r1_ros.core.scene import make_instruction, reference_box, reference_waypoints
 from vla_r1_ros.executors.base import validate_for
 from vla_r1_ros.executors.sim import SimArmExecutor
 
@@ -62,13 +63,19 @@ def validate(arm: SimArmExecutor, plan):
     return validate_for(arm, plan, SafetyLimits.from_config(WORKSPACE))
 
 
+def instruction_for(arm: SimArmExecutor, name: str) -> str:
+    return make_instruction(arm.workcell.scene().object(name), np.random.default_rng(0))
+
+
 @pytest.mark.parametrize(("seed", "pick"), [(0, 0), (1, 1), (2, 2)])
-def test_pick_and_place_puts_the_object_in_the_tray(arm, seed, pick):
+def test_pick_and_place_puts_the_instructed_object_in_the_tray(arm, seed, pick):
     target, plan = scripted_plan(arm, seed, pick)
-    result = arm.execute(validate(arm, plan), should_stop=lambda: False)
+    instruction = instruction_for(arm, target.name)
+    result = arm.execute(validate(arm, plan), should_stop=lambda: False, instruction=instruction)
     assert result.success, result.message
-    assert result.held_object == target.name  # learnt from the grasp, not from the instruction
-    assert arm.workcell.object_in_tray(target.name)
+    assert result.outcome_source == "simulator" and result.failure_stage == ""
+    assert result.held_object == target.name and result.target == target.name
+    assert target.name in result.objects_in_tray == arm.workcell.objects_in_tray()
     path = np.array(result.ee_path)
     assert len(path) > 10 and np.all(path[:, 2] > 0.0)
 
@@ -91,6 +98,22 @@ def test_the_scripted_experts_paths_in_either_convention_put_the_object_in_the_t
     result = arm.execute(validate(arm, plan), should_stop=lambda: False)
     assert result.success, result.message
     assert arm.workcell.object_in_tray(target.name)
+
+
+def test_placing_another_object_than_the_instructed_one_is_wrong_object(arm):
+    picked, plan = scripted_plan(arm, 6, pick=0)
+    other = next(o for o in arm.workcell.scene().objects if o.name != picked.name and o.colour != picked.colour)
+    result = arm.execute(validate(arm, plan), should_stop=lambda: False, instruction=instruction_for(arm, other.name))
+    assert not result.success and result.failure_stage == "wrong_object", result.message
+    assert result.objects_in_tray == (picked.name,) and result.target == other.name
+    assert result.outcome_source == "simulator"
+
+
+def test_without_an_instruction_the_placement_is_not_judged(arm):
+    _, plan = scripted_plan(arm, 7, pick=0)
+    result = arm.execute(validate(arm, plan), should_stop=lambda: False)
+    assert not result.success and result.outcome_source == "none" and result.failure_stage == ""
+    assert len(result.objects_in_tray) == 1  # the physics still says what is there
 
 
 def test_a_grasp_on_nothing_is_a_grasp_failure(arm):
@@ -141,7 +164,8 @@ def test_success_rate_over_seeds(arm):
     """Perfect (scripted) predictions over 20 layouts: the control stack alone should almost never fail."""
     successes = 0
     for seed in range(20):
-        _, plan = scripted_plan(arm, seed, pick=seed % 3)
-        successes += arm.execute(validate(arm, plan), should_stop=lambda: False).success
+        target, plan = scripted_plan(arm, seed, pick=seed % 3)
+        instruction = instruction_for(arm, target.name)
+        successes += arm.execute(validate(arm, plan), should_stop=lambda: False, instruction=instruction).success
         arm.workcell.home()
     assert successes >= 18

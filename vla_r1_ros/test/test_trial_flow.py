@@ -88,7 +88,8 @@ def test_plan_only_and_cancel():
     executed = []
     run = steps(execute=lambda v, s: executed.append(v))
     dry_run = TrialFlow(run).run("x", [], plan_only=True)
-    assert not dry_run.success and dry_run.failure_stage == "dry_run" and not executed
+    assert not dry_run.success and dry_run.failure_stage == "dry_run" and not executed  # never a success
+    assert dry_run.outcome_source == "none"  # nobody judged what was never tried
     polls = iter([False, False, True])
     record = TrialFlow(run).run("x", [], should_stop=lambda: next(polls, True))
     assert record.failure_stage == "cancelled" and record.stage_names == ["perceive", "predict"] and not executed

@@ -42,7 +42,7 @@ ARGUMENT_HELP: dict[str, str] = {
     "executor": "sim (simulated Panda) | moveit (moveit_py on a real arm)",
     "model": "VLA-R1 checkpoint: local path or Hugging Face id in the local cache",
     "quantization": "nf4 | int8 | none",
-    "noise": "scripted policy noise: none | paper",
+    "noise": "scripted policy error model: none | paper | key=value pairs (iou, rmse, wrong_object, parse_fail)",
     "path_convention": "scripted policy paths: carry (object -> place) | sharerobot (gripper -> object -> place)",
     "recording": "RealSense recording (.db3/.bag) for camera:=replay",
     "log_dir": "where the reward logger writes episodes",

@@ -2,8 +2,11 @@
 
 Per trial: the image the model saw with its box, numbered waypoints and reasoning drawn on it; a 3-D
 plot of the plan and the executed end-effector path in the robot base frame; rewards and outcome.
-Summary: success rate with its Wilson interval, success by target object and by instruction, reward
-histograms, latency per stage. Pictures are inline PNGs (base64), so the file can be mailed around.
+Summary: success rate over judged trials with its Wilson interval and who judged them, success per
+scene (layout) with `--scenes`, by target object and by instruction, reward histograms, latency per
+stage. A sweep folder (`vla-r1 sweep`) gets `write_sweep_report`: success versus error with Wilson
+bands and VLA-R1-3B's operating point. Pictures are inline PNGs (base64), so the file can be mailed
+around.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from vla_r1_ros.core.annotate import annotate
-from vla_r1_ros.core.episodes import iter_episodes, load_color, write_text_atomic
+from vla_r1_ros.core.episodes import iter_episodes, load_color, write_bytes_atomic, write_text_atomic
+from vla_r1_ros.core.outcomes import OutcomeSource, is_judged, source_without_record
 from vla_r1_ros.core.trials import TrialOutcome, format_summary, summarize
 
 _STYLE = """
@@ -83,11 +87,19 @@ def _trial_html(root: Path, entry: dict[str, Any], episode: dict[str, Any]) -> s
         else "<p>(no image logged)</p>"
     )
     outcome = episode["outcome"]
-    verdict = (
-        '<span class="ok">success</span>'
-        if outcome["success"]
-        else (f'<span class="fail">failed at {html.escape(outcome["failure_stage"])}</span>')
-    )
+    source = _outcome_source(episode)
+    if not is_judged(source, outcome["failure_stage"]):
+        verdict = (
+            f'<span class="muted">not judged ({html.escape(outcome["failure_stage"] or "awaiting judgement")})</span>'
+        )
+    elif outcome["success"]:
+        verdict = f'<span class="ok">success</span> <span class="muted">judged by {html.escape(source)}</span>'
+    else:
+        stage = html.escape(outcome["failure_stage"] or "?")
+        verdict = (
+            f'<span class="fail">failed at {stage}</span> <span class="muted">judged by {html.escape(source)}</span>'
+        )
+
     rewards = episode["rewards"]
     reward_rows = "".join(
         f"<tr><td>{key}</td><td>{'—' if rewards.get(key) is None else f'{rewards[key]:.3f}'}</td></tr>"
@@ -155,6 +167,17 @@ def _latency_chart(episodes: list[dict[str, Any]]) -> str:
     return _png(figure)
 
 
+def _outcome_source(episode: dict[str, Any]) -> str:
+    """Who judged an episode: its record's `outcome_source`, or for a record without one the simulator
+    when the episode has simulator references (it ran in the simulator), else nobody."""
+    outcome = episode["outcome"]
+    if outcome.get("outcome_source"):
+        return outcome["outcome_source"]
+    simulated = episode["references"]["source"] == OutcomeSource.SIMULATOR
+    judge = OutcomeSource.SIMULATOR if simulated else OutcomeSource.NONE
+    return source_without_record(outcome["success"], outcome["failure_stage"], judge)
+
+
 def outcomes_from_log(root: Path) -> list[TrialOutcome]:
     """Trial outcomes rebuilt from an episode log (a report for a log written by a lab's launch)."""
     return [
@@ -169,9 +192,96 @@ def outcomes_from_log(root: Path) -> list[TrialOutcome]:
             episode_id=e["trial_id"],
             rewards={k: v for k, v in e["rewards"].items() if isinstance(v, float)},
             stage_seconds=e["timings"],
+            outcome_source=_outcome_source(e),
         )
         for i, (_entry, e) in enumerate(iter_episodes(root))
     ]
+
+
+def _per_scene_table(summary: dict[str, Any]) -> str:
+    """Success per layout (the paper's scenes × trials protocol); empty when every layout ran once."""
+    scenes = summary.get("per_scene", {})
+    if not any(scene["n"] > 1 for scene in scenes.values()):
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(seed)}</td><td>{scene['successes']}/{scene['n']}</td>"
+        f"<td>{scene['success_rate']:.0%}</td><td>{scene['wilson_95'][0]:.0%} – {scene['wilson_95'][1]:.0%}</td></tr>"
+        for seed, scene in scenes.items()
+    )
+    return (
+        "<h2>Success per scene</h2><table><tr><th>layout seed</th><th>judged successes</th><th>rate</th>"
+        f"<th>95% Wilson</th></tr>{rows}</table>"
+    )
+
+
+def sweep_figure(curve: dict[str, Any]):
+    """Success versus the swept error level, its 95 % Wilson band, and VLA-R1-3B's operating point."""
+    points = sorted(curve["points"], key=lambda point: point["level"])
+    levels = np.array([point["level"] for point in points])
+    rates = np.array([point["success_rate"] for point in points])
+    low, high = (np.array([point["wilson_95"][k] for point in points]) for k in (0, 1))
+    figure, axes = plt.subplots(figsize=(6, 3.6))
+    axes.fill_between(levels, low, high, color="tab:blue", alpha=0.2, label="95% Wilson band")
+    axes.plot(levels, rates, "o-", color="tab:blue", label="judged success rate")
+    for level, rate, point in zip(levels, rates, points, strict=True):
+        axes.annotate(
+            f"{point['successes']}/{point['n']}",
+            (level, rate),
+            textcoords="offset points",
+            xytext=(0, 6),
+            ha="center",
+            fontsize=7,
+        )
+    if curve.get("paper_level") is not None:
+        axes.axvline(curve["paper_level"], color="tab:red", linestyle="--", label="VLA-R1-3B (paper Table III)")
+    vary = curve["vary"]
+    if vary == "iou":
+        axes.invert_xaxis()  # error grows to the right on every axis
+    axes.set_xlabel(
+        {"iou": "mean box IoU", "rmse": "mean trajectory RMSE (0–1000)"}.get(vary, f"{vary} rate") + "  (error grows →)"
+    )
+    axes.set_ylabel("success rate")
+    axes.set_ylim(-0.02, 1.05)
+    axes.set_title(f"success vs {vary} (other errors: {curve['base']})", fontsize=9)
+    axes.legend(fontsize=7, loc="best")
+    return figure
+
+
+def write_sweep_report(root: str | Path, out: str | Path | None = None) -> Path:
+    """`root/sweep.png` and the sweep's HTML report (default `root/report.html`) from `root/sweep.json`."""
+    import json
+
+    root = Path(root)
+    out = Path(out) if out else root / "report.html"
+    curve = json.loads((root / "sweep.json").read_text())
+    buffer = io.BytesIO()
+    figure = sweep_figure(curve)
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    png = buffer.getvalue()
+    write_bytes_atomic(root / "sweep.png", png)
+    rows = "".join(
+        f"<tr><td>{point['level']:g}</td><td><code>{html.escape(str(point['noise']))}</code></td>"
+        f"<td>{point['successes']}/{point['n']}</td><td>{point['success_rate']:.0%}</td>"
+        f"<td>{point['wilson_95'][0]:.0%} – {point['wilson_95'][1]:.0%}</td>"
+        f"<td>{html.escape(', '.join(f'{k}={v}' for k, v in point['failures'].items()) or '—')}</td>"
+        f'<td><a href="{html.escape(curve["vary"])}={point["level"]:g}/report.html">trials</a></td></tr>'
+        for point in curve["points"]
+    )
+    image = base64.b64encode(png).decode()
+    document = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>VLA-R1 sweep — {html.escape(root.name)}</title>
+<style>{_STYLE}</style></head><body>
+<h1>Success versus policy error</h1>
+<p class="muted">{html.escape(str(root))} — scripted expert, error model key <b>{html.escape(curve["vary"])}</b>
+varied, the rest {html.escape(curve["base"])}; the same layout seeds at every level; judged trials only.</p>
+<img src="data:image/png;base64,{image}">
+<table><tr><th>{html.escape(curve["vary"])}</th><th>error model</th><th>judged successes</th><th>rate</th>
+<th>95% Wilson</th><th>failures</th><th></th></tr>{rows}</table>
+</body></html>
+"""
+    write_text_atomic(out, document)
+    return out
 
 
 def write_report(root: str | Path, out: str | Path, summary: dict[str, Any] | None = None) -> Path:
@@ -182,6 +292,8 @@ def write_report(root: str | Path, out: str | Path, summary: dict[str, Any] | No
     by_target: dict[str, tuple[int, int]] = {}
     by_instruction: dict[str, tuple[int, int]] = {}
     for episode in episodes:
+        if not is_judged(_outcome_source(episode), episode["outcome"]["failure_stage"]):
+            continue  # success rates count judged trials only
         ok = int(episode["outcome"]["success"])
         for table, key in (
             (by_target, episode["references"].get("target") or "unknown"),
@@ -190,7 +302,7 @@ def write_report(root: str | Path, out: str | Path, summary: dict[str, Any] | No
             done, total = table.get(key, (0, 0))
             table[key] = (done + ok, total + 1)
     charts = ""
-    if episodes:
+    if by_target:
         charts = (
             f'<div class="charts"><div>{_bar_chart("success by target object", by_target)}</div>'
             f"<div>{_bar_chart('success by instruction', by_instruction)}</div>"
@@ -203,6 +315,7 @@ def write_report(root: str | Path, out: str | Path, summary: dict[str, Any] | No
 <h1>VLA-R1 trials</h1>
 <p class="muted">{html.escape(str(root))} — {len(episodes)} episodes</p>
 <pre>{html.escape(format_summary(summary))}</pre>
+{_per_scene_table(summary)}
 {charts}
 <h2>Trials</h2>
 {trials or "<p>No episodes logged.</p>"}

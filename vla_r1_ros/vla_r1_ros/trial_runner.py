@@ -3,6 +3,8 @@
 Per trial: reset the workcell to a seeded random layout (`workcell/reset`; on a real robot a person
 resets and presses Enter), wait until the camera shows the new layout, pick a target and an instruction
 from the templates, send `ExecuteInstruction`, and wait for the reward logger to confirm the episode.
+With `per_scene` > 1 (the paper's protocol: 4 scenes × 10 trials) consecutive trials reset to the same
+layout: trial i uses layout seed `seed + i // per_scene`, each with its own target draw.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from vla_r1_interfaces.msg import SceneState
 from vla_r1_interfaces.srv import LogEpisode, ResetScene
 
 from vla_r1_ros import topics
+from vla_r1_ros.core.outcomes import OutcomeSource, source_without_record
 from vla_r1_ros.core.scene import make_instruction
 from vla_r1_ros.core.trials import TrialOutcome
 from vla_r1_ros.nodes.scene_msgs import scene_from_msg
@@ -46,6 +49,10 @@ class TrialSettings:
     trial_timeout_s: float = 120.0
     manual_reset: bool = False
     instructions: tuple[str, ...] = ()  # used with manual_reset (no ground truth to make them from)
+    per_scene: int = 1  # consecutive trials on one layout
+
+    def layout_seed(self, index: int) -> int:
+        return self.seed + index // self.per_scene
 
 
 class TrialClient(Node):
@@ -79,6 +86,10 @@ class TrialClient(Node):
         record = json.loads(msg.data)
         with self._lock:
             self._logged[record["trial_id"]] = record
+
+    def forget_scenes(self) -> None:
+        with self._lock:
+            self._scenes = []
 
     def scenes_with_seed(self, seed: int) -> list[SceneState]:
         with self._lock:
@@ -150,6 +161,9 @@ class TrialRunner:
         )
         if not response.success:
             raise GraphUnavailable(f"workcell reset failed: {response.message}")
+        # Frames from before the reset may carry the same seed (several trials per layout): only frames
+        # that arrive after it count.
+        self.node.forget_scenes()
         # Two frames of the new layout: by the second, every subscriber has the first one too.
         scenes = _wait(
             lambda: len(self.node.scenes_with_seed(seed)) >= 2 and self.node.scenes_with_seed(seed),
@@ -174,14 +188,17 @@ class TrialRunner:
         rng = np.random.default_rng(settings.seed)
         outcomes = []
         for index in range(settings.n):
-            seed = settings.seed + index
+            seed = settings.layout_seed(index)
             if settings.manual_reset:
                 instruction = settings.instructions[index % len(settings.instructions)]
                 target = ""
                 input(f"[trial {index + 1}/{settings.n}] reset the scene for: {instruction!r}, then press Enter ")
             else:
                 instruction, target = self.prepare_sim_trial(seed, settings, rng)
-            outcome = self.run_one(index, seed, instruction, target, settings.trial_timeout_s, on_feedback)
+            # Who can see how a trial ended when its record does not say: the simulator, or (manual
+            # reset, a real arm) nobody until the operator's `judge` does.
+            judged_by = OutcomeSource.NONE if settings.manual_reset else OutcomeSource.SIMULATOR
+            outcome = self.run_one(index, seed, instruction, target, settings.trial_timeout_s, on_feedback, judged_by)
             if judge is not None:
                 outcome = judge(outcome)
             outcomes.append(outcome)
@@ -201,7 +218,10 @@ class TrialRunner:
         target: str,
         timeout_s: float,
         on_feedback: Callable[[str], None] | None = None,
+        judged_by: str = OutcomeSource.NONE,
     ) -> TrialOutcome:
+        """One trial. `judged_by` is who can see how it ended when the record does not say (`simulator`
+        in the simulator; `none` on a real arm, where an operator judges)."""
         start = time.monotonic()
         goal = ExecuteInstruction.Goal(instruction=instruction)
         feedback = (lambda fb: on_feedback(fb.feedback.stage)) if on_feedback else None
@@ -212,7 +232,14 @@ class TrialRunner:
         )
         if not handle.accepted:
             return TrialOutcome(
-                index, seed, instruction, target, False, "execute", "goal rejected by the planning node"
+                index,
+                seed,
+                instruction,
+                target,
+                False,
+                "execute",
+                "goal rejected by the planning node",
+                outcome_source=OutcomeSource.PIPELINE,
             )
         result_future = handle.get_result_async()
         try:
@@ -228,6 +255,7 @@ class TrialRunner:
                 "timeout",
                 f"no result within {timeout_s:.0f} s; goal cancelled",
                 wall_seconds=timeout_s,
+                outcome_source=source_without_record(False, "timeout", judged_by),
             )
         outcome = TrialOutcome(
             index=index,
@@ -239,6 +267,7 @@ class TrialRunner:
             message=result.message,
             episode_id=result.episode_id,
             wall_seconds=time.monotonic() - start,
+            outcome_source=source_without_record(bool(result.success), result.failure_stage, judged_by),
         )
         # Unconfirmed in time: the planning node keeps the record and delivers it when the logger is back
         # (it respawns); the run goes on, and `run` waits for the late confirmations at the end.
@@ -254,4 +283,5 @@ class TrialRunner:
             return False
         outcome.rewards = {k: v for k, v in logged.get("rewards", {}).items() if isinstance(v, int | float)}
         outcome.stage_seconds = dict(logged.get("stage_seconds", {}))
+        outcome.outcome_source = logged.get("outcome_source") or outcome.outcome_source  # the record says who
         return True

@@ -14,4 +14,4 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return trials.run_trials(args, keep_running=args.n == 0)
+    return trials.run_trials(args, keep_running=args.n == 0 and not args.scenes)

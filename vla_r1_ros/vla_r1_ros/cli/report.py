@@ -7,15 +7,18 @@ from pathlib import Path
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("logdir", type=Path, help="episode log (index.jsonl + episodes/)")
+    parser.add_argument("logdir", type=Path, help="episode log (index.jsonl + episodes/) or a `vla-r1 sweep` folder")
     parser.add_argument("--out", type=Path, help="HTML file to write (default LOGDIR/report.html)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from vla_r1_ros.report import write_report
+    from vla_r1_ros.report import write_report, write_sweep_report
 
+    if (args.logdir / "sweep.json").is_file():
+        print(write_sweep_report(args.logdir, args.out))
+        return 0
     if not (args.logdir / "index.jsonl").is_file():
-        print(f"vla-r1 report: {args.logdir} has no index.jsonl (not an episode log)")
+        print(f"vla-r1 report: {args.logdir} has no index.jsonl (not an episode log) and no sweep.json")
         return 2
     summary_path = args.logdir / "summary.json"
     summary = None
@@ -23,5 +26,7 @@ def run(args: argparse.Namespace) -> int:
         import json
 
         summary = json.loads(summary_path.read_text())
+        if "judged_by" not in summary:  # written before outcomes were judged: recount from the log
+            summary = None
     print(write_report(args.logdir, args.out or args.logdir / "report.html", summary=summary))
     return 0

@@ -15,9 +15,29 @@ from pathlib import Path
 from vla_r1_ros.graph import PATH_CONVENTIONS, POLICIES
 
 
+def noise_spec(text: str) -> str:
+    """argparse type of `--noise`: the canonical spec of a valid error model (core/error_model.py)."""
+    from vla_r1_ros.core.error_model import ErrorModelError, parse_error_model
+
+    try:
+        model = parse_error_model(text)
+    except ErrorModelError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text.strip() if text.strip() in ("none", "paper") else model.spec
+
+
 def configure(parser: argparse.ArgumentParser, default_n: int = 10, default_out: str | None = None) -> None:
-    parser.add_argument("--n", "--trials", dest="n", type=int, default=default_n, help="number of trials")
-    parser.add_argument("--seed", type=int, default=0, help="first layout seed (trial i uses seed + i)")
+    parser.add_argument(
+        "--n", "--trials", dest="n", type=int, default=None, help=f"number of trials (default {default_n})"
+    )
+    parser.set_defaults(default_n=default_n)
+    parser.add_argument(
+        "--seed", type=int, default=0, help="first layout seed (trial i uses seed + i, or seed + scene with --scenes)"
+    )
+    parser.add_argument(
+        "--scenes", type=int, default=0, help="paper protocol: this many layouts, --per-scene trials on each"
+    )
+    parser.add_argument("--per-scene", type=int, default=10, help="trials per layout with --scenes (default 10)")
     parser.add_argument(
         "--out",
         default=default_out,
@@ -29,7 +49,13 @@ def configure(parser: argparse.ArgumentParser, default_n: int = 10, default_out:
         default="scripted",
         help="scripted: simulator test expert (not the model); vla_r1: the model",
     )
-    parser.add_argument("--noise", default="none", help="scripted policy noise profile: none | paper")
+    parser.add_argument(
+        "--noise",
+        type=noise_spec,
+        default="none",
+        help="scripted policy error model: a preset (none | paper) or key=value pairs, e.g. "
+        "iou=0.5,rmse=40,wrong_object=0.1,parse_fail=0.02 (see docs/inference.md)",
+    )
     parser.add_argument(
         "--path-convention",
         choices=PATH_CONVENTIONS,
@@ -72,6 +98,23 @@ def run(args: argparse.Namespace) -> int:
     return run_trials(args)
 
 
+def trial_count(args: argparse.Namespace) -> int:
+    """How many trials the arguments ask for (raises ValueError for contradictory ones)."""
+    if args.scenes < 0 or args.per_scene < 1:
+        raise ValueError("--scenes must be ≥ 0 and --per-scene ≥ 1")
+    if not args.scenes:
+        count = args.default_n if args.n is None else args.n
+    elif args.manual_reset:
+        raise ValueError("--scenes resets the simulator; with --manual-reset give --n and reset by hand")
+    elif args.n is not None and args.n != args.scenes * args.per_scene:
+        raise ValueError(f"--n {args.n} contradicts --scenes {args.scenes} × --per-scene {args.per_scene}")
+    else:
+        count = args.scenes * args.per_scene
+    if count < 0:
+        raise ValueError("--n must be ≥ 0")
+    return count
+
+
 def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
     import rclpy
     from rclpy.signals import SignalHandlerOptions
@@ -86,6 +129,11 @@ def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
     if args.manual_reset and not args.instruction:
         print("vla-r1: --manual-reset needs at least one --instruction", file=sys.stderr)
         return 2
+    try:
+        n = trial_count(args)
+    except ValueError as exc:
+        print(f"vla-r1: {exc}", file=sys.stderr)
+        return 2
     if (args.judge or args.log_dir) and not args.manual_reset:
         print(
             "vla-r1: --judge and --log-dir go with --manual-reset (the simulator judges its own trials)",
@@ -97,7 +145,7 @@ def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
         from vla_r1_ros.core.labels import LabelError, load_judgements
 
         try:
-            judgements = load_judgements(args.judge, args.n)
+            judgements = load_judgements(args.judge, n)
         except LabelError as exc:
             print(f"vla-r1: --judge: {exc}", file=sys.stderr)
             return 2
@@ -133,8 +181,9 @@ def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
     try:
         runner.wait_for_graph(timeout_s=180.0, need_reset=not args.manual_reset)
         settings = TrialSettings(
-            n=args.n,
+            n=n,
             seed=args.seed,
+            per_scene=args.per_scene if args.scenes else 1,
             num_objects=args.objects,
             trial_timeout_s=args.timeout,
             manual_reset=args.manual_reset,
@@ -143,7 +192,7 @@ def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
         judge = operator_judge(runner, args, judgements) if args.manual_reset else None
         outcomes = []
         # With --manual-reset the questions are the progress: a bar would run into the prompts.
-        with tqdm(total=args.n, desc="trials", unit="trial", disable=args.n == 0 or args.manual_reset) as progress:
+        with tqdm(total=n, desc="trials", unit="trial", disable=n == 0 or args.manual_reset) as progress:
 
             def on_trial(outcome) -> None:
                 outcomes.append(outcome)
@@ -153,15 +202,17 @@ def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
                 progress.update()
 
             runner.run(settings, on_trial=on_trial, judge=judge)
-        if args.n:
+        if n:
+            protocol = (
+                {"scenes": args.scenes, "per_scene": args.per_scene} if args.scenes else {"scenes": n, "per_scene": 1}
+            )
             summary = summarize(outcomes) | {
                 "policy": args.policy,
                 "noise": args.noise,
                 "path_convention": args.path_convention,
                 "seed": args.seed,
+                "protocol": protocol,
             }
-            if args.manual_reset:
-                summary["judged_by"] = "operator"
             write_json_atomic(out / "summary.json", summary)
             write_json_atomic(out / "trials.json", [o.to_json() for o in outcomes])
             print(format_summary(summary))

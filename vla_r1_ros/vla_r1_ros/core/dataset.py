@@ -6,20 +6,24 @@ One record per (episode, task) that has a reference answer for the task:
 - ShareGPT (`vla_r1_sharegpt.json`), exactly the official record: `{"image": "images/<episode>.png",
   "conversations": [{"from": "human", "value": instruction + suffix}, {"from": "gpt", "value": answer}]}`
   with the task's verbatim suffix (`core.prompts.build_prompt`, ending in `\\n<image>`).
-- `hf/` (`datasets.load_from_disk`): columns `prompt` (conversational: the official user message, text
-  then an image placeholder that TRL fills from `image`), `image`, `task`, `ground_truth`, `episode`.
+- `hf/` (`datasets.load_from_disk`): columns `prompt` (conversational, the official RL stage's layout:
+  the text split at its `<image>`, an image placeholder there that TRL fills from `image`), `image`,
+  `task`, `ground_truth`, `episode`.
 
-The gpt turn and `ground_truth` are the REFERENCE answer (simulator ground truth or an operator's
-label; never the trial's own prediction) in the model's text format (`prompts.format_answer`), never the
+The gpt turn and `ground_truth` are the REFERENCE answer — simulator ground truth or an operator label
+(`TRAINING_REFERENCE_SOURCES`) — in the model's text format (`prompts.format_answer`), never the
 model's own output: SFT on it teaches the right box / path, and the GRPO task reward compares against
-it. The `<think>` part is the model's own reasoning for that task from the logged trial (the dataset's
-answers carry reasoning; the rewards never read it). Filter with `only_success` / `min_reward` so the
+it. Episodes whose references came from the trial itself (`successful_trial`: the box it acted on and
+the path it executed, i.e. its own prediction) are skipped. The `<think>` part is the model's own
+reasoning for that task from the logged trial (the dataset's answers carry reasoning; the rewards never
+read it). Filter with `only_success` / `min_reward` so the
 reasoning kept is reasoning that led to a good answer.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -28,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 from vla_r1_ros.core import episodes, prompts
-from vla_r1_ros.core.episodes import ReferenceSource
 from vla_r1_ros.core.labels import effective_outcome, effective_references, labelled_rewards
 
 SHAREGPT_FILE = "vla_r1_sharegpt.json"
@@ -63,14 +66,17 @@ class ExportSummary:
         }
 
 
+# References that are ground truth, not the trial's own prediction: the only ones an export trains on.
+TRAINING_REFERENCE_SOURCES = (episodes.ReferenceSource.SIMULATOR, episodes.ReferenceSource.OPERATOR)
+
+
 def prompt_messages(instruction: str, task: str) -> list[dict[str, Any]]:
-    """The official chat for the `prompt` column, with the image part as a bare `{"type": "image"}`
-    placeholder: TRL fills placeholders that have no "image" key from the `image` column."""
-    messages = prompts.build_messages(instruction, task)
-    return [
-        {**message, "content": [{k: v for k, v in part.items() if k != "image"} for part in message["content"]]}
-        for message in messages
-    ]
+    """The `prompt` column: the official RL stage's user message (verl `rl_dataset._build_messages`) —
+    the prompt split at its literal `<image>`, a bare `{"type": "image"}` placeholder at that position
+    (TRL fills it from the `image` column), no leading space (unlike inference, `prompts.build_messages`)."""
+    segments = [segment for segment in re.split(r"(<image>)", prompts.build_prompt(instruction, task)) if segment]
+    content = [{"type": "image"} if part == "<image>" else {"type": "text", "text": part} for part in segments]
+    return [{"role": "user", "content": content}]
 
 
 def sharegpt_record(image: str, instruction: str, task: str, answer: str) -> dict[str, Any]:
@@ -110,10 +116,8 @@ def _rows(
             summary.skipped["no colour image"] += 1
             continue
         references = effective_references(document, labels)
-        if references.source is ReferenceSource.NONE and document["references"]["source"] == str(
-            ReferenceSource.SUCCESSFUL_TRIAL
-        ):
-            summary.skipped["unlabelled real-robot trial (its references are its own prediction)"] += 1
+        if references.source not in TRAINING_REFERENCE_SOURCES:
+            summary.skipped[f"{references.source} references (not simulator or operator)"] += 1
             continue
         scores = labelled_rewards(document, labels)["per_task"]
         exported = False

@@ -41,6 +41,7 @@ from typing import Any
 
 from vla_r1_ros.core import episodes, prompts
 from vla_r1_ros.core.episodes import References, ReferenceSource
+from vla_r1_ros.core.outcomes import OutcomeSource
 from vla_r1_ros.core.trials import FAILURE_STAGES, REWARD_KEYS, TrialOutcome
 
 OPERATOR = "operator"
@@ -354,6 +355,7 @@ def record_judgement(
         failure_stage=judgement.get("failure_stage", "") if not judgement["success"] else "",
         message=judgement.get("note") or outcome.message,
         rewards=rewards,
+        outcome_source=OutcomeSource.OPERATOR,
     )
     return judged, episode
 

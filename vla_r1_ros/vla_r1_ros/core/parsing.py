@@ -73,12 +73,14 @@ def strict_output_json(text: str) -> Any:
 
 
 def format_reward(text: Any) -> float:
-    """1.0 when the text has a `<think>…</think>` block AND an `<output>` whose content is JSON, else 0.0
-    (the reference's format reward, strict: no lenient fixes)."""
+    """1.0 when the text has a `<think>…</think>` block AND an `<output>` whose content is JSON other than
+    `null`, else 0.0 (the reference's format reward, strict: no lenient fixes; the reference uses None
+    as its failure marker, so `<output>null</output>` earns 0)."""
     if not isinstance(text, str) or not text:
         return 0.0
     think, _ = _tag_block(text, _STRICT_THINK_OPEN, _STRICT_THINK_CLOSE)
-    return 1.0 if think is not None and strict_output_json(text) is not NO_JSON else 0.0
+    output = strict_output_json(text)
+    return 1.0 if think is not None and output is not NO_JSON and output is not None else 0.0
 
 
 @dataclass(frozen=True)

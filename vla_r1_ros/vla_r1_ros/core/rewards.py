@@ -1,7 +1,7 @@
 """VLA-R1's verifiable rewards, exactly as the reference code (robot_bbox_traj_norm.py) computes them.
 
-- format: `<think>…</think>` plus an `<output>` that `json.loads` accepts → 1, else 0 (`format_reward`,
-  defined next to the strict reader in `core/parsing.py`, re-exported here).
+- format: `<think>…</think>` plus an `<output>` that `json.loads` accepts and that is not `null` → 1,
+  else 0 (`format_reward`, defined next to the strict reader in `core/parsing.py`, re-exported here).
 - region: GIoU of centre boxes clipped to [0, 1], score (GIoU + 1) / 2.
 - trajectory: orientation-sensitive discrete Fréchet distance (ALAF), normalized, score 1 − min(1, D/norm).
 - total: 0.9 · task score + 0.1 · format score.
@@ -135,8 +135,10 @@ def _task_score(prediction: Any, reference: Any) -> float:
     of pairs → trajectory reward, anything else → 0. Values go through `float()` as in the reference; one
     that does not convert, or an empty path, gives 0.
 
-    Deviation: a NaN anywhere gives 0. The reference's comparisons let `{"x": NaN, …}` through as a
-    degenerate box whose GIoU clips to 1 — a perfect score a policy could learn to farm.
+    Deviation: any non-finite value reached while scoring gives 0 — a NaN or ±Infinity in the input, a
+    box corner that overflows (centre ± half size, e.g. inf − inf), or a non-finite score. The
+    reference's comparisons let `{"x": NaN, …}` through as a degenerate box whose GIoU clips to 1 (a
+    perfect score a policy could learn to farm), and score an infinite box 0.25.
     """
     try:
         if _is_box(prediction) and _is_box(reference):
@@ -149,9 +151,14 @@ def _task_score(prediction: Any, reference: Any) -> float:
             return 0.0
     except (TypeError, ValueError, OverflowError):
         return 0.0
-    if any(np.isnan(np.asarray(value, dtype=float)).any() for value in values):
-        return 0.0
-    return reward(*values)
+    with np.errstate(all="ignore"):  # overflow is detected below, not warned about
+        arrays = [np.asarray(value, dtype=float) for value in values]
+        if reward is region_reward:  # the unclipped corners centre ± |size| / 2 must exist too
+            arrays += [box[:2] + sign * np.abs(box[2:]) / 2.0 for box in arrays[:2] for sign in (-1.0, 1.0)]
+        if not all(np.isfinite(array).all() for array in arrays):
+            return 0.0
+        score = reward(*values)
+    return score if math.isfinite(score) else 0.0
 
 
 def score_completion(task: str, completion: str, ground_truth: str) -> RewardBreakdown:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from vla_r1_ros.core.lifting import LiftedPrediction, LiftError
+from vla_r1_ros.core.outcomes import OutcomeSource, source_without_record
 from vla_r1_ros.core.planning import PickPlacePlan, PlanRejected, ValidatedPlan
 from vla_r1_ros.core.prediction import Prediction
 
@@ -106,6 +107,14 @@ class TrialFlow:
         trial_id: str | None = None,
     ) -> TrialRecord:
         record = TrialRecord(trial_id=trial_id or new_trial_id(), instruction=instruction, tasks=tuple(tasks))
+        self._run_stages(record, instruction, tasks, plan_only, should_stop)
+        if not record.outcome_source:  # not judged by an executor: the pipeline's own verdict, if it has one
+            record.outcome_source = source_without_record(record.success, record.failure_stage, OutcomeSource.NONE)
+        return record
+
+    def _run_stages(
+        self, record: TrialRecord, instruction: str, tasks: list[str], plan_only: bool, should_stop: Callable[[], bool]
+    ) -> TrialRecord:
         for stage in STAGES:
             if stage == "execute" and plan_only:
                 # A dry run proves the plan was valid, not that a pick and place would have worked.
@@ -123,7 +132,8 @@ class TrialFlow:
                 self._fail(record, "lift", str(exc))
             except PlanRejected as exc:
                 record.rejection = exc
-                self._fail(record, {"reachability": "ik", "lift": "lift"}.get(exc.check, "safety"), str(exc))
+                failure = {"reachability": "ik", "lift": "lift", "collision": "collision"}.get(exc.check, "safety")
+                self._fail(record, failure, str(exc))
             except Exception as exc:  # a bug in a step must still end the trial with a record
                 self._fail(record, _UNEXPECTED_FAILURE[stage], f"internal error in {stage}: {exc!r}")
             record.stage_names.append(stage)
@@ -154,11 +164,13 @@ class TrialFlow:
             record.plan = record.validated.plan  # validation may have chosen the half-turned grasp
         else:
             record.execution = self.steps.execute(record.validated, should_stop)
-            record.success = bool(record.execution.success)
-            record.outcome_source = record.execution.outcome_source
-            record.message = record.execution.message
-            if not record.success:
-                record.failure_stage = record.execution.failure_stage or "execute"
+            execution = record.execution
+            record.success = bool(execution.success)
+            record.outcome_source = execution.outcome_source
+            record.message = execution.message
+            if not record.success:  # a failure nobody could judge (outcome_source none) has no stage
+                unjudged = execution.outcome_source == OutcomeSource.NONE
+                record.failure_stage = execution.failure_stage or ("" if unjudged else "execute")
 
     @staticmethod
     def _fail(record: TrialRecord, failure_stage: str, message: str) -> TrialRecord:

@@ -1,6 +1,9 @@
 """Trial bookkeeping for `vla-r1 trials` / `vla-r1 demo`: outcomes, the summary and its table.
 
 ROS-free: the trial runner (rclpy) fills `TrialOutcome`s; everything computed from them lives here.
+Only judged trials count in a success rate (`core.outcomes.is_judged`): a dry run, or an executed
+real-arm trial nobody has judged yet, is listed under `not_judged` and never counted as a success or a
+failure. The summary says who judged (`judged_by`).
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-# Failure stages in pipeline order, as the planning node reports them (EpisodeRecord.failure_stage).
-FAILURE_STAGES = ("parse", "lift", "safety", "ik", "grasp", "place", "execute", "cancelled", "timeout")
+from vla_r1_ros.core.outcomes import FAILURE_STAGES, OutcomeSource, is_judged
+
 REWARD_KEYS = ("total", "format", "region", "trajectory")
 
 
@@ -24,12 +27,17 @@ class TrialOutcome:
     instruction: str
     target: str
     success: bool
-    failure_stage: str = ""  # "" on success, else one of FAILURE_STAGES
+    failure_stage: str = ""  # "" on success or while not judged, else one of core.outcomes.FAILURE_STAGES
     message: str = ""
     episode_id: str = ""
     rewards: dict[str, float] = field(default_factory=dict)  # REWARD_KEYS present when the logger scored it
     stage_seconds: dict[str, float] = field(default_factory=dict)
     wall_seconds: float = 0.0
+    outcome_source: str = OutcomeSource.NONE  # who judged success / failure_stage (core.outcomes)
+
+    @property
+    def judged(self) -> bool:
+        return is_judged(self.outcome_source, self.failure_stage)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,11 +64,22 @@ def _percentiles(values: list[float]) -> dict[str, float]:
     }
 
 
+def _rate(successes: int, n: int) -> dict[str, Any]:
+    return {
+        "n": n,
+        "successes": successes,
+        "success_rate": successes / n if n else 0.0,
+        "wilson_95": list(wilson_interval(successes, n)),
+    }
+
+
 def summarize(outcomes: list[TrialOutcome]) -> dict[str, Any]:
-    """The `summary.json` of a trial run."""
-    n = len(outcomes)
-    successes = sum(o.success for o in outcomes)
-    failures = Counter(o.failure_stage for o in outcomes if not o.success)
+    """The `summary.json` of a trial run: success over judged trials only, who judged them, failures by
+    stage, what was not judged and why, success per scene (layout seed), rewards and latency."""
+    judged = [o for o in outcomes if o.judged]
+    successes = sum(o.success for o in judged)
+    failures = Counter(o.failure_stage for o in judged if not o.success)
+    not_judged = Counter(o.failure_stage or "awaiting judgement" for o in outcomes if not o.judged)
     mean_rewards = {}
     for key in REWARD_KEYS:
         values = [o.rewards[key] for o in outcomes if key in o.rewards and o.rewards[key] is not None]
@@ -71,14 +90,18 @@ def summarize(outcomes: list[TrialOutcome]) -> dict[str, Any]:
     }
     if outcomes:
         latency["trial_wall"] = _percentiles([o.wall_seconds for o in outcomes])
-    low, high = wilson_interval(successes, n)
+    per_scene: dict[str, dict[str, Any]] = {}
+    for seed in sorted({o.seed for o in judged}):
+        scene = [o for o in judged if o.seed == seed]
+        per_scene[str(seed)] = _rate(sum(o.success for o in scene), len(scene))
     return {
-        "n": n,
-        "successes": successes,
-        "success_rate": successes / n if n else 0.0,
-        "wilson_95": [low, high],
-        "failures": {stage: failures.get(stage, 0) for stage in FAILURE_STAGES}
+        "trials": len(outcomes),
+        **_rate(successes, len(judged)),
+        "judged_by": dict(sorted(Counter(str(o.outcome_source) for o in judged).items())),
+        "not_judged": dict(not_judged),
+        "failures": {stage: failures.get(stage, 0) for stage in FAILURE_STAGES if stage != "dry_run"}
         | {stage: count for stage, count in failures.items() if stage not in FAILURE_STAGES},
+        "per_scene": per_scene,
         "mean_rewards": mean_rewards,
         "latency_s": latency,
     }
@@ -87,15 +110,52 @@ def summarize(outcomes: list[TrialOutcome]) -> dict[str, Any]:
 def format_summary(summary: dict[str, Any]) -> str:
     """The terminal table of a summary."""
     low, high = summary["wilson_95"]
+    judged_by = ", ".join(f"{source} {count}" for source, count in summary["judged_by"].items()) or "nobody"
     lines = [
-        f"trials            {summary['n']}",
-        f"success rate      {summary['success_rate']:.1%}  ({summary['successes']}/{summary['n']}; "
+        f"trials            {summary['trials']} ({summary['n']} judged by {judged_by})",
+        f"success rate      {summary['success_rate']:.1%}  ({summary['successes']}/{summary['n']} judged; "
         f"95% Wilson {low:.1%} – {high:.1%})",
         "failures by stage " + ("  ".join(f"{k}={v}" for k, v in summary["failures"].items() if v) or "none"),
+        "not judged        " + ("  ".join(f"{k}={v}" for k, v in summary["not_judged"].items()) or "none"),
         "mean rewards      "
         + "  ".join(f"{k}={'—' if v is None else f'{v:.3f}'}" for k, v in summary["mean_rewards"].items()),
-        "latency (s)       stage            mean     p50      p95",
     ]
+    scenes = summary.get("per_scene", {})
+    if any(scene["n"] > 1 for scene in scenes.values()):
+        lines.append("per scene (seed)  scene    success      95% Wilson")
+        for seed, scene in scenes.items():
+            low, high = scene["wilson_95"]
+            lines.append(
+                f"                  {seed:<8} {scene['successes']:>3}/{scene['n']:<3} {scene['success_rate']:>6.1%}"
+                f"  {low:.1%} – {high:.1%}"
+            )
+    lines.append("latency (s)       stage            mean     p50      p95")
     for stage, stats in summary["latency_s"].items():
         lines.append(f"                  {stage:<16} {stats['mean']:<8.3f} {stats['p50']:<8.3f} {stats['p95']:.3f}")
     return "\n".join(lines)
+
+
+def sweep_curve(vary: str, base: str, points: list[tuple[float, dict[str, Any]]]) -> dict[str, Any]:
+    """The `sweep.json` of `vla-r1 sweep`: judged success rate and 95 % Wilson band per error level.
+
+    `points`: (level of the `vary` key, that level's trial summary). `paper_level` is VLA-R1-3B's value
+    of the key (paper Table III) where the paper reports one, else None.
+    """
+    from vla_r1_ros.core.error_model import PRESETS
+
+    paper = PRESETS["paper"]
+    return {
+        "vary": vary,
+        "base": base,
+        "paper_level": getattr(paper, vary) if vary in ("iou", "rmse") else None,
+        "points": [
+            {
+                "level": float(level),
+                "noise": summary.get("noise"),
+                **{key: summary[key] for key in ("n", "successes", "success_rate", "wilson_95")},
+                "failures": {stage: count for stage, count in summary["failures"].items() if count},
+                "judged_by": summary["judged_by"],
+            }
+            for level, summary in points
+        ],
+    }

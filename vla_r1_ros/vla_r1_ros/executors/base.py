@@ -14,10 +14,11 @@ from typing import Protocol
 import numpy as np
 
 from vla_r1_ros.core.geometry import RigidTransform
+from vla_r1_ros.core.outcomes import OutcomeSource
 from vla_r1_ros.core.planning import JointLimits, PickPlacePlan, SafetyLimits, ValidatedPlan, validate_either_way
 
-# ExecutionResult.failure_stage values (a subset of EpisodeRecord.failure_stage).
-EXECUTION_FAILURES = ("ik", "grasp", "place", "execute", "cancelled")
+# ExecutionResult.failure_stage values (a subset of core.outcomes.FailureStage).
+EXECUTION_FAILURES = ("ik", "collision", "grasp", "wrong_object", "place", "execute", "cancelled")
 
 
 @dataclass
@@ -27,7 +28,11 @@ class ExecutionResult:
     message: str = ""
     ee_path: list[np.ndarray] = field(default_factory=list)  # TCP positions during execution, base frame
     held_object: str | None = None  # what the gripper held after closing, when the executor can tell
-    outcome_source: str = ""  # who judged `success`: "simulator" (ground truth), "gripper", ... ("" = nobody)
+    # Who judged `success` / `failure_stage` (core.outcomes.OutcomeSource): "simulator" for the sim
+    # executor, "none" when the motion ran and nobody can tell yet whether the task was achieved.
+    outcome_source: str = OutcomeSource.NONE
+    objects_in_tray: tuple[str, ...] = ()  # what rests in the tray at the end, when the executor can tell
+    target: str | None = None  # the object the instruction names, when the executor judged against it
 
 
 class ArmExecutor(Protocol):
@@ -49,8 +54,10 @@ class ArmExecutor(Protocol):
         """Joints that put the TCP at the pose, or None when it is unreachable (the reachability check)."""
         ...
 
-    def execute(self, plan: ValidatedPlan, should_stop: Callable[[], bool]) -> ExecutionResult:
-        """Run the plan; return early with failure_stage "cancelled" once `should_stop()` is true."""
+    def execute(self, plan: ValidatedPlan, should_stop: Callable[[], bool], instruction: str = "") -> ExecutionResult:
+        """Run the plan; return early with failure_stage "cancelled" once `should_stop()` is true.
+        `instruction` is what the trial was asked to do: an executor that can see the scene (the
+        simulator) judges the outcome against it."""
         ...
 
     def stop(self) -> None:

@@ -180,7 +180,9 @@ class MoveItExecutor:
             return "execute", f"execution of {what} failed: {getattr(status, 'status', status)}"
         return "", ""
 
-    def execute(self, plan: ValidatedPlan, should_stop: Callable[[], bool]) -> ExecutionResult:
+    def execute(self, plan: ValidatedPlan, should_stop: Callable[[], bool], instruction: str = "") -> ExecutionResult:
+        # `instruction` is not judged here: MoveIt has no scene model to tell which object reached the
+        # tray (outcome_source stays "none" until an operator judges the trial).
         plan = require_validated(plan)
         self._stop.clear()
         result = ExecutionResult(success=False, outcome_source="executor")

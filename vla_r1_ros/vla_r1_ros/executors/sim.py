@@ -1,9 +1,10 @@
 """The simulated Panda of the PyBullet workcell as an `ArmExecutor`.
 
 It follows the validated joint path segment by segment (the workcell interpolates in joint space
-within the scaled velocity limits), works the gripper, and judges the outcome by the physics: which
-object is between the fingers after closing, and whether that object ends up resting in the tray.
-It never reads the instruction: the target is whatever the grasp picked up.
+within the scaled velocity limits), works the gripper, and judges the outcome by the physics
+(outcome_source "simulator"): which object is between the fingers after closing, and, once the arm has
+released, which objects rest in the tray — success only when the object the instruction names is one
+of them (`core.outcomes.judge_sim_placement`; another object there is `wrong_object`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from vla_r1_ros.core.geometry import RigidTransform
+from vla_r1_ros.core.outcomes import OutcomeSource, judge_sim_placement
 from vla_r1_ros.core.planning import GripperAction, JointLimits, MotionSegment, ValidatedPlan
 from vla_r1_ros.executors.base import ExecutionResult, require_validated
 from vla_r1_ros.sim.workcell import Workcell
@@ -47,14 +49,16 @@ class SimArmExecutor:
     def stop(self) -> None:
         self._stop.set()
 
-    def execute(self, plan: ValidatedPlan, should_stop: Callable[[], bool]) -> ExecutionResult:
+    def execute(self, plan: ValidatedPlan, should_stop: Callable[[], bool], instruction: str = "") -> ExecutionResult:
+        """Run the plan and judge it against `instruction` (an empty or ambiguous instruction cannot be
+        judged: success False, outcome_source "none")."""
         plan = require_validated(plan)
         self._stop.clear()
 
         def stopping() -> bool:
             return self._stop.is_set() or should_stop()
 
-        result = ExecutionResult(success=False, outcome_source="simulator")
+        result = ExecutionResult(success=False, outcome_source=OutcomeSource.SIMULATOR)
         drift = plan.start_drift(self.workcell.joint_positions())
         if drift:
             result.failure_stage, result.message = "execute", drift
@@ -93,11 +97,10 @@ class SimArmExecutor:
                 carrying = False
         self.workcell.step(SETTLE_AFTER_RELEASE_S)
         result.ee_path.append(self.workcell.ee_pose()[0])
-        if result.held_object is None or not self.workcell.object_in_tray(result.held_object):
-            result.failure_stage = "place"
-            result.message = f"{result.held_object} was released but is not resting in the tray"
-            return result
-        result.success, result.message = True, f"{result.held_object} placed in the tray"
+        result.objects_in_tray = self.workcell.objects_in_tray()
+        verdict = judge_sim_placement(instruction, self.workcell.scene().objects, result.objects_in_tray)
+        result.success, result.failure_stage, result.message = verdict.success, verdict.failure_stage, verdict.message
+        result.outcome_source, result.target = verdict.outcome_source, verdict.target
         return result
 
     def _cancelled(self, result: ExecutionResult, during: str) -> ExecutionResult:

@@ -73,7 +73,7 @@ class InferenceNode(Node):
         for name in MODEL_PARAMETERS:
             self.declare_parameter(name, defaults[name])
         self.declare_parameter("seed", int(defaults["seed"]))
-        self.declare_parameter("noise", "none")  # scripted policy: none | paper
+        self.declare_parameter("noise", "none")  # scripted policy error model: a preset or key=value pairs
         self.declare_parameter("path_convention", "carry")  # scripted policy: carry | sharerobot
 
         self.policy_name = str(self.get_parameter("policy").value)

@@ -375,7 +375,8 @@ class PlanningNode(Node):
                 lift=self._lift,
                 plan=self._plan,
                 validate=self._validate,
-                execute=self.arm.execute,
+                # The executor judges the outcome against the instructed object where it can (the sim).
+                execute=lambda plan, stop: self.arm.execute(plan, stop, instruction=instruction),
             ),
             on_stage=on_stage,
             on_plan=self._publish_plan,

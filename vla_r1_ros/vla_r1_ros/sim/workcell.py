@@ -765,6 +765,11 @@ class Workcell:
             below_rim = tray[2] - self._tray.size[2] / 2 < obj[2] < tray[2] + self._tray.size[2] / 2 + 0.02
             return bool(inside and below_rim and not self.holding(name))
 
+    def objects_in_tray(self) -> tuple[str, ...]:
+        """Names of the objects resting in the tray now (`object_in_tray`), in spawn order."""
+        with self.lock:
+            return tuple(body.name for body in self._bodies if self.object_in_tray(body.name))
+
     def home(self, speed_scaling: float = 0.5, should_stop: Callable[[], bool] | None = None) -> list[np.ndarray]:
         """Move (not teleport: a held object stays held) to the configured home joints."""
         return self.execute_joint_path(self._home[None, :], speed_scaling, should_stop)

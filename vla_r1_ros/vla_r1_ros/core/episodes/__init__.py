@@ -14,7 +14,7 @@ or not JSON) and repairable from the episode's own folder, which is the source o
 """
 
 from vla_r1_ros.core.episodes.document import episode_document, index_entry, trial_from_document
-from vla_r1_ros.core.episodes.durable import write_json_atomic, write_text_atomic
+from vla_r1_ros.core.episodes.durable import write_bytes_atomic, write_json_atomic, write_text_atomic
 from vla_r1_ros.core.episodes.layout import (
     COLOR_FILE,
     DEPTH_FILE,
@@ -76,6 +76,7 @@ __all__ = [
     "read_labels",
     "select_references",
     "trial_from_document",
+    "write_bytes_atomic",
     "write_json_atomic",
     "write_labels",
     "write_text_atomic",

@@ -90,6 +90,11 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     _replace_atomic(Path(path), text.encode("utf-8"))
 
 
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Replace a binary file atomically (a report's PNG). Raises EpisodeStoreError."""
+    _replace_atomic(Path(path), data)
+
+
 def write_json_atomic(path: str | Path, data: Any) -> None:
     """Replace a JSON file atomically. Raises EpisodeStoreError."""
     _replace_atomic(Path(path), json_bytes(data))

@@ -1,0 +1,110 @@
+"""What a trial achieved, and who says so: the one failure-stage taxonomy and the simulator's judge.
+
+Every trial ends with `success`, a `failure_stage` (one of `FailureStage`, "" on success or while the
+outcome is unknown) and an `outcome_source` (`OutcomeSource`): who judged it. Only a judged trial counts
+in a success rate; a dry run or an executed real-arm trial nobody has looked at yet does not.
+
+The simulator's judge (`judge_sim_placement`) is the only place the simulator decides success: the
+object the INSTRUCTION names (`core.scene.resolve_target`) must end resting in the tray. Another object
+there is `wrong_object`, nothing there is `place`. Plain Python, no simulator import: the executor
+passes what the physics says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from vla_r1_ros.core.scene import ObjectState, resolve_target
+
+
+class FailureStage(StrEnum):
+    """Where a trial stopped being able to succeed, in pipeline order."""
+
+    PARSE = "parse"  # no usable answer: it did not parse, or lacks the box or the waypoints
+    LIFT = "lift"  # the box or path could not be lifted to 3-D (no depth, stale frame, off the table)
+    SAFETY = "safety"  # the plan broke a safety limit (workspace, speed, table clearance, gripper span)
+    COLLISION = "collision"  # the planner or the arm reported a collision
+    IK = "ik"  # a pose of the plan is out of the arm's reach
+    GRASP = "grasp"  # the gripper closed on nothing, on several objects, or the object slipped
+    WRONG_OBJECT = "wrong_object"  # an object ended in the tray, but not the one the instruction named
+    PLACE = "place"  # nothing (or not the grasped object) ended resting in the tray
+    EXECUTE = "execute"  # the motion itself failed (tracking error, controller abort, arm not at start)
+    TIMEOUT = "timeout"  # a step (camera frame, prediction, the whole trial) did not finish in time
+    CANCELLED = "cancelled"  # stopped by its client, `vla_r1/stop` or Ctrl-C
+    DRY_RUN = "dry_run"  # plan only: validated and not executed — never a success
+
+
+FAILURE_STAGES: tuple[str, ...] = tuple(stage.value for stage in FailureStage)
+
+# Trials that end at these stages never moved the arm toward the object: nothing was achieved, and the
+# pipeline itself knows it (no simulator, gripper or operator needed).
+BEFORE_MOTION: frozenset[str] = frozenset({"parse", "lift", "safety", "collision", "ik"})
+
+
+class OutcomeSource(StrEnum):
+    """Who judged a trial's outcome."""
+
+    SIMULATOR = "simulator"  # physics ground truth: which objects rest in the tray at the end
+    GRIPPER = "gripper"  # a real gripper's sensing: it closed on nothing (a certain grasp failure)
+    OPERATOR = "operator"  # a person looked at the scene after the trial (`--judge`, the label page)
+    PIPELINE = "pipeline"  # the trial ended before the arm moved (BEFORE_MOTION): certainly no success
+    NONE = "none"  # nobody judged it (a dry run, an executed real-arm trial not yet judged)
+
+
+OUTCOME_SOURCES: tuple[str, ...] = tuple(source.value for source in OutcomeSource)
+
+
+def is_judged(outcome_source: str, failure_stage: str = "") -> bool:
+    """Whether a trial counts in a success rate: someone judged it and it was not a dry run."""
+    return outcome_source != OutcomeSource.NONE and failure_stage != FailureStage.DRY_RUN
+
+
+def source_without_record(success: bool, failure_stage: str, judge: str) -> str:
+    """The outcome_source of a trial whose record does not carry one: `pipeline` when it ended before
+    the arm moved (BEFORE_MOTION), `none` for a dry run or a failure without a stage (nobody could
+    judge it), else `judge` — who could see the end state (`simulator` in a simulated trial, `none` on a
+    real arm until an operator judges it)."""
+    if failure_stage in BEFORE_MOTION:
+        return OutcomeSource.PIPELINE
+    if failure_stage == FailureStage.DRY_RUN or (not success and not failure_stage):
+        return OutcomeSource.NONE
+    return OutcomeSource(judge)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    success: bool
+    failure_stage: str  # "" on success (or when not judged), else a FailureStage value
+    outcome_source: str  # an OutcomeSource value
+    message: str
+    target: str | None = None  # the object the instruction names, when it names exactly one
+
+
+def judge_sim_placement(instruction: str, objects: Sequence[ObjectState], in_tray: Iterable[str]) -> Outcome:
+    """The simulator's verdict once the arm has released: success only when the object the instruction
+    names rests in the tray (other objects that also ended there do not undo that), `wrong_object` when
+    only others do, `place` when none does. An instruction that names no single object cannot be
+    judged (outcome_source none)."""
+    in_tray = sorted(set(in_tray))
+    target = resolve_target(instruction, objects)
+    if target is None:
+        return Outcome(
+            False, "", OutcomeSource.NONE, f"the instruction names no single object: {instruction!r}; not judged"
+        )
+    if target.name in in_tray:
+        others = [name for name in in_tray if name != target.name]
+        extra = f" (also in the tray: {', '.join(others)})" if others else ""
+        return Outcome(True, "", OutcomeSource.SIMULATOR, f"{target.name} placed in the tray{extra}", target.name)
+    if in_tray:
+        return Outcome(
+            False,
+            FailureStage.WRONG_OBJECT,
+            OutcomeSource.SIMULATOR,
+            f"the instruction names {target.name}, but the tray holds {', '.join(in_tray)}",
+            target.name,
+        )
+    return Outcome(
+        False, FailureStage.PLACE, OutcomeSource.SIMULATOR, f"{target.name} is not resting in the tray", target.name
+    )
