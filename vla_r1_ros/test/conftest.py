@@ -15,6 +15,12 @@ if sys.prefix not in _prefix_path.split(os.pathsep):
 
 import pytest  # noqa: E402
 
+# PyBullet first and transformers later in one process crashes (a segfault inside transformers' import,
+# reproducible with PyBullet's EGL renderer loaded); the other order works. Import the model stack
+# before any test loads the simulator, so the suite passes in any file order.
+import transformers  # noqa: E402, F401
+from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessor  # noqa: E402, F401
+
 
 @pytest.fixture
 def ros():

@@ -148,8 +148,8 @@ def test_labels_change_outcome_and_rewards(log):
 def test_export_uses_operator_references_and_follows_edits(log, tmp_path):
     summary = dataset.export_dataset(log, tmp_path / "a")
     assert summary.by_reference_source == {"simulator": 2}
-    assert summary.skipped["unlabelled real-robot trial (its references are its own prediction)"] == 1
-    assert summary.skipped["affordance: no reference"] == 1  # the failed real-robot trial
+    assert summary.skipped["successful_trial references (not simulator or operator)"] == 1
+    assert summary.skipped["none references (not simulator or operator)"] == 1  # the failed real-robot trial
     labels.save_labels(log, "000002", {"box": LABELLED_BOX, "waypoints": LABELLED_PATH})
     labels.save_labels(log, "000003", {"success": True, "box": LABELLED_BOX})
     summary = dataset.export_dataset(log, tmp_path / "b", only_success=True)

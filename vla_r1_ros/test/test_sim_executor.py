@@ -95,7 +95,7 @@ def test_the_scripted_experts_paths_in_either_convention_put_the_object_in_the_t
     assert len(trajectory.waypoints) == {"carry": 4, "sharerobot": 5}[convention]
     plan = plan_answers(frame, box, trajectory)
     assert len(plan.carry_waypoints) == 3  # the approach from the gripper is not part of the transport
-    result = arm.execute(validate(arm, plan), should_stop=lambda: False)
+    result = arm.execute(validate(arm, plan), should_stop=lambda: False, instruction=instruction)
     assert result.success, result.message
     assert arm.workcell.object_in_tray(target.name)
 
