@@ -45,6 +45,7 @@ from vla_r1_ros.core.planning import (
     plan_pick_and_place,
 )
 from vla_r1_ros.core.trial_flow import Prediction, StageFailure, TrialFlow, TrialRecord, TrialSteps
+from vla_r1_ros.executors import make_executor
 from vla_r1_ros.executors.base import ArmExecutor, validate_for
 from vla_r1_ros.nodes.conversions import (
     image_to_numpy,
@@ -57,27 +58,13 @@ from vla_r1_ros.nodes.conversions import (
 from vla_r1_ros.nodes.plan_msgs import plan_markers, plan_msg
 from vla_r1_ros.nodes.prediction_msgs import prediction_from_msg
 from vla_r1_ros.nodes.spin import spin_nodes
+from vla_r1_ros.sim.shared import shared_workcell
 
 DEPTH_BUFFER = 30  # ~1 s of depth at 30 Hz: a prediction's frame is found even if inference was quick
 DEPTH_MATCH_TOLERANCE_NS = 1_000_000  # depth and colour of one aligned frame carry the same stamp
 DEPTH_MATCH_WAIT_S = 0.5  # the frame may still be in flight when the prediction arrives
 FRESH_FRAME_WAIT_S = 2.0  # perceive: how long to wait for a first / fresh depth frame
 HANDLED_STAMPS = 32  # predictions a trial already acted on (their topic copy is ignored)
-
-
-def make_executor(name: str) -> ArmExecutor:
-    if name == "sim":
-        from vla_r1_ros.executors.sim import SimArmExecutor
-        from vla_r1_ros.sim.shared import shared_workcell
-
-        return SimArmExecutor(shared_workcell())
-    if name == "moveit":
-        from vla_r1_ros.core.config import config_dir
-        from vla_r1_ros.executors.moveit import MoveItExecutor, make_moveit_py
-
-        settings = load_config("moveit_py")["vla_r1"]
-        return MoveItExecutor(make_moveit_py(str(config_dir() / "moveit_py.yaml"), settings), settings)
-    raise ValueError(f"unknown executor {name!r}: use sim or moveit")
 
 
 def to_prediction(msg: VlaPrediction) -> Prediction:
@@ -108,7 +95,7 @@ class PlanningNode(Node):
         self.lift_params = LiftParams.from_config(workspace, camera)
         self.planning_params = PlanningParams.from_config(workspace)
         self.limits = SafetyLimits.from_config(workspace)
-        self.arm = arm if arm is not None else make_executor(self.get_parameter("executor").value)
+        self.arm = arm if arm is not None else make_executor(self.get_parameter("executor").value, shared_workcell)
 
         self._group = ReentrantCallbackGroup()
         self._frames = threading.Condition()
