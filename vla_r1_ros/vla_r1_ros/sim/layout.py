@@ -11,8 +11,10 @@ import numpy as np
 import pybullet as p
 from scipy.spatial.transform import Rotation
 
+from vla_r1_ros.core.collision import camera_mount_boxes
 from vla_r1_ros.core.geometry import RigidTransform
 from vla_r1_ros.core.scene import ObjectState
+from vla_r1_ros.sim.collision import create_box_body
 from vla_r1_ros.sim.rendering import PixelBox, white_texture_path
 
 _SPAWN_HEIGHT = 5.0  # bodies are made out of the way, measured there, then placed
@@ -43,6 +45,13 @@ class Layout:
     def load_table(self) -> None:
         table = self.config["table"]
         p.loadURDF(table["urdf"], table["position_world"], useFixedBase=True, physicsClientId=self.client)
+
+    def build_camera_mount(self, camera_config: dict[str, Any]) -> None:
+        """The camera's housing and pole, where config/camera.yaml puts the camera: the very boxes the
+        collision checks use (core/collision.py)."""
+        mount = self.config["collision"]["camera_mount"]
+        for box in camera_mount_boxes(camera_config, mount):
+            create_box_body(self.client, box, self.world_T_base, mount["rgba"])
 
     def spawn_tray(self, rng: np.random.Generator) -> Body:
         cfg, c = self.config["tray"], self.client

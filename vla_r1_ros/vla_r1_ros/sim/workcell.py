@@ -2,8 +2,9 @@
 seen by an RGB-D camera whose intrinsics and pose come from config/camera.yaml.
 
 This class puts the parts together and keeps the public API; each concern lives in its own module:
-`layout` (table, tray, objects), `arm` (joints, IK, joint-path motion), `gripper` (fingers),
-`rendering` (the camera and the renderer thread) and `physics` (stepping and pacing).
+`layout` (table, camera mount, tray, objects), `arm` (joints, IK, joint-path motion), `gripper`
+(fingers), `collision` (collision checks of arm samples), `rendering` (the camera and the renderer
+thread) and `physics` (stepping and pacing).
 
 Everything in the public API is in the ROBOT BASE frame (panda_link0), the frame of every plan; the
 PyBullet world frame (table centre on the floor) stays inside the sim package. Each Workcell owns
@@ -25,13 +26,14 @@ from typing import Any
 import numpy as np
 import pybullet as p
 import pybullet_data
-from scipy.spatial.transform import Rotation
 
 from vla_r1_ros.cameras.base import RgbdFrame
+from vla_r1_ros.core.collision import Box, workcell_obstacles, world_T_base
 from vla_r1_ros.core.config import load_config
-from vla_r1_ros.core.geometry import RigidTransform, camera_extrinsics
+from vla_r1_ros.core.geometry import camera_extrinsics
 from vla_r1_ros.core.scene import Scene
 from vla_r1_ros.sim.arm import ARM_JOINT_NAMES, SimPanda
+from vla_r1_ros.sim.collision import PandaCollisionChecker
 from vla_r1_ros.sim.gripper import SimGripper
 from vla_r1_ros.sim.layout import Body, Layout
 from vla_r1_ros.sim.physics import PhysicsClock
@@ -54,11 +56,8 @@ class Workcell:
         self.gui = gui
         self.lock = threading.RLock()
 
-        robot = self.config["robot"]
         # Frames: world_T_base from the config; the camera is mounted relative to the base.
-        self.world_T_base = RigidTransform(
-            Rotation.from_euler("z", float(robot["base_yaw_rad"])), np.asarray(robot["base_position_world"], float)
-        )
+        self.world_T_base = world_T_base(self.config)
         self.base_T_world = self.world_T_base.inverse()
         self.base_T_camera = camera_extrinsics(self.camera_config)
         self.world_T_camera = self.world_T_base @ self.base_T_camera
@@ -86,6 +85,7 @@ class Workcell:
         self.gripper = SimGripper(self.clock, self.config)
         self.finger_joint_names = self.gripper.joint_names
         self.layout = Layout(self._client, self.config, self.world_T_base)
+        self.collision = PandaCollisionChecker(self.config)
 
         self.seed = 0
         self._bodies: list[Body] = []
@@ -113,6 +113,7 @@ class Workcell:
                 self._renderer.unload()
                 p.disconnect(physicsClientId=self._client)
             self.arm.close()
+            self.collision.close()
 
     def __enter__(self) -> Workcell:
         return self
@@ -151,6 +152,7 @@ class Workcell:
                 fixedTimeStep=self.timestep, numSolverIterations=int(physics["solver_iterations"]), physicsClientId=c
             )
             self.layout.load_table()
+            self.layout.build_camera_mount(self.camera_config)
             self.gripper.attach(self.arm.load())
             self.arm.teleport(self.arm.home_joints)
             self._tray = self.layout.spawn_tray(rng)
@@ -195,6 +197,11 @@ class Workcell:
             tray=self._object_state(self._tray),
             ee_position=tuple(float(v) for v in self.ee_pose()[0]),
         )
+
+    def obstacles(self, grasp_point: np.ndarray | None = None) -> list[Box]:
+        """The workcell's collision boxes as they are now (core/collision.py): table, camera mount, tray
+        and every object but the one under `grasp_point`."""
+        return workcell_obstacles(self.config, self.camera_config, self.scene(), grasp_point)
 
     def _object_state(self, body: Body):
         return self.layout.object_state(body, *self._boxes.get(body.uid, (None, False)))
