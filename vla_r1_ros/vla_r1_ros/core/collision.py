@@ -45,9 +45,11 @@ class Box:
 class Collision:
     link: str  # robot link, or HELD_OBJECT
     obstacle: str  # Box.name
-    distance_m: float  # signed: negative = penetration depth
+    distance_m: float | None  # signed, negative = penetration depth; None where the checker gives none (MoveIt)
 
     def describe(self) -> str:
+        if self.distance_m is None:
+            return f"{self.link} collides with {self.obstacle}"
         depth = f"{-self.distance_m * 1000:.0f} mm into" if self.distance_m < 0 else "touches"
         return f"{self.link} {depth} {self.obstacle}"
 
@@ -157,6 +159,23 @@ def workcell_obstacles(
         picked = None if grasp_point is None else picked_object(scene.objects, grasp_point)
         others = [object_box(o) for o in scene.objects if o.name != picked]
     return [*static_obstacles(workcell_config, camera_config), *tray, *others]
+
+
+@dataclass(frozen=True)
+class CollisionWorld:
+    """What an arm without a scene model (MoveIt on a real workcell) is checked against."""
+
+    frame: str  # the base frame the boxes are in (MoveIt's planning frame)
+    obstacles: tuple[Box, ...]
+    robot_links: tuple[str, ...]  # the links that are checked
+
+    @classmethod
+    def from_config(cls, workcell_config: dict[str, Any], camera_config: dict[str, Any]) -> CollisionWorld:
+        return cls(
+            str(camera_config["frames"]["base"]),
+            tuple(workcell_obstacles(workcell_config, camera_config)),
+            tuple(workcell_config["collision"]["robot_links"]),
+        )
 
 
 def held_object_box(plan: PickPlacePlan, table_z: float) -> Box:

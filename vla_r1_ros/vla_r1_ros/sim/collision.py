@@ -44,6 +44,7 @@ class PandaCollisionChecker:
         robot, collision = workcell_config["robot"], workcell_config["collision"]
         self.margin_m = float(collision["margin_m"])
         self._ee_link = int(robot["ee_link"])
+        self._held_link = self._ee_link
         self._lock = threading.Lock()
         self._client = p.connect(p.DIRECT)
         if self._client < 0:
@@ -58,6 +59,7 @@ class PandaCollisionChecker:
         if missing:
             raise ValueError(f"collision.robot_links not in {robot['urdf']}: {missing}")
         self._links = {link_index[name]: name for name in collision["robot_links"]}
+        self._link_index = link_index
         # Checked with the fingers open: the widest the hand is on the way to a grasp.
         for finger in robot["finger_joints"]:
             p.resetJointState(
@@ -79,10 +81,11 @@ class PandaCollisionChecker:
     def obstacles(self) -> list[Box]:
         return [box for _, box in self._obstacles]
 
-    def check(self, held: Box | None) -> CollisionCheck:
-        """A check against the current obstacles; `held` (a box in the TCP frame) joins the hand while
-        the check is told the arm is carrying."""
+    def check(self, held: Box | None, held_in_link: str | None = None) -> CollisionCheck:
+        """A check against the current obstacles; `held` (a box in the TCP frame, or in the frame of
+        link `held_in_link`) joins the hand while the check is told the arm is carrying."""
         with self._lock:
+            self._held_link = self._ee_link if held_in_link is None else self._link_index[held_in_link]
             if self._held is not None:
                 p.removeBody(self._held[0], physicsClientId=self._client)
                 self._held = None
@@ -95,6 +98,10 @@ class PandaCollisionChecker:
 
     def first_collision(self, joints: np.ndarray, carrying: bool) -> Collision | None:
         """The deepest contact of a checked link (or, carrying, the held object) with an obstacle, or None."""
+        return min(self.contacts(joints, carrying), key=lambda hit: hit.distance_m, default=None)
+
+    def contacts(self, joints: np.ndarray, carrying: bool) -> list[Collision]:
+        """Every (link or held object, obstacle) pair closer than the margin, with its deepest distance."""
         c = self._client
         with self._lock:
             for j, q in enumerate(np.asarray(joints, dtype=float)[:ARM_JOINTS]):
@@ -102,20 +109,18 @@ class PandaCollisionChecker:
             bodies: list[tuple[int, dict[int, str] | None]] = [(self._robot, self._links)]
             if carrying and self._held is not None:
                 uid, held = self._held
-                state = p.getLinkState(self._robot, self._ee_link, computeForwardKinematics=True, physicsClientId=c)
+                state = p.getLinkState(self._robot, self._held_link, computeForwardKinematics=True, physicsClientId=c)
                 pose = RigidTransform.from_pose(state[4], state[5]) @ held.pose
                 p.resetBasePositionAndOrientation(
                     uid, pose.translation.tolist(), pose.quat_xyzw.tolist(), physicsClientId=c
                 )
                 bodies.append((uid, None))
-            worst: Collision | None = None
+            deepest: dict[tuple[str, str], float] = {}
             for body, links in bodies:
                 for obstacle_uid, obstacle in self._obstacles:
                     for point in p.getClosestPoints(body, obstacle_uid, self.margin_m, physicsClientId=c):
                         if links is not None and point[3] not in links:
                             continue
-                        distance = float(point[8])
-                        if worst is None or distance < worst.distance_m:
-                            link = HELD_OBJECT if links is None else links[point[3]]
-                            worst = Collision(link, obstacle.name, distance)
-            return worst
+                        pair = (HELD_OBJECT if links is None else links[point[3]], obstacle.name)
+                        deepest[pair] = min(float(point[8]), deepest.get(pair, np.inf))
+            return [Collision(link, obstacle, distance) for (link, obstacle), distance in deepest.items()]
