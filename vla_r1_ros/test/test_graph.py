@@ -68,6 +68,7 @@ def _launched_nodes(monkeypatch, overrides: dict[str, str]) -> list[dict]:
         {"noise": "paper", "seed": "7", "log_dir": "/tmp/x", "use_rviz": "true"},
         {"camera": "realsense", "executor": "moveit", "policy": "vla_r1", "model": "/models/vla-r1"},
         {"camera": "replay", "executor": "moveit", "policy": "vla_r1", "recording": "/data/a.db3"},
+        {"camera": "realsense", "executor": "moveit", "policy": "vla_r1", "robot_description": "external"},
     ],
 )
 def test_launch_file_starts_exactly_the_graph_description(monkeypatch, overrides):
@@ -110,6 +111,17 @@ def test_process_command_matches_launch_ros_conventions(tmp_path):
     assert "name" not in composed.launch_kwargs(GraphArgs())  # a process-wide __node remap would rename all
 
 
+def test_robot_state_publisher_only_when_nothing_else_publishes_the_robot_description(monkeypatch):
+    real = {"camera": "realsense", "executor": "moveit", "policy": "vla_r1"}
+    own = [k["package"] for k in _launched_nodes(monkeypatch, real)]
+    external = [k["package"] for k in _launched_nodes(monkeypatch, real | {"robot_description": "external"})]
+    assert own.count("robot_state_publisher") == 1  # the default: this package's URDF
+    assert "robot_state_publisher" not in external  # MoveIt's bring-up publishes /robot_description
+    assert sorted(own) == sorted([*external, "robot_state_publisher"])  # and nothing else changes
+    publisher = next(k for k in _launched_nodes(monkeypatch, real) if k["package"] == "robot_state_publisher")
+    assert "camera_color_optical_frame" in publisher["parameters"][0]["robot_description"]
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
@@ -118,6 +130,7 @@ def test_process_command_matches_launch_ros_conventions(tmp_path):
         ({"camera": "realsense", "executor": "moveit"}, "scripted"),
         ({"camera": "replay", "executor": "moveit", "policy": "vla_r1"}, "recording"),
         ({"colour": "red"}, "unknown"),
+        ({"robot_description": "both"}, "robot_description"),
     ],
 )
 def test_bad_graph_arguments_are_refused_with_a_reason(values, message):

@@ -11,7 +11,8 @@ composed into one `stack` process with a multi-threaded executor, as a ROS 2 com
 would. The inference node and the reward logger always run as processes of their own, talking to the
 rest over DDS; with a RealSense camera the perception node is its own process and respawns.
 robot_state_publisher (the URDF) and RViz come from a lab's ROS install; `vla-r1 demo` lists them and
-starts only this package's processes.
+starts only this package's processes. robot_state_publisher runs only with `robot_description:=own`
+(the default); with MoveIt's bring-up, which publishes its own /robot_description, use `external`.
 """
 
 from __future__ import annotations
@@ -40,7 +41,11 @@ ARGUMENT_HELP: dict[str, str] = {
     "log_dir": "where the reward logger writes episodes",
     "seed": "simulator layout / policy seed",
     "use_rviz": "start RViz with the workcell view",
+    "robot_description": "own (start robot_state_publisher with urdf/workcell.urdf) | external (another node, "
+    "e.g. MoveIt's bring-up, already publishes /robot_description)",
 }
+
+ROBOT_DESCRIPTIONS = ("own", "external")
 
 
 @dataclass(frozen=True)
@@ -57,9 +62,15 @@ class GraphArgs:
     log_dir: str = "runs/latest"
     seed: int = 0
     use_rviz: bool = False
+    robot_description: str = "own"
 
     def __post_init__(self) -> None:
-        for name, allowed in (("camera", CAMERAS), ("policy", POLICIES), ("executor", EXECUTORS)):
+        for name, allowed in (
+            ("camera", CAMERAS),
+            ("policy", POLICIES),
+            ("executor", EXECUTORS),
+            ("robot_description", ROBOT_DESCRIPTIONS),
+        ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}:={getattr(self, name)!r} is not one of {', '.join(allowed)}")
         if (self.camera == "sim") != (self.executor == "sim"):
@@ -184,11 +195,10 @@ def build_graph(args: GraphArgs) -> list[ProcessSpec]:
         "robot_state_publisher",
         {"robot_description": package_share_path("urdf", "workcell.urdf").read_text()},
     )
-    processes = [
-        ProcessSpec("inference", (inference,)),
-        ProcessSpec("reward_logger", (reward_logger,)),
-        ProcessSpec("robot_state_publisher", (robot_state_publisher,), package="robot_state_publisher"),
-    ]
+    processes = [ProcessSpec("inference", (inference,)), ProcessSpec("reward_logger", (reward_logger,))]
+    # One publisher of /robot_description: two (ours and MoveIt's bring-up) would fight over it.
+    if args.robot_description == "own":
+        processes.append(ProcessSpec("robot_state_publisher", (robot_state_publisher,), package="robot_state_publisher"))
     if args.use_rviz:
         rviz = NodeSpec("rviz2", "", "rviz2", arguments=("-d", str(package_share_path("config", "demo.rviz"))))
         processes.append(ProcessSpec("rviz2", (rviz,), package="rviz2"))
