@@ -198,7 +198,9 @@ def build_graph(args: GraphArgs) -> list[ProcessSpec]:
     processes = [ProcessSpec("inference", (inference,)), ProcessSpec("reward_logger", (reward_logger,))]
     # One publisher of /robot_description: two (ours and MoveIt's bring-up) would fight over it.
     if args.robot_description == "own":
-        processes.append(ProcessSpec("robot_state_publisher", (robot_state_publisher,), package="robot_state_publisher"))
+        processes.append(
+            ProcessSpec("robot_state_publisher", (robot_state_publisher,), package="robot_state_publisher")
+        )
     if args.use_rviz:
         rviz = NodeSpec("rviz2", "", "rviz2", arguments=("-d", str(package_share_path("config", "demo.rviz"))))
         processes.append(ProcessSpec("rviz2", (rviz,), package="rviz2"))
