@@ -45,7 +45,7 @@ from vla_r1_ros.core.collision import HELD_OBJECT, Box
 from vla_r1_ros.core.config import load_config
 from vla_r1_ros.core.geometry import RigidTransform
 from vla_r1_ros.sim.arm import SimPanda
-from vla_r1_ros.sim.collision import PandaCollisionChecker
+from vla_r1_ros.sim.collision import CollisionScene, PandaCollisionChecker
 from vla_r1_ros.sim.physics import PhysicsClock
 
 JAZZY_API: dict[str, frozenset[str]] = {
@@ -538,15 +538,14 @@ class PlanningScene:
             raise NotImplementedError("the double checks the whole robot (group '') only")
         world = _world()
         world.is_state_colliding_calls += 1
-        checker = world.checker
-        checker.set_obstacles([box for boxes in self._objects.values() for box in boxes])
         attached = next(iter(self._attached.values()), None)
-        if attached is not None:
-            link, boxes, _touch = attached
-            checker.check(Box(HELD_OBJECT, boxes[0].size, boxes[0].pose), held_in_link=link)
-        else:
-            checker.check(None)
-        hits = checker.contacts(robot_state.get_joint_group_positions(ARM_GROUP), attached is not None)
+        held, link = (
+            (None, None)
+            if attached is None
+            else (Box(HELD_OBJECT, attached[1][0].size, attached[1][0].pose), attached[0])
+        )
+        scene = CollisionScene(tuple(box for boxes in self._objects.values() for box in boxes), held, link)
+        hits = world.checker.contacts(scene, robot_state.get_joint_group_positions(ARM_GROUP), attached is not None)
         return any(not self._acm.get_entry(hit.link, hit.obstacle)[0] for hit in hits)
 
 

@@ -90,7 +90,6 @@ def checker():
     from vla_r1_ros.sim.collision import PandaCollisionChecker
 
     checker = PandaCollisionChecker(WORKCELL)
-    checker.set_obstacles(workcell_obstacles(WORKCELL, CAMERA))
     yield checker
     checker.close()
 
@@ -98,8 +97,13 @@ def checker():
 HOME = np.array(WORKCELL["robot"]["home_joints"])
 
 
+OBSTACLES = tuple(workcell_obstacles(WORKCELL, CAMERA))
+
+
 def test_home_is_collision_free_and_a_hand_on_the_table_is_not(checker):
-    check = checker.check(None)
+    from vla_r1_ros.sim.collision import CollisionScene
+
+    check = checker.check(CollisionScene(OBSTACLES))
     assert check(HOME, False) is None
     down = np.array([0.0, 1.5, 0.0, -0.8, 0.0, 1.5, 0.785])  # leaning far forward: the wrist in the table
     hit = check(down, False)
@@ -110,9 +114,13 @@ def test_home_is_collision_free_and_a_hand_on_the_table_is_not(checker):
 def test_a_held_object_is_checked_only_while_carrying(checker):
     from vla_r1_ros.core.collision import Box
     from vla_r1_ros.core.geometry import RigidTransform
+    from vla_r1_ros.sim.collision import CollisionScene
 
     long_bar = Box(HELD_OBJECT, np.array([0.04, 0.04, 1.0]), RigidTransform.identity())  # reaches the table
-    check = checker.check(long_bar)
+    check = checker.check(CollisionScene(OBSTACLES, long_bar))
     assert check(HOME, False) is None
     hit = check(HOME, True)
     assert hit is not None and hit.link == HELD_OBJECT and hit.obstacle == "table"
+    # Two validations in turn (or in two threads) each see their own scene.
+    empty = checker.check(CollisionScene(()))
+    assert empty(HOME, True) is None and check(HOME, True) is not None

@@ -17,6 +17,7 @@ from vla_r1_ros.core.collision import Box, CollisionCheck
 from vla_r1_ros.core.geometry import RigidTransform
 from vla_r1_ros.core.planning import GripperAction, JointLimits, MotionSegment, ValidatedPlan
 from vla_r1_ros.executors.base import ExecutionResult, require_validated
+from vla_r1_ros.sim.collision import CollisionScene
 from vla_r1_ros.sim.workcell import Workcell
 
 SETTLE_AFTER_RELEASE_S = 0.6
@@ -48,8 +49,8 @@ class SimArmExecutor:
 
     def collision_check(self, grasp_point: np.ndarray, held: Box) -> CollisionCheck:
         """PyBullet's closest points against the workcell as it is now (the scene's tray and objects)."""
-        self.workcell.collision.set_obstacles(self.workcell.obstacles(grasp_point))
-        return self.workcell.collision.check(held)
+        scene = CollisionScene(tuple(self.workcell.obstacles(grasp_point)), held)
+        return self.workcell.collision.check(scene)
 
     def stop(self) -> None:
         self._stop.set()

@@ -8,8 +8,9 @@ simulated scene is never disturbed. It needs nothing but the configs, so it also
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,14 +38,24 @@ def create_box_body(client: int, box: Box, world_T_base: RigidTransform | None =
     )
 
 
+@dataclass(frozen=True, eq=False)
+class CollisionScene:
+    """What one validation checks against: the obstacles and, while carrying, the held object's box
+    (in the TCP frame, or in the frame of link `held_in_link`)."""
+
+    obstacles: tuple[Box, ...]
+    held: Box | None = None
+    held_in_link: str | None = None
+
+
 class PandaCollisionChecker:
-    """`set_obstacles(boxes)`, then `check(held)` gives a CollisionCheck for the validator."""
+    """`check(CollisionScene(...))` gives a CollisionCheck for the validator. Thread-safe: each check
+    loads its own scene into the client when another check used it in between."""
 
     def __init__(self, workcell_config: dict[str, Any]) -> None:
         robot, collision = workcell_config["robot"], workcell_config["collision"]
         self.margin_m = float(collision["margin_m"])
         self._ee_link = int(robot["ee_link"])
-        self._held_link = self._ee_link
         self._lock = threading.Lock()
         self._client = p.connect(p.DIRECT)
         if self._client < 0:
@@ -65,59 +76,51 @@ class PandaCollisionChecker:
             p.resetJointState(
                 self._robot, int(finger), float(workcell_config["gripper"]["open_m"]), physicsClientId=self._client
             )
-        self._obstacles: list[tuple[int, Box]] = []
-        self._held: tuple[int, Box] | None = None
+        self._loaded: CollisionScene | None = None
+        self._bodies: list[int] = []  # obstacle bodies of the loaded scene, in its order
+        self._held_body: int | None = None
 
     def close(self) -> None:
         p.disconnect(physicsClientId=self._client)
 
-    def set_obstacles(self, boxes: Sequence[Box]) -> None:
-        with self._lock:
-            for uid, _ in self._obstacles:
-                p.removeBody(uid, physicsClientId=self._client)
-            self._obstacles = [(create_box_body(self._client, box), box) for box in boxes]
+    def check(self, scene: CollisionScene) -> CollisionCheck:
+        """The check of one joint sample against `scene` (the held object counts while carrying)."""
+        return functools.partial(self.first_collision, scene)
 
-    @property
-    def obstacles(self) -> list[Box]:
-        return [box for _, box in self._obstacles]
-
-    def check(self, held: Box | None, held_in_link: str | None = None) -> CollisionCheck:
-        """A check against the current obstacles; `held` (a box in the TCP frame, or in the frame of
-        link `held_in_link`) joins the hand while the check is told the arm is carrying."""
-        with self._lock:
-            self._held_link = self._ee_link if held_in_link is None else self._link_index[held_in_link]
-            if self._held is not None:
-                p.removeBody(self._held[0], physicsClientId=self._client)
-                self._held = None
-            if held is not None:
-                self._held = (
-                    create_box_body(self._client, Box(HELD_OBJECT, held.size, RigidTransform.identity())),
-                    held,
-                )
-        return self.first_collision
-
-    def first_collision(self, joints: np.ndarray, carrying: bool) -> Collision | None:
+    def first_collision(self, scene: CollisionScene, joints: np.ndarray, carrying: bool) -> Collision | None:
         """The deepest contact of a checked link (or, carrying, the held object) with an obstacle, or None."""
-        return min(self.contacts(joints, carrying), key=lambda hit: hit.distance_m, default=None)
+        return min(self.contacts(scene, joints, carrying), key=lambda hit: hit.distance_m, default=None)
 
-    def contacts(self, joints: np.ndarray, carrying: bool) -> list[Collision]:
+    def _load(self, scene: CollisionScene) -> None:
+        c = self._client
+        for uid in [*self._bodies, *([self._held_body] if self._held_body is not None else [])]:
+            p.removeBody(uid, physicsClientId=c)
+        self._bodies = [create_box_body(c, box) for box in scene.obstacles]
+        self._held_body = None
+        if scene.held is not None:
+            self._held_body = create_box_body(c, Box(HELD_OBJECT, scene.held.size, RigidTransform.identity()))
+        self._loaded = scene
+
+    def contacts(self, scene: CollisionScene, joints: np.ndarray, carrying: bool) -> list[Collision]:
         """Every (link or held object, obstacle) pair closer than the margin, with its deepest distance."""
         c = self._client
         with self._lock:
+            if self._loaded is not scene:
+                self._load(scene)
             for j, q in enumerate(np.asarray(joints, dtype=float)[:ARM_JOINTS]):
                 p.resetJointState(self._robot, j, float(q), physicsClientId=c)
             bodies: list[tuple[int, dict[int, str] | None]] = [(self._robot, self._links)]
-            if carrying and self._held is not None:
-                uid, held = self._held
-                state = p.getLinkState(self._robot, self._held_link, computeForwardKinematics=True, physicsClientId=c)
-                pose = RigidTransform.from_pose(state[4], state[5]) @ held.pose
+            if carrying and scene.held is not None and self._held_body is not None:
+                link = self._ee_link if scene.held_in_link is None else self._link_index[scene.held_in_link]
+                state = p.getLinkState(self._robot, link, computeForwardKinematics=True, physicsClientId=c)
+                pose = RigidTransform.from_pose(state[4], state[5]) @ scene.held.pose
                 p.resetBasePositionAndOrientation(
-                    uid, pose.translation.tolist(), pose.quat_xyzw.tolist(), physicsClientId=c
+                    self._held_body, pose.translation.tolist(), pose.quat_xyzw.tolist(), physicsClientId=c
                 )
-                bodies.append((uid, None))
+                bodies.append((self._held_body, None))
             deepest: dict[tuple[str, str], float] = {}
             for body, links in bodies:
-                for obstacle_uid, obstacle in self._obstacles:
+                for obstacle_uid, obstacle in zip(self._bodies, scene.obstacles, strict=True):
                     for point in p.getClosestPoints(body, obstacle_uid, self.margin_m, physicsClientId=c):
                         if links is not None and point[3] not in links:
                             continue
