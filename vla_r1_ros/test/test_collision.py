@@ -124,3 +124,39 @@ def test_a_held_object_is_checked_only_while_carrying(checker):
     # Two validations in turn (or in two threads) each see their own scene.
     empty = checker.check(CollisionScene(()))
     assert empty(HOME, True) is None and check(HOME, True) is not None
+
+
+def test_the_validator_checks_every_sample_carrying_only_between_grasp_and_release():
+    """core/planning.validate_plan asks the collision check at every IK sample, telling it when the
+    object is held; the first hit rejects the plan with `collision`, naming link and obstacle."""
+    from test_planning_safety import GRIPPER_OPENING_M, HOME, JOINTS, LIMITS, smooth_ik, surface, waypoints
+
+    from vla_r1_ros.core.collision import Collision
+    from vla_r1_ros.core.planning import MotionSegment, PlanRejected, SafetyLimits, validate_plan
+
+    limits = SafetyLimits.from_config(load_config("workspace"))
+    plan = plan_pick_and_place(surface(), waypoints(), PlanningParams.from_config(load_config("workspace")))
+    asked: list[tuple[tuple[float, ...], bool]] = []
+
+    def record(joints, carrying):
+        asked.append((tuple(joints), carrying))
+        return None
+
+    q0 = smooth_ik(HOME.translation, HOME.quat_xyzw)
+    args = (plan, limits, smooth_ik, LIMITS, JOINTS, q0, HOME)
+    validated = validate_plan(*args, gripper_opening_m=GRIPPER_OPENING_M, collides=record)
+    expected = [
+        (tuple(q), segment.name in ("lift", "carry", "lower"))
+        for segment in validated.steps
+        if isinstance(segment, MotionSegment)
+        for q in segment.joints
+    ]
+    assert asked == expected
+
+    def wall_on_the_carry(joints, carrying):
+        return Collision("panda_hand", "tray_wall_-y", -0.004) if carrying and joints[2] > 0.1 else None
+
+    with pytest.raises(PlanRejected) as rejected:
+        validate_plan(*args, gripper_opening_m=GRIPPER_OPENING_M, collides=wall_on_the_carry)
+    assert rejected.value.check == "collision"
+    assert "panda_hand 4 mm into tray_wall_-y" in rejected.value.reason and "carry sample" in rejected.value.reason

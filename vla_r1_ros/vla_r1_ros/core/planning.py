@@ -7,7 +7,8 @@ TCP's z axis down; the fingers close along the TCP's y axis.
 Nothing moves on an unvalidated plan, by construction: executors accept only a `ValidatedPlan`, and
 only `validate_plan` can make one (its constructor demands a token private to this module). The
 validator samples the whole Cartesian motion — including the approach from where the arm is now —
-and solves IK at every sample, so the joint path an executor follows is the one that was checked.
+solves IK at every sample and checks each solution for collisions with the workcell (the executor's
+check, core/collision.py), so the joint path an executor follows is the one that was checked.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ thread) and `physics` (stepping and pacing).
 
 Everything in the public API is in the ROBOT BASE frame (panda_link0), the frame of every plan; the
 PyBullet world frame (table centre on the floor) stays inside the sim package. Each Workcell owns
-private physics client ids (one for the scene, one kinematic copy of the arm for IK), so several can
-coexist.
+private physics client ids (one for the scene, a kinematic copy of the arm for IK, another for collision
+checks), so several can coexist.
 
 Threads: a camera thread renders while an executor thread moves the arm. Every pybullet call happens
 under `self.lock` (an RLock); long motions step physics in short chunks and release the lock between
@@ -31,7 +31,7 @@ from vla_r1_ros.cameras.base import RgbdFrame
 from vla_r1_ros.core.collision import Box, workcell_obstacles, world_T_base
 from vla_r1_ros.core.config import load_config
 from vla_r1_ros.core.geometry import camera_extrinsics
-from vla_r1_ros.core.scene import Scene
+from vla_r1_ros.core.scene import ObjectState, Scene
 from vla_r1_ros.sim.arm import ARM_JOINT_NAMES, SimPanda
 from vla_r1_ros.sim.collision import PandaCollisionChecker
 from vla_r1_ros.sim.gripper import SimGripper
@@ -203,7 +203,7 @@ class Workcell:
         and every object but the one under `grasp_point`."""
         return workcell_obstacles(self.config, self.camera_config, self.scene(), grasp_point)
 
-    def _object_state(self, body: Body):
+    def _object_state(self, body: Body) -> ObjectState:
         return self.layout.object_state(body, *self._boxes.get(body.uid, (None, False)))
 
     def _body(self, name: str) -> Body:
