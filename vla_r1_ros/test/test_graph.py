@@ -94,6 +94,7 @@ def _launched_nodes(monkeypatch, overrides: dict[str, str]) -> list[dict]:
         {"camera": "realsense_ros", "executor": "moveit", "policy": "vla_r1"},
         {"camera": "realsense_ros", "executor": "moveit", "policy": "vla_r1", "camera_driver": "false"},
         {"path_convention": "sharerobot"},
+        {"camera": "realsense", "executor": "moveit", "policy": "vla_r1", "robot_description": "external"},
     ],
 )
 def test_launch_file_starts_exactly_the_graph_description(monkeypatch, overrides):
@@ -191,6 +192,17 @@ def test_the_node_double_refuses_what_launch_ros_does_not_take():
         _Node(executable="x", node_namespace="camera")  # the pre-Foxy name
 
 
+def test_robot_state_publisher_only_when_nothing_else_publishes_the_robot_description(monkeypatch):
+    real = {"camera": "realsense", "executor": "moveit", "policy": "vla_r1"}
+    own = [k["package"] for k in _launched_nodes(monkeypatch, real)]
+    external = [k["package"] for k in _launched_nodes(monkeypatch, real | {"robot_description": "external"})]
+    assert own.count("robot_state_publisher") == 1  # the default: this package's URDF
+    assert "robot_state_publisher" not in external  # MoveIt's bring-up publishes /robot_description
+    assert sorted(own) == sorted([*external, "robot_state_publisher"])  # and nothing else changes
+    publisher = next(k for k in _launched_nodes(monkeypatch, real) if k["package"] == "robot_state_publisher")
+    assert "camera_color_optical_frame" in publisher["parameters"][0]["robot_description"]
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
@@ -201,6 +213,7 @@ def test_the_node_double_refuses_what_launch_ros_does_not_take():
         ({"colour": "red"}, "unknown"),
         ({"camera": "realsense_ros", "executor": "sim"}, "go together"),
         ({"path_convention": "backwards"}, "path_convention"),
+        ({"robot_description": "both"}, "robot_description"),
     ],
 )
 def test_bad_graph_arguments_are_refused_with_a_reason(values, message):

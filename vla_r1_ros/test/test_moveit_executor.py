@@ -1,205 +1,70 @@
-"""The MoveIt executor against a TEST DOUBLE of moveit_py.
+"""The MoveIt executor against a TEST DOUBLE of moveit_py (test/moveit_jazzy_double.py).
 
 moveit_py (MoveIt 2's Python API) and moveit_msgs cannot be installed on this machine, so these tests do
-NOT talk to MoveIt: they install fake `moveit.planning`, `moveit.core.robot_state`,
-`moveit.core.robot_trajectory` and `moveit_msgs.msg` modules whose MoveItPy, PlanningComponent,
-RobotState, RobotTrajectory and RobotTrajectory message record every call, and whose "arm" ends each
-executed trajectory at its last waypoint. What they check is our side of the contract, as moveit_py's
-Jazzy bindings define it: the arm runs exactly the validator's joint samples (set_robot_trajectory_msg
-on the arm group, apply_totg_time_parameterization within the plan's speed scaling,
-execute(trajectory, controllers=[])); IK goals are for panda_link8; the gripper goes to its named
-states through a planning component; the start-drift and tracking checks; failure mapping and stop.
-A lab checks the real thing (docs/planning.md).
+NOT talk to MoveIt. The double mirrors moveit_py's Jazzy API (only names that exist there; anything else
+raises AttributeError, tested here) and runs PyBullet's Panda behind it: real IK and forward kinematics
+for panda_link8, and a planning scene whose `is_state_colliding` checks the links against the collision
+objects it was given. What the tests check is our side of the contract: the arm runs exactly the
+validator's joint samples (set_robot_trajectory_msg on the arm group, apply_totg_time_parameterization
+within the plan's speed scaling, execute(trajectory, controllers=[])); IK goals are for panda_link8; the
+gripper goes to its named states through a planning component; the workcell's boxes become collision
+objects and a plan through them is refused with `collision`; an empty grasp ends at `grasp`; the
+start-drift and tracking checks; failure mapping and stop. A lab checks the real thing
+(docs/planning.md).
 """
 
 from __future__ import annotations
 
-import contextlib
+import copy
+import re
 import sys
-import types
 
+import moveit_jazzy_double as double
 import numpy as np
 import pytest
-from geometry_msgs.msg import Pose
-from trajectory_msgs.msg import JointTrajectory
 
+from vla_r1_ros.core.collision import CollisionWorld
 from vla_r1_ros.core.config import load_config
-from vla_r1_ros.core.geometry import RigidTransform
+from vla_r1_ros.core.geometry import RigidTransform, look_at
 from vla_r1_ros.core.lifting import GraspSurface
-from vla_r1_ros.core.planning import MotionSegment, PlanningParams, SafetyLimits, plan_pick_and_place, validate_plan
+from vla_r1_ros.core.planning import MotionSegment, PlanningParams, PlanRejected, SafetyLimits, plan_pick_and_place
+from vla_r1_ros.executors.base import validate_for
 
 SETTINGS = load_config("moveit_py")["vla_r1"]
-
-
-class Recorder:
-    """What the double saw, and the state of its arm."""
-
-    def __init__(self):
-        self.calls: list[tuple] = []
-        self.arm_q = np.zeros(7)  # where the arm is (what the planning scene monitor reports)
-        self.stall_segment: int | None = None  # this arm trajectory stops after its first sample (a blocked arm)
-        self.untimeable = False  # apply_totg_time_parameterization fails
-        self.arm_trajectories = 0
-
-
-class FakePlanningComponent:
-    def __init__(self, name, recorder):
-        self.name, self.recorder = name, recorder
-        self.goals = 0
-
-    def set_start_state_to_current_state(self):
-        self.recorder.calls.append((self.name, "set_start_state_to_current_state"))
-
-    def set_goal_state(self, **kwargs):
-        self.recorder.calls.append((self.name, "set_goal_state", kwargs))
-
-    def plan(self, single_plan_parameters=None):
-        self.recorder.calls.append((self.name, "plan", single_plan_parameters))
-        self.goals += 1
-        return types.SimpleNamespace(trajectory=f"{self.name}-trajectory-{self.goals - 1}")
-
-
-class FakeState:
-    """RobotState double: IK 'solves' to joints that vary smoothly with the goal position."""
-
-    def __init__(self, robot_model=None, q=None):
-        self.q = np.zeros(7) if q is None else np.array(q, float)
-
-    def set_joint_group_positions(self, group, q):
-        self.q = np.asarray(q, float)
-
-    def set_from_ik(self, group, pose, tip, timeout):
-        assert isinstance(pose, Pose) and tip == "panda_link8" and group == "panda_arm"
-        self.q = np.array([pose.position.x, pose.position.y, pose.position.z, -1.5, 0.0, 1.5, 0.0])
-        return True
-
-    def get_joint_group_positions(self, group):
-        return self.q
-
-    def get_pose(self, link):
-        return Pose()  # panda_link8 at the base origin
-
-
-class FakeRobotTrajectory:
-    """moveit.core.robot_trajectory.RobotTrajectory double: keeps the message's waypoints."""
-
-    recorder: Recorder  # set by the fixture
-
-    def __init__(self, robot_model):
-        assert robot_model == "panda-model"
-        self.joint_model_group_name = ""
-        self.waypoints: np.ndarray | None = None
-        self.totg: tuple | None = None
-
-    def set_robot_trajectory_msg(self, robot_state, msg):
-        assert isinstance(robot_state, FakeState)
-        assert list(msg.joint_trajectory.joint_names) == SETTINGS["joint_limits"]["names"]
-        self.waypoints = np.array([p.positions for p in msg.joint_trajectory.points])
-
-    def apply_totg_time_parameterization(
-        self, velocity_scaling_factor, acceleration_scaling_factor, *, path_tolerance=0.1, resample_dt=0.1
-    ):
-        self.totg = (velocity_scaling_factor, acceleration_scaling_factor, path_tolerance, resample_dt)
-        return not self.recorder.untimeable
-
-
-class FakeRobotTrajectoryMsg:
-    """moveit_msgs.msg.RobotTrajectory double: its joint_trajectory is the real trajectory_msgs type."""
-
-    def __init__(self):
-        self.joint_trajectory = JointTrajectory()
-
-
-class FakeStatus:
-    status = "SUCCEEDED"
-
-    def __bool__(self):
-        return True
-
-
-class FakeMoveItPy:
-    def __init__(self, recorder):
-        self.recorder = recorder
-        self.components = {}
-        self.stopped = 0
-
-    def get_planning_component(self, name):
-        return self.components.setdefault(name, FakePlanningComponent(name, self.recorder))
-
-    def get_robot_model(self):
-        return "panda-model"
-
-    def get_planning_scene_monitor(self):
-        @contextlib.contextmanager
-        def read_only():
-            yield types.SimpleNamespace(current_state=FakeState(q=self.recorder.arm_q))
-
-        return types.SimpleNamespace(read_only=read_only)
-
-    def execute(self, trajectory, controllers):
-        self.recorder.calls.append(("robot", "execute", trajectory, tuple(controllers)))
-        if isinstance(trajectory, FakeRobotTrajectory):
-            path = trajectory.waypoints
-            stalled = self.recorder.arm_trajectories == self.recorder.stall_segment
-            self.recorder.arm_q = path[1] if stalled else path[-1]
-            self.recorder.arm_trajectories += 1
-        return FakeStatus()
-
-    def get_trajactory_execution_manager(self):  # sic: moveit_py's spelling
-        return types.SimpleNamespace(stop_execution=lambda: setattr(self, "stopped", self.stopped + 1))
+WORKSPACE, WORKCELL, CAMERA = load_config("workspace"), load_config("workcell"), load_config("camera")
+LIMITS = SafetyLimits.from_config(WORKSPACE)
+START = RigidTransform.from_pose([0.31, 0.0, 0.49], [1.0, 0.0, 0.0, 0.0])  # the Panda's ready pose, TCP
+CUBE = GraspSurface(np.array([0.5, 0.0, 0.05]), np.array([0, 0, 1.0]), np.array([1.0, 0, 0]), 0.05, 0.05, 0.05, 9)
 
 
 @pytest.fixture
 def fake_moveit(monkeypatch):
-    """Install the double as the `moveit` and `moveit_msgs` packages for the executor's imports."""
-    recorder = Recorder()
-    modules = {
-        name: types.ModuleType(name)
-        for name in (
-            "moveit",
-            "moveit.planning",
-            "moveit.core",
-            "moveit.core.robot_state",
-            "moveit.core.robot_trajectory",
-            "moveit_msgs",
-            "moveit_msgs.msg",
-        )
-    }
-    modules["moveit.planning"].MoveItPy = FakeMoveItPy
-    modules["moveit.core.robot_state"].RobotState = FakeState
-    modules["moveit.core.robot_trajectory"].RobotTrajectory = FakeRobotTrajectory
-    modules["moveit_msgs.msg"].RobotTrajectory = FakeRobotTrajectoryMsg
-    monkeypatch.setattr(FakeRobotTrajectory, "recorder", recorder, raising=False)
-    for name, module in modules.items():
-        monkeypatch.setitem(sys.modules, name, module)
-    return FakeMoveItPy(recorder), recorder
+    """The double installed as the `moveit` and `moveit_msgs` packages: (MoveItPy, its World)."""
+    moveit, world = double.install(monkeypatch)
+    yield moveit, world
+    world.close()
 
 
-def make_executor(fake):
+def make_executor(fake, camera=CAMERA):
     from vla_r1_ros.executors.moveit import MoveItExecutor
 
-    return MoveItExecutor(fake, SETTINGS)
+    return MoveItExecutor(fake, SETTINGS, CollisionWorld.from_config(WORKCELL, camera))
 
 
-def validated_plan(executor):
-    workspace = load_config("workspace")
-    grasp = GraspSurface(np.array([0.5, 0.0, 0.05]), np.array([0, 0, 1.0]), np.array([1.0, 0, 0]), 0.05, 0.05, 0.05, 9)
-    plan = plan_pick_and_place(
-        grasp, np.linspace([0.5, 0.0, 0.05], [0.45, 0.3, 0.0], 3), PlanningParams.from_config(workspace)
-    )
-    start = RigidTransform.from_pose([0.31, 0.0, 0.49], [1.0, 0.0, 0.0, 0.0])
-    q0 = executor.solve_ik(start.translation, start.quat_xyzw)
-    executor.moveit.recorder.arm_q = q0  # the arm is where the plan starts
-    return validate_plan(
-        plan,
-        SafetyLimits.from_config(workspace),
-        executor.solve_ik,
-        executor.joint_limits(),
-        executor.joint_names,
-        q0,
-        start,
-        gripper_opening_m=executor.gripper_opening_m,
-    )
+def at_start(executor):
+    """Put the double's arm at the ready pose; returns its joints."""
+    q0 = executor.solve_ik(START.translation, START.quat_xyzw, np.array([0, -0.785, 0, -2.356, 0, 1.571, 0.785]))
+    assert q0 is not None
+    executor.moveit.get_planning_scene_monitor()  # the same monitor the executor reads
+    double.WORLD.arm_q = q0
+    return q0
+
+
+def validated_plan(executor, grasp=CUBE, waypoints=None, params=None):
+    waypoints = np.linspace([0.5, 0.0, 0.05], [0.45, 0.3, 0.0], 3) if waypoints is None else waypoints
+    plan = plan_pick_and_place(grasp, waypoints, params or PlanningParams.from_config(WORKSPACE))
+    at_start(executor)
+    return validate_for(executor, plan, LIMITS)
 
 
 def test_ik_pose_is_for_panda_link8(fake_moveit):
@@ -220,93 +85,203 @@ def test_ik_pose_is_for_panda_link8(fake_moveit):
 
 def test_ik_goes_through_robot_state_set_from_ik(fake_moveit):
     executor = make_executor(fake_moveit[0])
-    q = executor.solve_ik(np.array([0.5, 0.1, 0.1]), np.array([1.0, 0.0, 0.0, 0.0]))
-    np.testing.assert_allclose(q[:3], [0.5, 0.1, 0.2034], atol=1e-9)  # the double echoes link8's goal
+    tcp = RigidTransform.from_pose([0.5, 0.1, 0.1], [1.0, 0.0, 0.0, 0.0])
+    q = executor.solve_ik(tcp.translation, tcp.quat_xyzw, np.array([0, -0.785, 0, -2.356, 0, 1.571, 0.785]))
+    link8 = fake_moveit[1].link8_pose(q)  # PyBullet's forward kinematics of the answer
+    goal = executor.link_pose(tcp)
+    np.testing.assert_allclose(link8.translation, [goal.position.x, goal.position.y, goal.position.z], atol=0.005)
 
 
-def executed(recorder):
-    return [c[2] for c in recorder.calls if c[1] == "execute"]
+def arm_runs(world):
+    """(joint waypoints, controllers) of every arm trajectory the double executed."""
+    return [
+        (np.array([p.positions for p in c[3].joint_trajectory.points]), c[4])
+        for c in world.calls
+        if c[1] == "execute" and c[2] == "panda_arm"
+    ]
+
+
+def executed_groups(world):
+    return ["arm" if c[2] == "panda_arm" else "hand" for c in world.calls if c[1] == "execute"]
 
 
 def test_the_arm_runs_exactly_the_validated_joint_path(fake_moveit):
-    fake, recorder = fake_moveit
+    fake, world = fake_moveit
     executor = make_executor(fake)
     validated = validated_plan(executor)
+    world.object_width_m = 0.05
     result = executor.execute(validated, lambda: False)
     assert result.success, result.message
 
     segments = [s for s in validated.steps if isinstance(s, MotionSegment)]
-    arm_runs = [t for t in executed(recorder) if isinstance(t, FakeRobotTrajectory)]
+    runs = arm_runs(world)
     assert [s.name for s in segments] == ["approach", "descend", "lift", "carry", "lower", "retreat"]
-    assert len(arm_runs) == len(segments)
+    assert len(runs) == len(segments)
     start = validated.start_joints
-    for segment, run in zip(segments, arm_runs, strict=True):
+    speed, totg = validated.plan.speed_scaling, SETTINGS["time_parameterization"]
+    timings = [c[2:] for c in world.calls if c[1] == "totg"]
+    for segment, (waypoints, controllers) in zip(segments, runs, strict=True):
         # Each segment starts where the previous one ended and goes through every checked sample.
-        np.testing.assert_array_equal(run.waypoints, np.vstack([start, segment.joints]))
-        assert run.joint_model_group_name == "panda_arm"
-        speed = validated.plan.speed_scaling
-        totg = SETTINGS["time_parameterization"]
-        assert run.totg == (speed, speed, totg["path_tolerance_rad"], totg["resample_dt_s"])
+        np.testing.assert_array_equal(waypoints, np.vstack([start, segment.joints]))
+        assert controllers == ()  # MoveIt picks the controllers
         start = segment.joints[-1]
+    assert timings == [(speed, speed, totg["path_tolerance_rad"], totg["resample_dt_s"])] * len(segments)
     # No arm motion is planned anew: only the hand has a planning component that plans.
-    assert {c[0] for c in recorder.calls if c[1] == "plan"} == {"hand"}
-    assert all(c[3] == () for c in recorder.calls if c[1] == "execute")  # MoveIt picks the controllers
+    assert {c[0] for c in world.calls if c[1] == "plan"} == {"hand"}
     assert len(result.ee_path) == len(segments)
 
 
 def test_gripper_opens_first_closes_after_the_descent_and_opens_at_the_place(fake_moveit):
-    fake, recorder = fake_moveit
+    fake, world = fake_moveit
     executor = make_executor(fake)
+    world.object_width_m = 0.05
     assert executor.execute(validated_plan(executor), lambda: False).success
-    hand = [c[2]["configuration_name"] for c in recorder.calls if c[1] == "set_goal_state"]
+    hand = [c[2] for c in world.calls if c[1] == "set_goal_state"]
     assert hand == ["open", "close", "open"]
-    order = ["arm" if isinstance(t, FakeRobotTrajectory) else "hand" for t in executed(recorder)]
-    assert order == ["hand", "arm", "arm", "hand", "arm", "arm", "arm", "hand", "arm"]
-    kinds = [c[1] for c in recorder.calls if c[0] == "hand"][:3]
+    assert executed_groups(world) == ["hand", "arm", "arm", "hand", "arm", "arm", "arm", "hand", "arm"]
+    kinds = [c[1] for c in world.calls if c[0] == "hand"][:3]
     assert kinds == ["set_start_state_to_current_state", "set_goal_state", "plan"]
 
 
-def test_an_arm_that_moved_since_validation_does_not_start(fake_moveit):
-    fake, recorder = fake_moveit
+def test_an_empty_grasp_ends_at_grasp_and_the_arm_backs_up(fake_moveit):
+    fake, world = fake_moveit
     executor = make_executor(fake)
     validated = validated_plan(executor)
-    recorder.arm_q = validated.start_joints + np.array([0.0, 0.1, 0, 0, 0, 0, 0])  # someone moved it
+    world.object_width_m = None  # the fingers close on nothing: the hand's joint states read 0 mm
+    result = executor.execute(validated, lambda: False)
+    assert not result.success and result.failure_stage == "grasp"
+    assert "closed to 0 mm" in result.message and "nothing between the fingers" in result.message
+    # Open again, then back up the checked descent to the pre-grasp pose; no lift, carry or place.
+    assert [c[2] for c in world.calls if c[1] == "set_goal_state"] == ["open", "close", "open"]
+    assert executed_groups(world) == ["hand", "arm", "arm", "hand", "hand", "arm"]
+    np.testing.assert_allclose(world.arm_q, validated.steps[0].joints[-1])
+
+
+def test_a_grasp_on_a_thin_object_is_held(fake_moveit):
+    """The threshold comes from moveit_py.yaml: a width just above it counts as held."""
+    fake, world = fake_moveit
+    executor = make_executor(fake)
+    world.object_width_m = SETTINGS["min_held_width_m"] + 0.002
+    assert executor.execute(validated_plan(executor), lambda: False).success
+
+
+def test_the_workcell_is_in_moveits_planning_scene(fake_moveit):
+    fake, _ = fake_moveit
+    executor = make_executor(fake)
+    with fake.get_planning_scene_monitor().read_only() as scene:
+        ids = set(scene._objects)  # the double's record of applied CollisionObjects
+    assert ids == {box.name for box in executor.obstacles}
+    assert {"table", "camera_housing", "camera_pole", "tray_floor", "tray_wall_-y"} <= ids
+
+
+def tray_drag(executor):
+    """A cube carried 4.5 cm above the table straight into the (configured) tray: through its -y wall."""
+    tray = WORKCELL["collision"]["tray_when_unseen"]["centre_base"]
+    waypoints = np.array([[0.45, 0.10, 0.0], [tray[0], tray[1], 0.008]])
+    params = PlanningParams(**{**WORKSPACE["planning"], "carry_height_m": 0.045})
+    return plan_pick_and_place(CUBE, waypoints, params)
+
+
+def test_a_plan_through_the_tray_wall_is_refused_by_the_planning_scene(fake_moveit):
+    fake, world = fake_moveit
+    executor = make_executor(fake)
+    before = at_start(executor)
+    with pytest.raises(PlanRejected) as rejected:
+        validate_for(executor, tray_drag(executor), LIMITS)
+    assert rejected.value.check == "collision"
+    assert re.search(r"(panda_\w+|held_object) collides with tray_wall_-y", rejected.value.reason), rejected.value
+    assert world.is_state_colliding_calls > 0  # MoveIt's own check decided
+    assert [c for c in world.calls if c[1] == "execute"] == []  # nothing moved
+    np.testing.assert_array_equal(world.arm_q, before)
+
+
+def test_a_plan_through_the_camera_mount_is_refused_by_the_planning_scene(fake_moveit):
+    fake, world = fake_moveit
+    camera = copy.deepcopy(CAMERA)  # the camera beside the workspace: its pole within reach
+    pose = look_at([0.45, -0.42, 0.45], [0.45, 0.0, 0.0])
+    camera["extrinsics"] = {"translation": pose.translation.tolist(), "rotation_xyzw": pose.quat_xyzw.tolist()}
+    executor = make_executor(fake, camera)
+    pole = next(b for b in executor.obstacles if b.name == "camera_pole")
+    via = [[pole.pose.translation[0], y, 0.0] for y in (-0.27, pole.pose.translation[1] + 0.01)]
+    back = [[0.45, y, 0.0] for y in (-0.2, 0.05, 0.3)]  # then into the tray, in steps the validator allows
+    plan = plan_pick_and_place(CUBE, np.array([*via, *back]), PlanningParams.from_config(WORKSPACE))
+    at_start(executor)
+    with pytest.raises(PlanRejected) as rejected:
+        validate_for(executor, plan, LIMITS)
+    assert rejected.value.check == "collision"
+    assert re.search(r"panda_\w+ collides with camera_(pole|housing)", rejected.value.reason), rejected.value
+    assert [c for c in world.calls if c[1] == "execute"] == []
+
+
+def test_an_arm_that_moved_since_validation_does_not_start(fake_moveit):
+    fake, world = fake_moveit
+    executor = make_executor(fake)
+    validated = validated_plan(executor)
+    world.arm_q = validated.start_joints + np.array([0.0, 0.1, 0, 0, 0, 0, 0])  # someone moved it
     result = executor.execute(validated, lambda: False)
     assert not result.success and result.failure_stage == "execute"
     assert "moved 0.100 rad since validation" in result.message
-    assert executed(recorder) == []
+    assert executed_groups(world) == []
 
 
 def test_a_blocked_segment_stops_the_sequence(fake_moveit):
-    fake, recorder = fake_moveit
+    fake, world = fake_moveit
     executor = make_executor(fake)
     validated = validated_plan(executor)
-    recorder.stall_segment = 1  # the descent stops at once
+    world.stall_segment = 1  # the descent stops at once
     result = executor.execute(validated, lambda: False)
     assert not result.success and result.failure_stage == "execute"
     assert result.message.startswith("descend: the arm stopped")
-    assert len(executed(recorder)) == 3  # open the hand, the approach, the blocked descent; no grasp
+    assert executed_groups(world) == ["hand", "arm", "arm"]  # open the hand, the approach, the blocked descent
 
 
 def test_a_path_totg_cannot_time_never_runs(fake_moveit):
-    fake, recorder = fake_moveit
+    fake, world = fake_moveit
     executor = make_executor(fake)
     validated = validated_plan(executor)
-    recorder.untimeable = True
+    world.untimeable = True
     result = executor.execute(validated, lambda: False)
     assert result.failure_stage == "execute" and "TOTG" in result.message
-    assert executed(recorder) == ["hand-trajectory-0"]  # only the hand opened
+    assert executed_groups(world) == ["hand"]  # only the hand opened
 
 
 def test_stop_halts_execution(fake_moveit):
-    fake, recorder = fake_moveit
+    fake, world = fake_moveit
     executor = make_executor(fake)
     validated = validated_plan(executor)
     executor.stop()
-    assert fake.stopped == 1  # the trajectory execution manager was told to stop
+    assert world.stops == 1  # the trajectory execution manager was told to stop
     result = executor.execute(validated, lambda: True)
     assert result.failure_stage == "cancelled"
-    assert executed(recorder) == []
+    assert executed_groups(world) == []
+
+
+def test_the_double_exposes_only_jazzy_names():
+    for cls in double.DOUBLES:
+        api = double.JAZZY_API["RobotTrajectoryMsg" if cls is double.RobotTrajectoryMsg else cls.__name__]
+        public = {name for name in dir(cls) if not name.startswith("_")}
+        assert public <= api, f"{cls.__name__} has names moveit_py/moveit_msgs (Jazzy) lack: {public - api}"
+        assert "__slots__" in vars(cls), f"{cls.__name__} would accept any attribute"
+
+
+def test_a_misspelt_moveit_py_call_fails_against_the_double(fake_moveit):
+    from vla_r1_ros.executors.moveit import MoveItExecutor
+
+    fake, world = fake_moveit
+
+    class Misspelt(MoveItExecutor):
+        def stop(self) -> None:  # the spelling the executor used before Jazzy's sources were read
+            self.moveit.get_trajactory_execution_manager().stop_execution()
+
+    with pytest.raises(AttributeError, match="get_trajactory_execution_manager"):
+        Misspelt(fake, SETTINGS, CollisionWorld.from_config(WORKCELL, CAMERA)).stop()
+    make_executor(fake).stop()  # the real name works
+    assert world.stops == 1
+    trajectory = double.RobotTrajectory(double.RobotModel())
+    with pytest.raises(AttributeError):
+        trajectory.joint_model_group = "panda_arm"  # a misspelt property is not silently created
+    with pytest.raises(AttributeError):
+        double.CollisionObject().primitive_pose = []  # nor a misspelt message field
 
 
 def test_refuses_an_unvalidated_plan(fake_moveit):
@@ -320,6 +295,6 @@ def test_without_moveit_py_the_backend_says_how_to_get_it(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "moveit", None)  # import moveit -> ImportError
     with pytest.raises(backend.MoveItUnavailable, match="moveit"):
-        backend.MoveItExecutor(object(), SETTINGS)
+        backend.MoveItExecutor(object(), SETTINGS, CollisionWorld.from_config(WORKCELL, CAMERA))
     with pytest.raises(backend.MoveItUnavailable, match="apt install"):
         backend.make_moveit_py("moveit_py.yaml", SETTINGS)

@@ -178,3 +178,23 @@ def test_a_reset_from_another_thread_shows_in_every_later_frame():
         after, scene_after = camera.submit(workcell.capture).result()
     assert np.abs(before.color.astype(int) - after.color.astype(int)).mean() > 1.0
     assert [o.bbox_px for o in scene_before.objects] != [o.bbox_px for o in scene_after.objects]
+
+
+def test_the_camera_stands_on_a_mount_where_camera_yaml_puts_it(workcell):
+    """The simulated scene has the collision description's camera housing and pole as bodies."""
+    import pybullet as p
+
+    for box in workcell.obstacles():
+        if not box.name.startswith("camera_"):
+            continue
+        centre = workcell.world_T_base.apply(box.pose.translation)
+        hits = p.getOverlappingObjects(
+            (centre - 0.001).tolist(), (centre + 0.001).tolist(), physicsClientId=workcell.clock.client
+        )
+        assert hits, f"no body at the {box.name}"
+        lo, hi = (np.array(v) for v in p.getAABB(hits[0][0], physicsClientId=workcell.clock.client))
+        np.testing.assert_allclose((lo + hi) / 2, centre, atol=0.002)
+    pole = next(b for b in workcell.obstacles() if b.name == "camera_pole")
+    camera = camera_extrinsics(load_config("camera")).translation
+    assert np.linalg.norm(pole.pose.translation[:2] - camera[:2]) < 0.1  # right behind the camera
+    assert pole.pose.translation[2] + pole.size[2] / 2 == pytest.approx(camera[2])

@@ -14,7 +14,8 @@ rest over DDS; with a RealSense camera the perception node is its own process an
 starts `realsense2_camera_node` as its `rs_launch.py` does (unless `camera_driver:=false`: a driver
 the lab runs itself) and remaps every camera consumer to the driver's topics.
 robot_state_publisher (the URDF) and RViz come from a lab's ROS install; `vla-r1 demo` lists them and
-starts only this package's processes.
+starts only this package's processes. robot_state_publisher runs only with `robot_description:=own`
+(the default); with MoveIt's bring-up, which publishes its own /robot_description, use `external`.
 """
 
 from __future__ import annotations
@@ -48,7 +49,11 @@ ARGUMENT_HELP: dict[str, str] = {
     "log_dir": "where the reward logger writes episodes",
     "seed": "simulator layout / policy seed",
     "use_rviz": "start RViz with the workcell view",
+    "robot_description": "own (start robot_state_publisher with urdf/workcell.urdf) | external (another node, "
+    "e.g. MoveIt's bring-up, already publishes /robot_description)",
 }
+
+ROBOT_DESCRIPTIONS = ("own", "external")
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,7 @@ class GraphArgs:
     log_dir: str = "runs/latest"
     seed: int = 0
     use_rviz: bool = False
+    robot_description: str = "own"
 
     def __post_init__(self) -> None:
         choices = (
@@ -74,6 +80,7 @@ class GraphArgs:
             ("policy", POLICIES),
             ("executor", EXECUTORS),
             ("path_convention", PATH_CONVENTIONS),
+            ("robot_description", ROBOT_DESCRIPTIONS),
         )
         for name, allowed in choices:
             if getattr(self, name) not in allowed:
@@ -260,8 +267,12 @@ def build_graph(args: GraphArgs) -> list[ProcessSpec]:
         # Respawned: a logger that dies loses nothing (the planning node keeps each record until the logger
         # confirms it, and the store writes each trial once), so the run goes on after a restart.
         ProcessSpec("reward_logger", (reward_logger,), respawn=True),
-        ProcessSpec("robot_state_publisher", (robot_state_publisher,), package="robot_state_publisher"),
     ]
+    # One publisher of /robot_description: two (ours and MoveIt's bring-up) would fight over it.
+    if args.robot_description == "own":
+        processes.append(
+            ProcessSpec("robot_state_publisher", (robot_state_publisher,), package="robot_state_publisher")
+        )
     if args.use_rviz:
         rviz = NodeSpec("rviz2", "", "rviz2", arguments=("-d", str(package_share_path("config", "demo.rviz"))))
         processes.append(ProcessSpec("rviz2", (rviz,), package="rviz2"))

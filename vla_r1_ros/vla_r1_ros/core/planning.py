@@ -7,7 +7,8 @@ TCP's z axis down; the fingers close along the TCP's y axis.
 Nothing moves on an unvalidated plan, by construction: executors accept only a `ValidatedPlan`, and
 only `validate_plan` can make one (its constructor demands a token private to this module). The
 validator samples the whole Cartesian motion — including the approach from where the arm is now —
-and solves IK at every sample, so the joint path an executor follows is the one that was checked.
+solves IK at every sample and checks each solution for collisions with the workcell (the executor's
+check, core/collision.py), so the joint path an executor follows is the one that was checked.
 """
 
 from __future__ import annotations
@@ -21,11 +22,15 @@ from typing import Any
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
+from vla_r1_ros.core.collision import CollisionCheck
 from vla_r1_ros.core.geometry import RigidTransform
 from vla_r1_ros.core.lifting import GraspSurface
 
 # The checks a plan can fail, as reported in ManipulationPlan.failed_check.
-CHECKS = ("workspace", "clearance", "step", "speed", "grasp_width", "reachability", "joint_limits")
+CHECKS = ("workspace", "clearance", "step", "speed", "grasp_width", "reachability", "joint_limits", "collision")
+
+# The motion segments during which the gripper holds the object (between grasp and release).
+CARRYING_SEGMENTS = ("lift", "carry", "lower")
 
 IkSolver = Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray | None]
 
@@ -257,6 +262,14 @@ class ValidatedPlan:
             return f"{segment.name}: the arm stopped {error:.3f} rad short of its target (blocked?)"
         return ""
 
+    def retreat_after_grasp(self) -> np.ndarray:
+        """Joint samples from the grasp back up to the pre-grasp pose: the checked descent, reversed (an
+        empty grasp ends here, at a pose that was validated)."""
+        approach, descend = (
+            s for s in self.steps if isinstance(s, MotionSegment) and s.name in ("approach", "descend")
+        )
+        return np.vstack([descend.joints[-2::-1], approach.joints[-1:]])
+
     def joint_path(self) -> np.ndarray:
         """All motion samples in order, (M, n_joints)."""
         return np.vstack([s.joints for s in self.steps if isinstance(s, MotionSegment)])
@@ -343,12 +356,15 @@ def validate_plan(
     start_pose: RigidTransform,
     *,
     gripper_opening_m: float,
+    collides: CollisionCheck | None = None,
 ) -> ValidatedPlan:
     """Every check, cheapest first; raises PlanRejected naming the first that fails.
 
     `solve_ik(position, quat_xyzw, seed_joints)` returns joints or None (the executor's own IK, so the
     check matches the arm that will move); `start_joints`/`start_pose` are where the arm is now;
-    `gripper_opening_m` is how wide its gripper opens.
+    `gripper_opening_m` is how wide its gripper opens; `collides(joints, carrying)` is the executor's
+    collision check of one joint sample against the workcell (core/collision.py), run on every sample
+    (None only where no collision model exists, e.g. the kinematic unit tests).
     """
     check_speed(plan, limits)
     check_grasp_width(plan, limits, gripper_opening_m)
@@ -401,6 +417,12 @@ def validate_plan(
                     f"{name} sample {i}: a joint moves {jump:.2f} rad between neighbouring samples "
                     f"(max {limits.max_joint_step_rad}): the IK solution flips branch",
                 )
+            if collides is not None:
+                hit = collides(solution, name in CARRYING_SEGMENTS)
+                if hit is not None:
+                    raise PlanRejected(
+                        "collision", f"{name} sample {i} at {_fmt(sample.translation)}: {hit.describe()}"
+                    )
             solutions.append(solution)
             joints = solution
         steps.append(MotionSegment(name, tuple(targets), tuple(samples), np.array(solutions)))

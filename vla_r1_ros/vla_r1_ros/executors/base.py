@@ -13,6 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
+from vla_r1_ros.core.collision import Box, CollisionCheck, held_object_box
 from vla_r1_ros.core.geometry import RigidTransform
 from vla_r1_ros.core.outcomes import OutcomeSource
 from vla_r1_ros.core.planning import JointLimits, PickPlacePlan, SafetyLimits, ValidatedPlan, validate_either_way
@@ -54,6 +55,12 @@ class ArmExecutor(Protocol):
         """Joints that put the TCP at the pose, or None when it is unreachable (the reachability check)."""
         ...
 
+    def collision_check(self, grasp_point: np.ndarray, held: Box) -> CollisionCheck:
+        """The check of one joint sample against this arm's workcell (core/collision.py), for a plan
+        that picks the object at `grasp_point` (so that object is not an obstacle) and then carries
+        `held` (a box in the TCP frame)."""
+        ...
+
     def execute(self, plan: ValidatedPlan, should_stop: Callable[[], bool], instruction: str = "") -> ExecutionResult:
         """Run the plan; return early with failure_stage "cancelled" once `should_stop()` is true.
         `instruction` is what the trial was asked to do: an executor that can see the scene (the
@@ -66,8 +73,9 @@ class ArmExecutor(Protocol):
 
 
 def validate_for(arm: ArmExecutor, plan: PickPlacePlan, limits: SafetyLimits) -> ValidatedPlan:
-    """Validate `plan` against this arm as it is now: its IK, joint limits and gripper, from where it
-    stands (raises PlanRejected)."""
+    """Validate `plan` against this arm as it is now: its IK, joint limits, gripper and workcell
+    collisions, from where it stands (raises PlanRejected)."""
+    collides = arm.collision_check(plan.grasp_surface_point, held_object_box(plan, limits.table_z))
     return validate_either_way(
         plan,
         limits,
@@ -77,6 +85,7 @@ def validate_for(arm: ArmExecutor, plan: PickPlacePlan, limits: SafetyLimits) ->
         arm.joint_positions(),
         arm.tcp_pose(),
         gripper_opening_m=arm.gripper_opening_m,
+        collides=collides,
     )
 
 

@@ -14,10 +14,26 @@ segment's last sample (the plan's start and tracking tolerances). The gripper mo
 group's named states ("open", "close" in moveit_resources_panda's SRDF) through a planning component,
 as moveit2_tutorials' motion_planning_python_api does: `set_start_state_to_current_state()`,
 `set_goal_state(configuration_name=…)`, `plan()`, `execute`.
+
+Collisions: the workcell's boxes (core/collision.py: table, camera mount, tray) are collision objects
+(moveit_msgs/CollisionObject) of MoveIt's planning scene, applied through the planning scene monitor's
+`read_write()` scene (`apply_collision_object`). Each validated joint sample is checked by the scene
+itself (`PlanningScene.is_state_colliding` on a copy of the live scene; while carrying, the held object
+is attached to the hand with `process_attached_collision_object`). A colliding sample is named by
+narrowing down on copies of the scene: which of our obstacles alone still collides, then which link
+stops colliding once the allowed collision matrix permits it.
+
+Grasp verification: after closing, the hand group's joint positions (the Franka hand's finger joint
+states, as the planning scene monitor receives them) give the finger width; below `min_held_width_m`
+the grasp is empty, the trial fails at `grasp` and the arm opens and backs up the checked descent.
+
+Every moveit_py name used here exists in MoveIt 2's Jazzy bindings (moveit2 `jazzy`,
+`moveit_py/src/moveit/**` and `moveit_py/moveit/**/*.pyi`); test/moveit_jazzy_double.py mirrors them.
 """
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +42,7 @@ import numpy as np
 from geometry_msgs.msg import Pose
 from trajectory_msgs.msg import JointTrajectoryPoint
 
+from vla_r1_ros.core.collision import HELD_OBJECT, Box, Collision, CollisionCheck, CollisionWorld
 from vla_r1_ros.core.geometry import RigidTransform
 from vla_r1_ros.core.planning import GripperAction, JointLimits, MotionSegment, ValidatedPlan
 from vla_r1_ros.executors.base import ExecutionResult, require_validated
@@ -72,18 +89,25 @@ def make_moveit_py(moveit_py_yaml: str, settings: dict[str, Any], node_name: str
 class MoveItExecutor:
     name = "moveit"
 
-    def __init__(self, moveit: Any, settings: dict[str, Any]):
-        """`moveit`: a MoveItPy (see `make_moveit_py`); `settings`: the `vla_r1` section of moveit_py.yaml."""
+    def __init__(self, moveit: Any, settings: dict[str, Any], world: CollisionWorld):
+        """`moveit`: a MoveItPy (see `make_moveit_py`); `settings`: the `vla_r1` section of moveit_py.yaml;
+        `world`: the workcell's boxes and checked links (core/collision.py), in MoveIt's planning frame."""
         try:
             from moveit.core.robot_state import RobotState
             from moveit.core.robot_trajectory import RobotTrajectory
+            from moveit_msgs.msg import AttachedCollisionObject, CollisionObject
             from moveit_msgs.msg import RobotTrajectory as RobotTrajectoryMsg
+            from shape_msgs.msg import SolidPrimitive
         except ImportError as exc:
-            raise MoveItUnavailable("moveit_py is not installed (moveit.core, moveit_msgs)") from exc
+            raise MoveItUnavailable("moveit_py is not installed (moveit.core, moveit_msgs, shape_msgs)") from exc
         self._robot_state_type = RobotState
         self._trajectory_type = RobotTrajectory
         self._trajectory_msg_type = RobotTrajectoryMsg
+        self._collision_object_type = CollisionObject
+        self._attached_object_type = AttachedCollisionObject
+        self._primitive_type = SolidPrimitive
         self.moveit = moveit
+        self.base_frame = world.frame
         self.group = settings["planning_group"]
         self.hand_group = settings["hand_group"]
         self.pose_link = settings["pose_link"]
@@ -91,6 +115,11 @@ class MoveItExecutor:
         self.gripper_opening_m = float(settings["gripper_opening_m"])
         self.ik_timeout_s = float(settings["ik_timeout_s"])
         self.totg = dict(settings["time_parameterization"])
+        self.min_held_width_m = float(settings["min_held_width_m"])
+        collision = settings["collision"]
+        self.collision_group = str(collision["group"])
+        self.collision_links = world.robot_links
+        self.touch_links = tuple(collision["hand_touch_links"])
         limits = settings["joint_limits"]
         self.joint_names = tuple(limits["names"])
         self._limits = JointLimits(
@@ -102,6 +131,10 @@ class MoveItExecutor:
         self._link_T_tcp = RigidTransform.from_config(settings["tcp_in_pose_link"])
         self._hand = moveit.get_planning_component(self.hand_group)
         self._stop = threading.Event()
+        self.obstacles = world.obstacles
+        with moveit.get_planning_scene_monitor().read_write() as scene:
+            for box in self.obstacles:
+                scene.apply_collision_object(self._object_msg(box, self.base_frame, box.pose))
 
     # --- kinematics for the validator ------------------------------------------------------------
 
@@ -133,20 +166,108 @@ class MoveItExecutor:
             return None
         return np.asarray(state.get_joint_group_positions(self.group), dtype=float)
 
+    # --- collisions -------------------------------------------------------------------------------
+
+    def _object_msg(self, box: Box, frame_id: str, pose: RigidTransform) -> Any:
+        """A moveit_msgs/CollisionObject ADD of one box (a shape_msgs/SolidPrimitive BOX at `pose`)."""
+        primitive = self._primitive_type()
+        primitive.type = self._primitive_type.BOX
+        primitive.dimensions = [float(v) for v in box.size]
+        msg = self._collision_object_type()
+        msg.header.frame_id = frame_id
+        msg.id = box.name
+        msg.primitives = [primitive]
+        msg.primitive_poses = [_pose_msg(pose)]
+        msg.operation = self._collision_object_type.ADD
+        return msg
+
+    def _remove_msg(self, object_id: str) -> Any:
+        msg = self._collision_object_type()
+        msg.header.frame_id = self.base_frame
+        msg.id = object_id
+        msg.operation = self._collision_object_type.REMOVE
+        return msg
+
+    def _held_msg(self, held: Box) -> Any:
+        """The held object attached to pose_link (its box is given in the TCP frame); the hand and the
+        fingers may touch it."""
+        attached = self._attached_object_type()
+        attached.link_name = self.pose_link
+        attached.object = self._object_msg(held, self.pose_link, self._link_T_tcp @ held.pose)
+        attached.touch_links = list(self.touch_links)
+        return attached
+
+    def _state_at(self, joints: np.ndarray) -> Any:
+        """A RobotState with the arm at `joints` and the hand open (its widest on the way to a grasp)."""
+        state = self._robot_state_type(self.moveit.get_robot_model())
+        state.set_to_default_values(self.hand_group, self.gripper_states["open"])
+        state.set_joint_group_positions(self.group, np.asarray(joints, dtype=float))
+        state.update()
+        return state
+
+    def _colliding(self, scene: Any, state: Any) -> bool:
+        return bool(
+            scene.is_state_colliding(robot_state=state, joint_model_group_name=self.collision_group, verbose=False)
+        )
+
+    def collision_check(self, grasp_point: np.ndarray, held: Box) -> CollisionCheck:
+        """MoveIt's own check on copies of the live planning scene, one without and one with the held
+        object. `grasp_point` is not needed: MoveIt's scene holds no model of the objects to pick."""
+        with self.moveit.get_planning_scene_monitor().read_only() as live:
+            free = copy.copy(live)
+        carrying = copy.copy(free)
+        carrying.process_attached_collision_object(self._held_msg(held))
+
+        def check(joints: np.ndarray, is_carrying: bool) -> Collision | None:
+            scene = carrying if is_carrying else free
+            state = self._state_at(joints)
+            if not self._colliding(scene, state):
+                return None
+            return self._name_collision(scene, state, is_carrying)
+
+        return check
+
+    def _name_collision(self, scene: Any, state: Any, carrying: bool) -> Collision:
+        """Which of our obstacles the state hits (the first that alone still collides) and with which
+        link (the one whose allowed-collision entry makes it stop)."""
+        names = [box.name for box in self.obstacles]
+        for name in names:
+            alone = copy.copy(scene)
+            for other in names:
+                if other != name:
+                    alone.apply_collision_object(self._remove_msg(other))
+            if not self._colliding(alone, state):
+                continue
+            acm = alone.allowed_collision_matrix
+            for link in (*self.collision_links, *((HELD_OBJECT,) if carrying else ())):
+                acm.set_entry(link, name, True)
+                alone.allowed_collision_matrix = acm
+                if not self._colliding(alone, state):
+                    return Collision(link, name, None)
+            return Collision("the robot", name, None)
+        return Collision("the robot", "itself or another object of MoveIt's planning scene", None)
+
     # --- execution --------------------------------------------------------------------------------
 
     def stop(self) -> None:
         self._stop.set()
-        manager = self.moveit.get_trajactory_execution_manager()  # moveit_py's own spelling (Jazzy)
-        manager.stop_execution()
+        self.moveit.get_trajectory_execution_manager().stop_execution()
 
-    def segment_trajectory(self, plan: ValidatedPlan, segment: MotionSegment, from_joints: np.ndarray) -> Any:
-        """The validated samples of `segment`, starting at `from_joints`, as a RobotTrajectory of the arm
-        group timed by TOTG within the plan's speed scaling; None when TOTG cannot time them."""
+    def finger_width(self) -> float:
+        """How far apart the fingers are now: the hand group's joints (each finger's travel) as the
+        planning scene monitor has them from the Franka hand's joint states."""
+        with self.moveit.get_planning_scene_monitor().read_only() as scene:
+            fingers = np.asarray(scene.current_state.get_joint_group_positions(self.hand_group), dtype=float)
+        # Two finger joints (one a mimic) or one: either way twice the mean travel.
+        return float(2.0 * np.mean(fingers))
+
+    def joint_trajectory(self, plan: ValidatedPlan, samples: np.ndarray, from_joints: np.ndarray) -> Any:
+        """Joint `samples` (validated), starting at `from_joints`, as a RobotTrajectory of the arm group
+        timed by TOTG within the plan's speed scaling; None when TOTG cannot time them."""
         msg = self._trajectory_msg_type()
         msg.joint_trajectory.joint_names = list(plan.joint_names)
         msg.joint_trajectory.points = [
-            JointTrajectoryPoint(positions=[float(v) for v in q]) for q in (from_joints, *segment.joints)
+            JointTrajectoryPoint(positions=[float(v) for v in q]) for q in (from_joints, *samples)
         ]
         trajectory = self._trajectory_type(self.moveit.get_robot_model())
         trajectory.joint_model_group_name = self.group
@@ -160,6 +281,14 @@ class MoveItExecutor:
             resample_dt=float(self.totg["resample_dt_s"]),
         )
         return trajectory if timed else None
+
+    def _retreat(self, plan: ValidatedPlan, at_joints: np.ndarray) -> None:
+        """After an empty grasp: open the hand and back up the checked descent to the pre-grasp pose
+        (best effort: the trial has failed already)."""
+        self._move_gripper(self.gripper_states["open"], "gripper open after an empty grasp")
+        trajectory = self.joint_trajectory(plan, plan.retreat_after_grasp(), at_joints)
+        if trajectory is not None:
+            self._run(trajectory, "retreat after an empty grasp")
 
     def _move_gripper(self, state: str, what: str) -> tuple[str, str]:
         """Plan and execute the hand to a named state; ("", "") on success, else (failure_stage, message)."""
@@ -203,7 +332,7 @@ class MoveItExecutor:
             if stopping():
                 return fail("cancelled", f"stopped before {step.name}")
             if isinstance(step, MotionSegment):
-                trajectory = self.segment_trajectory(plan, step, joints)
+                trajectory = self.joint_trajectory(plan, step.joints, joints)
                 if trajectory is None:
                     return fail("execute", f"TOTG could not time the validated {step.name} path")
                 stage, message = self._run(trajectory, step.name)
@@ -222,6 +351,15 @@ class MoveItExecutor:
                     return fail(stage, message)
                 if stage and not (step.close and stage == "execute"):
                     return fail({"grasp": "grasp", "release": "place"}.get(step.name, "execute"), message)
+                if step.close:
+                    width = self.finger_width()
+                    if width < self.min_held_width_m:
+                        self._retreat(plan, joints)
+                        return fail(
+                            "grasp",
+                            f"gripper closed to {width * 1000:.0f} mm (< {self.min_held_width_m * 1000:.0f} mm): "
+                            "nothing between the fingers",
+                        )
         # Without a scene model MoveIt cannot tell whether the object reached the tray; success here
         # means the whole validated motion executed.
         result.success, result.message = True, "pick-and-place motion executed"

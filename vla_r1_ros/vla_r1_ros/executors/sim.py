@@ -14,10 +14,12 @@ from collections.abc import Callable
 
 import numpy as np
 
+from vla_r1_ros.core.collision import Box, CollisionCheck
 from vla_r1_ros.core.geometry import RigidTransform
 from vla_r1_ros.core.outcomes import OutcomeSource, judge_sim_placement
 from vla_r1_ros.core.planning import GripperAction, JointLimits, MotionSegment, ValidatedPlan
 from vla_r1_ros.executors.base import ExecutionResult, require_validated
+from vla_r1_ros.sim.collision import CollisionScene
 from vla_r1_ros.sim.workcell import Workcell
 
 SETTLE_AFTER_RELEASE_S = 0.6
@@ -30,6 +32,7 @@ class SimArmExecutor:
         self.workcell = workcell
         self.joint_names = tuple(workcell.arm_joint_names)
         self.gripper_opening_m = 2.0 * float(workcell.config["gripper"]["open_m"])  # open_m is per finger
+        self.min_held_width_m = float(workcell.config["gripper"]["min_held_width_m"])
         self._stop = threading.Event()
 
     def joint_limits(self) -> JointLimits:
@@ -45,6 +48,11 @@ class SimArmExecutor:
         self, position: np.ndarray, quat_xyzw: np.ndarray, seed_joints: np.ndarray | None = None
     ) -> np.ndarray | None:
         return self.workcell.solve_ik(position, quat_xyzw, seed_joints)
+
+    def collision_check(self, grasp_point: np.ndarray, held: Box) -> CollisionCheck:
+        """PyBullet's closest points against the workcell as it is now (the scene's tray and objects)."""
+        scene = CollisionScene(tuple(self.workcell.obstacles(grasp_point)), held)
+        return self.workcell.collision.check(scene)
 
     def stop(self) -> None:
         self._stop.set()
@@ -82,14 +90,18 @@ class SimArmExecutor:
                     return result
             elif isinstance(step, GripperAction) and step.close:
                 opening = self.workcell.set_gripper(closed=True)
+                # What a real gripper tells: how far apart the fingers stopped. Which object they hold
+                # only the simulator knows (contacts).
                 held = [o.name for o in self.workcell.scene().objects if self.workcell.holding(o.name)]
-                if len(held) != 1:
+                if opening < self.min_held_width_m or len(held) != 1:
                     result.failure_stage = "grasp"
                     result.message = (
-                        f"gripper closed to {opening * 1000:.0f} mm holding nothing"
-                        if not held
+                        f"gripper closed to {opening * 1000:.0f} mm (< {self.min_held_width_m * 1000:.0f} mm): "
+                        "nothing between the fingers"
+                        if opening < self.min_held_width_m or not held
                         else f"gripper closed on several objects: {held}"
                     )
+                    result.ee_path += self._retreat(plan, stopping)
                     return result
                 result.held_object, carrying = held[0], True
             else:
@@ -102,6 +114,11 @@ class SimArmExecutor:
         result.success, result.failure_stage, result.message = verdict.success, verdict.failure_stage, verdict.message
         result.outcome_source, result.target = verdict.outcome_source, verdict.target
         return result
+
+    def _retreat(self, plan: ValidatedPlan, should_stop: Callable[[], bool]) -> list[np.ndarray]:
+        """After an empty grasp: open, and back up the checked descent to the pre-grasp pose."""
+        self.workcell.set_gripper(closed=False)
+        return self.workcell.execute_joint_path(plan.retreat_after_grasp(), plan.plan.speed_scaling, should_stop)
 
     def _cancelled(self, result: ExecutionResult, during: str) -> ExecutionResult:
         result.failure_stage, result.message = "cancelled", f"stopped during {during}"

@@ -50,30 +50,17 @@ from vla_r1_ros.core.planning import PickPlacePlan, PlanningParams, SafetyLimits
 from vla_r1_ros.core.prediction import Prediction
 from vla_r1_ros.core.prompts import TASKS, build_prompt
 from vla_r1_ros.core.trial_flow import StageFailure, TrialFlow, TrialRecord, TrialSteps
+from vla_r1_ros.executors import make_executor
 from vla_r1_ros.executors.base import ArmExecutor, validate_for
 from vla_r1_ros.nodes.conversions import depth_to_metres, intrinsics_from_camera_info, ns_to_stamp, stamp_to_ns
 from vla_r1_ros.nodes.episode_msgs import FrameSet, episode_record_msg
 from vla_r1_ros.nodes.plan_msgs import plan_markers, plan_msg
 from vla_r1_ros.nodes.prediction_msgs import prediction_from_msg
 from vla_r1_ros.nodes.spin import spin_nodes
+from vla_r1_ros.sim.shared import shared_workcell
 
 COLOR, DEPTH, INFO, SCENE = "color", "depth", "camera_info", "scene"
 PREEMPT_WAIT_S = 5.0  # how long a goal waits for a preempted topic-instruction run to stop
-
-
-def make_executor(name: str) -> ArmExecutor:
-    if name == "sim":
-        from vla_r1_ros.executors.sim import SimArmExecutor
-        from vla_r1_ros.sim.shared import shared_workcell
-
-        return SimArmExecutor(shared_workcell())
-    if name == "moveit":
-        from vla_r1_ros.core.config import config_dir
-        from vla_r1_ros.executors.moveit import MoveItExecutor, make_moveit_py
-
-        settings = load_config("moveit_py")["vla_r1"]
-        return MoveItExecutor(make_moveit_py(str(config_dir() / "moveit_py.yaml"), settings), settings)
-    raise ValueError(f"unknown executor {name!r}: use sim or moveit")
 
 
 class PlanningNode(Node):
@@ -105,7 +92,7 @@ class PlanningNode(Node):
         self.lift_params = LiftParams.from_config(workspace, camera)
         self.planning_params = PlanningParams.from_config(workspace)
         self.limits = SafetyLimits.from_config(workspace)
-        self.arm = arm if arm is not None else make_executor(params["executor"])
+        self.arm = arm if arm is not None else make_executor(params["executor"], shared_workcell)
 
         self._group = ReentrantCallbackGroup()
         streams = (COLOR, DEPTH, INFO, SCENE) if params["scene"] else (COLOR, DEPTH, INFO)
