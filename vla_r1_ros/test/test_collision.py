@@ -55,7 +55,7 @@ def test_the_camera_mount_stands_behind_the_camera_wherever_it_is(eye):
 
 def test_the_held_object_hangs_from_the_tcp_down_to_the_table():
     cube = GraspSurface(np.array([0.5, 0.0, 0.05]), np.array([0, 0, 1.0]), np.array([1.0, 0, 0]), 0.05, 0.05, 0.04, 9)
-    plan = plan_pick_and_place(cube, np.array([[0.45, 0.3, 0.0]]), PlanningParams())
+    plan = plan_pick_and_place(cube, np.array([cube.point, [0.45, 0.3, 0.0]]), PlanningParams())
     held = held_object_box(plan, table_z=0.0)
     assert held.name == HELD_OBJECT
     in_base = plan.grasp.apply(corners(held))  # the TCP frame at the grasp, into the base frame

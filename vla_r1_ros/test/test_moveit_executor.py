@@ -177,7 +177,8 @@ def test_the_workcell_is_in_moveits_planning_scene(fake_moveit):
 def tray_drag(executor):
     """A cube carried 4.5 cm above the table straight into the (configured) tray: through its -y wall."""
     tray = WORKCELL["collision"]["tray_when_unseen"]["centre_base"]
-    waypoints = np.array([[0.45, 0.10, 0.0], [tray[0], tray[1], 0.008]])
+    # The path starts at the object (the carry convention): the transport is what follows it.
+    waypoints = np.array([CUBE.point, [0.45, 0.10, 0.0], [tray[0], tray[1], 0.008]])
     params = PlanningParams(**{**WORKSPACE["planning"], "carry_height_m": 0.045})
     return plan_pick_and_place(CUBE, waypoints, params)
 
@@ -204,7 +205,7 @@ def test_a_plan_through_the_camera_mount_is_refused_by_the_planning_scene(fake_m
     pole = next(b for b in executor.obstacles if b.name == "camera_pole")
     via = [[pole.pose.translation[0], y, 0.0] for y in (-0.27, pole.pose.translation[1] + 0.01)]
     back = [[0.45, y, 0.0] for y in (-0.2, 0.05, 0.3)]  # then into the tray, in steps the validator allows
-    plan = plan_pick_and_place(CUBE, np.array([*via, *back]), PlanningParams.from_config(WORKSPACE))
+    plan = plan_pick_and_place(CUBE, np.array([CUBE.point, *via, *back]), PlanningParams.from_config(WORKSPACE))
     at_start(executor)
     with pytest.raises(PlanRejected) as rejected:
         validate_for(executor, plan, LIMITS)

@@ -113,7 +113,7 @@ def test_placing_another_object_than_the_instructed_one_is_wrong_object(arm):
 
 
 def test_without_an_instruction_the_placement_is_not_judged(arm):
-    _, plan = scripted_plan(arm, 7, pick=0)
+    _, plan = scripted_plan(arm, 0, pick=0)
     result = arm.execute(validate(arm, plan), should_stop=lambda: False)
     assert not result.success and result.outcome_source == "none" and result.failure_stage == ""
     assert len(result.objects_in_tray) == 1  # the physics still says what is there
@@ -284,8 +284,9 @@ def test_a_carry_through_the_camera_mount_is_refused(side_camera_cell):
     tray = np.array(scene.tray.position)
     # Out past the pole and back into the tray, 15 cm above the table: the hand sweeps the pole.
     via = [np.array([pole.pose.translation[0], y, 0.0]) for y in (-0.27, pole.pose.translation[1] + 0.01)]
-    waypoints = np.array([*via, [tray[0], tray[1], tray[2] - scene.tray.size[2] / 2 + 0.008]])
-    plan = plan_pick_and_place(ground_truth_grasp(target), waypoints, PlanningParams.from_config(WORKSPACE))
+    grasp = ground_truth_grasp(target)  # the path starts at the object (the carry convention)
+    waypoints = np.array([grasp.point, *via, [tray[0], tray[1], tray[2] - scene.tray.size[2] / 2 + 0.008]])
+    plan = plan_pick_and_place(grasp, waypoints, PlanningParams.from_config(WORKSPACE))
     before = side_camera_cell.joint_positions()
     with pytest.raises(PlanRejected) as rejected:
         validate(arm, plan)
