@@ -120,7 +120,7 @@ def test_label_page_draws_judges_saves_and_changes_rewards_and_export(log, serve
     # Before labelling, an unlabelled real-robot success is not exported: its references are its own answer.
     before = dataset.export_dataset(log, tmp_path / "before")
     assert before.episodes == 1 and before.by_reference_source == {"operator": 1}
-    assert before.skipped["unlabelled real-robot trial (its references are its own prediction)"] == 2
+    assert before.skipped["successful_trial references (not simulator or operator)"] == 2
 
     page.goto(server)
     shown(page, "000001")

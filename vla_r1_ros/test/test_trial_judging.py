@@ -85,7 +85,7 @@ def test_judge_file_labels_every_episode_and_the_summary(graph, tmp_path):
     second_labels = episodes.read_labels(graph, second)
     assert second_labels["success"] is True and second_labels["failure_stage"] == "" and "note" not in second_labels
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["judged_by"] == "operator" and summary["successes"] == 1 and summary["failures"]["grasp"] == 1
+    assert summary["judged_by"] == {"operator": 2} and summary["successes"] == 1 and summary["failures"]["grasp"] == 1
     trials = json.loads((out / "trials.json").read_text())
     assert [t["success"] for t in trials] == [False, True] and trials[0]["message"] == "cube slipped — 5 $ 🙂"
 
