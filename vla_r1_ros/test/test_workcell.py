@@ -166,12 +166,13 @@ def test_frames_keep_flowing_during_a_motion_and_sim_camera_reads(workcell):
     assert frames[0].frame_id == "camera_color_optical_frame"
 
 
-def test_a_reset_from_another_thread_shows_in_every_later_frame():
+def test_a_reset_from_another_thread_shows_in_every_later_frame(workcell):
     """In the node graph a service thread resets the scene while the camera thread renders; PyBullet's
-    EGL renderer only sees bodies made on its own thread, so a missing hand-off froze the picture."""
+    EGL renderer only sees bodies made on its own thread, so a missing hand-off froze the picture. (The
+    module's workcell, not a second one: a second EGL renderer beside a live one has crashed PyBullet.)"""
     from concurrent.futures import ThreadPoolExecutor
 
-    with Workcell() as workcell, ThreadPoolExecutor(1) as camera, ThreadPoolExecutor(1) as service:
+    with ThreadPoolExecutor(1) as camera, ThreadPoolExecutor(1) as service:
         service.submit(workcell.reset, 0).result()
         before, scene_before = camera.submit(workcell.capture).result()
         service.submit(workcell.reset, 3).result()
