@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -411,3 +412,14 @@ def test_store_export_and_training_modules_import_light():
     code += f"import sys\nprint(sorted(m for m in {heavy!r} if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_the_report_treats_logged_text_as_data(tmp_path):
+    """An instruction with `$` (matplotlib mathtext) and odd Unicode renders as text, not a crash."""
+    from vla_r1_ros.report import write_report
+
+    instruction = "put the $5 red cube in the tray ✓ \u202e"
+    with EpisodeStore(tmp_path) as store:
+        store.write(replace(trial(), instruction=instruction), frame())
+    html = write_report(tmp_path, tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "data:image/png;base64," in html and "put the $5 red cube" in html

@@ -133,7 +133,9 @@ def _bar_chart(title: str, counts: dict[str, tuple[int, int]]) -> str:
     keys = sorted(counts)
     figure, axes = plt.subplots(figsize=(5, 0.35 * len(keys) + 1.2))
     rates = [counts[k][0] / counts[k][1] for k in keys]
-    axes.barh(keys, rates, color="tab:green")
+    # Logged text is data: a `$` would start matplotlib mathtext (and an unpaired one raises).
+    axes.barh(range(len(keys)), rates, color="tab:green")
+    axes.set_yticks(range(len(keys)), [key.replace("$", r"\$") for key in keys])
     for y, key in enumerate(keys):
         axes.text(min(rates[y], 0.85) + 0.02, y, f"{counts[key][0]}/{counts[key][1]}", va="center", fontsize=8)
     axes.set_xlim(0, 1)
