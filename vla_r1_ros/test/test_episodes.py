@@ -418,8 +418,8 @@ def test_the_report_treats_logged_text_as_data(tmp_path):
     """An instruction with `$` (matplotlib mathtext) and odd Unicode renders as text, not a crash."""
     from vla_r1_ros.report import write_report
 
-    instruction = "put the $5 red cube in the tray ✓ \u202e"
+    instruction = "put the $^$ red cube in the $\\frac$ tray ✓ \u202e"
     with EpisodeStore(tmp_path) as store:
-        store.write(replace(trial(), instruction=instruction), frame())
+        store.write(replace(trial(), instruction=instruction, outcome_source="simulator"), frame())
     html = write_report(tmp_path, tmp_path / "report.html").read_text(encoding="utf-8")
-    assert "data:image/png;base64," in html and "put the $5 red cube" in html
+    assert "data:image/png;base64," in html and "red cube in the" in html
