@@ -1,6 +1,7 @@
 """Faults a night of unattended trials meets, injected into the real node graph (`vla-r1 trials` in its
 own process, every node a real process over DDS).
 
+- a graph started with no DDS settings keeps discovery on this machine (LOCALHOST);
 - kill -9 of the reward logger mid-run: the launcher respawns it, the planning node delivers the records
   it kept, the store writes each trial once: every trial runs and every episode is logged whole, once.
 """
@@ -38,15 +39,17 @@ def processes_with(*words: str) -> list[int]:
 def test_kill_9_of_the_logger_mid_run_loses_no_trial_and_logs_none_twice(tmp_path):
     out = tmp_path / "run"
     command = [sys.executable, "-m", "vla_r1_ros.cli.main", "trials", "--n", str(TRIALS), "--seed", "40"]
-    run = subprocess.Popen(
-        [*command, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy()
-    )
+    # No discovery range given: the graph `vla-r1 trials` starts must keep DDS on this machine by itself.
+    env = {k: v for k, v in os.environ.items() if k != "ROS_AUTOMATIC_DISCOVERY_RANGE"}
+    run = subprocess.Popen([*command, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + 240
         while len(read_index(out)) < 1:  # the first trial is on disk: kill the logger in the middle of the run
             assert run.poll() is None and time.monotonic() < deadline, "the run never logged a first episode"
             time.sleep(0.1)
         (logger_pid,) = processes_with("vla_r1_ros.nodes.reward_logger_node", str(out))
+        environ = Path(f"/proc/{logger_pid}/environ").read_bytes().split(b"\0")
+        assert b"ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST" in environ
         os.kill(logger_pid, signal.SIGKILL)
         output, _ = run.communicate(timeout=360)
     finally:

@@ -7,6 +7,7 @@ starts) with the chosen policy; `--attach` uses a graph that is already running 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -158,6 +159,9 @@ def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
     out.mkdir(parents=True, exist_ok=True)
     launcher = None
     if not attach:
+        # A graph this command starts talks on this machine only (unless the caller chose otherwise):
+        # DDS discovery on the whole subnet would let anyone on the LAN send the goal that moves the arm.
+        os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
         graph_args = GraphArgs(
             policy=args.policy,
             noise=args.noise,
