@@ -199,3 +199,14 @@ def test_the_camera_stands_on_a_mount_where_camera_yaml_puts_it(workcell):
     camera = camera_extrinsics(load_config("camera")).translation
     assert np.linalg.norm(pole.pose.translation[:2] - camera[:2]) < 0.1  # right behind the camera
     assert pole.pose.translation[2] + pole.size[2] / 2 == pytest.approx(camera[2])
+
+
+def test_one_egl_renderer_per_process(workcell):
+    """Two live PyBullet clients with the EGL plugin crashed a reset (fresh-clone CI, twice): a second
+    Workcell beside the module's renders with TinyRenderer, and its frames are still the scene's."""
+    assert workcell.renderer == "egl"
+    with Workcell() as second:
+        assert second.renderer == "tiny"
+        second.reset(3)
+        frame, scene = second.capture()
+        assert frame.color.std() > 10 and any(o.visible for o in scene.objects)

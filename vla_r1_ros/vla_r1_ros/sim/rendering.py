@@ -6,6 +6,10 @@ and removed bodies in the thread that makes them, and its plugins share state ac
 reset from another thread left every later frame showing the old scene, and two Workcells whose
 renderers lived on different threads crashed. So every Workcell of the process loads its renderer,
 resets (which rebuild all bodies), renders and closes on one thread, `on_gl_thread`, whoever calls them.
+Even so, two live clients with the EGL plugin loaded crashed PyBullet (a segfault loading the textured
+tray URDF in a reset; twice in fresh-clone test runs): the EGL plugin is for one live client per process
+(`_EGL_CLIENTS`), and a second Workcell alive beside it renders with TinyRenderer. The graph has one
+Workcell per process; only tests and tools make a second.
 """
 
 from __future__ import annotations
@@ -99,6 +103,9 @@ def projection_matrix(intrinsics: CameraIntrinsics, near: float, far: float) -> 
     )
 
 
+_EGL_CLIENTS: set[int] = set()  # physics clients with the EGL plugin loaded (touched on the GL thread only)
+
+
 class CameraRenderer:
     """The camera of config/camera.yaml rendered in one PyBullet client. `load` and `close` run on the
     renderer thread (see the module docstring); `render` is called there too, under the workcell lock."""
@@ -136,6 +143,11 @@ class CameraRenderer:
         if self.gui:
             self.name, self._flag = "opengl-gui", p.ER_BULLET_HARDWARE_OPENGL
             return
+        if _EGL_CLIENTS:  # see the module docstring: one EGL client per process
+            if choice == "egl":
+                raise RuntimeError("render.renderer is 'egl' but another Workcell of this process renders with EGL")
+            self.name, self._flag = "tiny", p.ER_TINY_RENDERER
+            return
         if choice in ("auto", "egl"):
             loader = pkgutil.get_loader("eglRenderer")
             plugin = -1
@@ -144,6 +156,7 @@ class CameraRenderer:
                     plugin = p.loadPlugin(loader.get_filename(), "_eglRendererPlugin", physicsClientId=self.client)
             if plugin >= 0:
                 self.name, self._flag, self._egl_plugin = "egl", p.ER_BULLET_HARDWARE_OPENGL, plugin
+                _EGL_CLIENTS.add(self.client)
                 return
             if choice == "egl":
                 raise RuntimeError("render.renderer is 'egl' but PyBullet's EGL renderer plugin did not load")
@@ -153,6 +166,7 @@ class CameraRenderer:
         if self._egl_plugin is not None:
             p.unloadPlugin(self._egl_plugin, physicsClientId=self.client)
             self._egl_plugin = None
+            _EGL_CLIENTS.discard(self.client)
 
     def render(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(RGB uint8 HxWx3, depth uint16 mm with 0 = none, segmentation body ids HxW)."""
