@@ -245,3 +245,8 @@ def test_make_camera():
         make_camera("replay", {"recording": ""})
     with pytest.raises(CameraError, match="unknown camera source 'kinect'"):
         make_camera("kinect", {})
+    # The factory reaches no singleton: the simulated camera renders the workcell its caller hands over.
+    with pytest.raises(CameraError, match="needs the simulated workcell"):
+        make_camera("sim", {})
+    sentinel = object()
+    assert make_camera("sim", {}, lambda: sentinel).workcell is sentinel

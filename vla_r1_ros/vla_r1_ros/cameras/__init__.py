@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from vla_r1_ros.cameras.base import CameraError, CameraSource
@@ -9,19 +10,21 @@ from vla_r1_ros.cameras.base import CameraError, CameraSource
 SOURCES = ("sim", "realsense", "replay")
 
 
-def make_camera(source: str, params: dict[str, Any]) -> CameraSource:
+def make_camera(source: str, params: dict[str, Any], sim_workcell: Callable[[], Any] | None = None) -> CameraSource:
     """The camera named `source`, configured from `params` (the perception node's parameters).
 
     Keys: realsense: `serial`, `width`, `height`, `fps`, `reconnect_timeout_s`; replay: `recording`,
     `repeat`, `real_time`; both: `spatial_filter`, `temporal_filter`, `hole_filling_filter`, `frame_id`. Missing
     keys take the sources' defaults. Imports are lazy: the simulator needs no pyrealsense2 and the
-    RealSense no PyBullet.
+    RealSense no PyBullet. `sim_workcell()` returns the process's simulated workcell, for `sim` (the
+    caller owns it: the perception node passes `sim.shared.shared_workcell`).
     """
     if source == "sim":
         from vla_r1_ros.cameras.sim import SimCamera
-        from vla_r1_ros.sim.shared import shared_workcell
 
-        return SimCamera(shared_workcell())
+        if sim_workcell is None:
+            raise CameraError("source 'sim' needs the simulated workcell (the caller's sim_workcell)")
+        return SimCamera(sim_workcell())
     if source not in SOURCES:
         raise CameraError(f"unknown camera source {source!r}; choose one of {', '.join(SOURCES)}")
 

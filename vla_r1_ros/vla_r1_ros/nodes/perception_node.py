@@ -31,6 +31,7 @@ from vla_r1_ros.cameras.base import CameraError, CameraSource, RgbdFrame
 from vla_r1_ros.cameras.frame_stats import FrameStats, RateLimiter
 from vla_r1_ros.core.config import load_config
 from vla_r1_ros.nodes.conversions import camera_info_msg, ns_to_stamp, numpy_to_image
+from vla_r1_ros.sim.shared import shared_workcell
 
 COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC = topics.COLOR, topics.DEPTH, topics.CAMERA_INFO
 SCENE_TOPIC, STATUS_TOPIC = topics.SCENE, topics.PERCEPTION_STATUS
@@ -68,7 +69,7 @@ class PerceptionNode(Node):
                 ("status_period_s", 2.0),
             )
         }
-        self._source = source or make_camera(p["source"], {**p, "frame_id": self._frame_id})
+        self._source = source or make_camera(p["source"], {**p, "frame_id": self._frame_id}, shared_workcell)
         self._limiter = RateLimiter(float(p["rate_hz"]))
         self._read_timeout_s = float(p["read_timeout_s"])
         self._stats = FrameStats(None if self._source.name == "replay" else float(p["max_frame_age_s"]))
