@@ -20,6 +20,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -33,29 +34,15 @@ from vla_r1_interfaces.action import Predict
 from vla_r1_interfaces.msg import SceneState, VlaPrediction
 
 from vla_r1_ros.core.annotate import annotate
+from vla_r1_ros.core.config import load_config
 from vla_r1_ros.core.parsing import parse_answer
 from vla_r1_ros.core.prompts import TASKS
 from vla_r1_ros.nodes.conversions import image_to_numpy, numpy_to_image, stamp_to_ns
 from vla_r1_ros.nodes.prediction_msgs import PredictionData, prediction_from_msg, prediction_msg
 from vla_r1_ros.nodes.spin import spin_nodes
-from vla_r1_ros.policies.base import Policy, make_policy
-from vla_r1_ros.policies.vla_r1 import model_defaults
-
-# Parameters passed to the vla_r1 policy, with their defaults from config/model.yaml.
-MODEL_PARAMETERS = (
-    "model",
-    "local_files_only",
-    "quantization",
-    "device",
-    "dtype",
-    "min_pixels",
-    "max_pixels",
-    "max_new_tokens",
-    "do_sample",
-    "temperature",
-    "top_p",
-    "repetition_penalty",
-)
+from vla_r1_ros.policies import make_policy
+from vla_r1_ros.policies.base import Policy
+from vla_r1_ros.policies.settings import OpenAISettings, TransformersSettings, backend_of, setting_names
 
 
 class GenerationCancelled(Exception):
@@ -65,11 +52,14 @@ class GenerationCancelled(Exception):
 class InferenceNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("inference", **kwargs)
-        defaults = model_defaults()
+        self.model_config = load_config("model")  # read once; the vla_r1 policy is built from it
         self.declare_parameter("policy", "scripted")  # "vla_r1" on a machine with the model
-        for name in MODEL_PARAMETERS:
+        # vla_r1: `backend` (transformers | openai) and every setting of both backends, defaults from
+        # config/model.yaml (policies/settings.py validates them when the policy is built).
+        self.declare_parameter("backend", backend_of(self.model_config))
+        defaults = model_parameter_defaults(self.model_config)
+        for name in setting_names():
             self.declare_parameter(name, defaults[name])
-        self.declare_parameter("seed", int(defaults["seed"]))
         self.declare_parameter("noise", "none")  # scripted policy: none | paper
         self.declare_parameter("max_frame_age_s", 1.0)
         self.declare_parameter("frame_wait_s", 3.0)  # how long a request waits for a frame newer than it
@@ -115,7 +105,8 @@ class InferenceNode(Node):
     def _policy_params(self) -> dict[str, Any]:
         seed = int(self.get_parameter("seed").value)
         if self.policy_name == "vla_r1":
-            return {name: self.get_parameter(name).value for name in MODEL_PARAMETERS} | {"seed": seed}
+            backend = {"backend": str(self.get_parameter("backend").value)}
+            return backend | {name: self.get_parameter(name).value for name in setting_names()}
         if self.policy_name == "scripted":
             noise = str(self.get_parameter("noise").value)
             return {"scene_source": self._newest_scene, "noise": noise, "seed": seed}
@@ -123,7 +114,7 @@ class InferenceNode(Node):
 
     def _load_policy(self) -> None:
         try:
-            policy = make_policy(self.policy_name, self._policy_params())
+            policy = make_policy(self.policy_name, self._policy_params(), self.model_config)
             if policy.name == "scripted":
                 self.get_logger().warn(
                     "policy 'scripted': the SIMULATOR-ONLY scripted expert (test/teaching policy, not the VLA-R1 "
@@ -287,6 +278,13 @@ class InferenceNode(Node):
             limit = f"max_frame_age_s {self.max_frame_age_s:g}"
             return f"newest camera frame is {age_s:.2f} s old ({limit}): is the camera running?"
         return ""
+
+
+def model_parameter_defaults(model_config: dict[str, Any]) -> dict[str, Any]:
+    """Each vla_r1 setting's default from config/model.yaml, as the typed value a ROS parameter takes."""
+    transformers = asdict(TransformersSettings.from_config(model_config))
+    openai = asdict(OpenAISettings.from_config(model_config))
+    return transformers.pop("generation") | transformers | {k: v for k, v in openai.items() if k != "generation"}
 
 
 def annotate_prediction(rgb: np.ndarray, data: PredictionData) -> np.ndarray:
