@@ -194,8 +194,8 @@ def train(settings: GrpoSettings) -> TrainResult:
     from peft import LoraConfig
     from trl import GRPOConfig, GRPOTrainer
 
-    from vla_r1_ros.core.dataset import load_hf_dataset
     from vla_r1_ros.core.config import load_config
+    from vla_r1_ros.core.dataset import load_hf_dataset
     from vla_r1_ros.policies.settings import TransformersSettings
     from vla_r1_ros.policies.vla_r1 import VlaR1Policy
 
