@@ -68,6 +68,7 @@ def _launched_nodes(monkeypatch, overrides: dict[str, str]) -> list[dict]:
         {"noise": "paper", "seed": "7", "log_dir": "/tmp/x", "use_rviz": "true"},
         {"camera": "realsense", "executor": "moveit", "policy": "vla_r1", "model": "/models/vla-r1"},
         {"camera": "replay", "executor": "moveit", "policy": "vla_r1", "recording": "/data/a.db3"},
+        {"policy": "vla_r1", "backend": "openai", "server_url": "http://gpu-host:8000/v1"},
     ],
 )
 def test_launch_file_starts_exactly_the_graph_description(monkeypatch, overrides):
@@ -108,6 +109,22 @@ def test_process_command_matches_launch_ros_conventions(tmp_path):
     assert params["inference"]["ros__parameters"]["model"] == "/m"
     composed = next(p for p in build_graph(GraphArgs()) if p.composed)
     assert "name" not in composed.launch_kwargs(GraphArgs())  # a process-wide __node remap would rename all
+
+
+def test_backend_and_server_url_reach_the_inference_nodes_policy():
+    """`backend:=openai server_url:=…` become inference-node parameters, and the node's own factory
+    builds the remote policy from exactly those parameters."""
+    from vla_r1_ros.core.config import load_config
+    from vla_r1_ros.policies import make_policy
+
+    args = GraphArgs.from_strings({"policy": "vla_r1", "backend": "openai", "server_url": "http://gpu-host:8000/v1"})
+    params = next(p for p in build_graph(args) if p.name == "inference").nodes[0].parameters
+    assert params["backend"] == "openai" and params["server_url"] == "http://gpu-host:8000/v1"
+    node_params = {k: v for k, v in params.items() if k not in ("policy", "noise")}
+    policy = make_policy(params["policy"], node_params, load_config("model"))
+    assert policy.model_id.startswith("vla_r1:openai:") and policy.base_url == "http://gpu-host:8000/v1"
+    with pytest.raises(ValueError, match="backend:='onnx'"):
+        GraphArgs(backend="onnx")
 
 
 @pytest.mark.parametrize(
