@@ -213,12 +213,19 @@ def test_backend_openai_answers_through_a_real_server(executor, tiny_model):
     served = VlaR1Policy(TransformersSettings.from_config(load_config("model"), model=str(tiny_model), device="cpu"))
     with OpenAICompatibleServer(served, "GigaAI-Research/vla-r1") as server:
         node, perception, client = start(
-            executor, policy="vla_r1", backend="openai", server_url=server.url, greedy=True, max_new_tokens=6
+            executor,
+            policy="vla_r1",
+            backend="openai",
+            server_url=server.url,
+            greedy=True,
+            max_new_tokens=6,
+            max_frame_age_s=30.0,  # a busy machine must not turn this into a stale-frame test
         )
         wait_ready(executor, client)
         publish_frame(executor, perception, node, scene=False)
         accepted, prediction = client.send(executor)
-    assert accepted and prediction.model_id == f"vla_r1:openai:GigaAI-Research/vla-r1@{server.url}"
+    assert accepted and not prediction.error.startswith("policy failed"), prediction.error
+    assert prediction.model_id == f"vla_r1:openai:GigaAI-Research/vla-r1@{server.url}"
     assert len(prediction.raw_texts) == 2 and len(server.requests) == 2
     streamed = {task: "".join(text for t, text in client.feedback if t == task) for task in prediction.tasks}
     assert [streamed[task] for task in prediction.tasks] == list(prediction.raw_texts)
