@@ -186,3 +186,25 @@ def test_cancel_stops_a_running_generation(executor, tiny_model):
     assert result.result().status == GoalStatus.STATUS_CANCELED
     prediction = result.result().result.prediction
     assert not prediction.valid and prediction.error == "cancelled by the client"
+
+
+def test_backend_openai_answers_through_a_real_server(executor, tiny_model):
+    """`backend:=openai server_url:=…`: the node's policy is the remote client, the model sits behind
+    a real HTTP server (tiny model, streaming) on 127.0.0.1."""
+    from vla_r1_ros.core.config import load_config
+    from vla_r1_ros.policies.settings import TransformersSettings
+    from vla_r1_ros.policies.vla_r1 import VlaR1Policy
+    from vla_r1_ros.testing.openai_server import OpenAICompatibleServer
+
+    served = VlaR1Policy(TransformersSettings.from_config(load_config("model"), model=str(tiny_model), device="cpu"))
+    with OpenAICompatibleServer(served, "GigaAI-Research/vla-r1") as server:
+        _node, client = start(
+            executor, policy="vla_r1", backend="openai", server_url=server.url, greedy=True, max_new_tokens=6
+        )
+        wait_ready(executor, client)
+        accepted, prediction = client.send(executor, frame())
+    assert accepted and not prediction.error.startswith("policy failed"), prediction.error
+    assert prediction.model_id == f"vla_r1:openai:GigaAI-Research/vla-r1@{server.url}"
+    assert len(prediction.raw_texts) == 2 and len(server.requests) == 2
+    streamed = {task: "".join(text for t, text in client.feedback if t == task) for task in prediction.tasks}
+    assert [streamed[task] for task in prediction.tasks] == list(prediction.raw_texts)

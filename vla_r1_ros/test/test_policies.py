@@ -15,12 +15,20 @@ from vla_r1_ros.core.geometry import CameraIntrinsics, camera_extrinsics
 from vla_r1_ros.core.parsing import parse_answer
 from vla_r1_ros.core.prompts import AFFORDANCE, TASKS, TRAJECTORY
 from vla_r1_ros.core.scene import ObjectState, Scene, project_to_normalized, reference_box, reference_waypoints
-from vla_r1_ros.policies.base import make_policy
+from vla_r1_ros.policies import answer_format, make_policy
 from vla_r1_ros.policies.scripted import ScriptedExpertPolicy, ScriptedPolicyError, error_statistics, sim_scenes
-from vla_r1_ros.policies.vla_r1 import ModelUnavailableError, VlaR1Policy, smart_resize
+from vla_r1_ros.policies.settings import AUTO_QUANTIZATION, BACKENDS, TransformersSettings, setting_names
+from vla_r1_ros.policies.vla_r1 import ModelUnavailableError, VlaR1Policy, chats_for, smart_resize
 from vla_r1_ros.testing.tiny_model import build_tiny_vla_r1
 
 INSTRUCTION = "put the red cube in the tray"
+
+
+MODEL_CONFIG = load_config("model")
+
+
+def tiny_settings(model, **overrides) -> TransformersSettings:
+    return TransformersSettings.from_config(MODEL_CONFIG, model=str(model), device="cpu", **overrides)
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +39,7 @@ def tiny_model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_policy(tiny_model):
-    policy = VlaR1Policy(model=str(tiny_model), quantization="none", device="cpu", max_new_tokens=8)
+    policy = VlaR1Policy(tiny_settings(tiny_model, quantization="none", max_new_tokens=8))
     policy.load()
     return policy
 
@@ -49,19 +57,35 @@ def test_smart_resize_matches_qwen_vl_utils():
 
 
 def test_640x480_frame_becomes_391_image_tokens(tiny_policy):
-    inputs = tiny_policy.build_inputs(frame(), INSTRUCTION, [AFFORDANCE])
+    inputs = tiny_policy.build_inputs(frame(), chats_for(INSTRUCTION, [AFFORDANCE]))
     assert inputs["image_grid_thw"].tolist() == [[1, 34, 46]]  # 476/14 × 644/14 patches
     image_token = tiny_policy.components().model.config.image_token_id
     assert int((inputs["input_ids"][0] == image_token).sum()) == 391
+    # The processor's modality marks: M-RoPE gives exactly these tokens 3-D positions.
+    assert inputs["mm_token_type_ids"][0].tolist() == (inputs["input_ids"][0] == image_token).int().tolist()
+
+
+def test_image_tokens_get_3d_positions(tiny_policy):
+    """Without mm_token_type_ids transformers falls back to 1-D positions for the image (a different
+    model input than the official processor's): the logits must depend on them."""
+    import torch
+
+    inputs = tiny_policy.build_inputs(frame(), chats_for(INSTRUCTION, [AFFORDANCE]))
+    model = tiny_policy.components().model
+    with torch.inference_mode():
+        with_types = model(**inputs).logits[0, -1]
+        without = model(**{k: v for k, v in inputs.items() if k != "mm_token_type_ids"}).logits[0, -1]
+    assert float((with_types - without).abs().max()) > 0.1
 
 
 def test_two_tasks_are_one_left_padded_batch(tiny_policy):
-    inputs = tiny_policy.build_inputs(frame(), INSTRUCTION, list(TASKS))
+    inputs = tiny_policy.build_inputs(frame(), chats_for(INSTRUCTION, list(TASKS)))
     mask = inputs["attention_mask"]
     assert mask.shape[0] == 2 and bool(mask[:, -1].all())  # every prompt ends at the last column
     assert not bool(mask[:, 0].all())  # the prompts differ in length: the shorter is padded on the left
     pad = tiny_policy.components().tokenizer.pad_token_id
     assert bool((inputs["input_ids"][mask == 0] == pad).all())
+    assert inputs["pixel_values"].shape[0] == 1564 and inputs["image_grid_thw"].shape[0] == 2  # patches once
 
 
 def test_batched_generate_returns_one_text_per_task_and_streams_them(tiny_policy):
@@ -76,14 +100,104 @@ def test_batched_generate_returns_one_text_per_task_and_streams_them(tiny_policy
     assert not parse_answer(texts[0], AFFORDANCE).ok  # random weights: gibberish, rejected by the parser
 
 
+def test_each_speed_lever_gives_the_plain_paths_greedy_answers(tiny_policy):
+    """Plain = one request per task, vision encoded per row, dynamic cache. Every lever alone (and all
+    the defaults together) must give the same greedy tokens on the real transformers classes."""
+    plain = tiny_policy.variant(
+        greedy=True, max_new_tokens=12, vision_once=False, static_cache=False, stop_at_output=False
+    )
+    image = frame()
+    reference = [plain.predict(image, INSTRUCTION, [task])[0] for task in TASKS]
+    assert len(set(reference[0])) > 3  # the tiny model's greedy text varies: the comparison means something
+    levers = {
+        "batched": {},
+        "vision_once": {"vision_once": True},
+        "static_cache": {"static_cache": True},
+        "stop_at_output": {"stop_at_output": True},
+    }
+    for name, changes in levers.items():
+        assert plain.variant(**changes).predict(image, INSTRUCTION, list(TASKS)) == reference, name
+
+
+@pytest.mark.slow
+def test_compiled_decoding_gives_the_plain_paths_greedy_answers(tiny_policy):
+    plain = tiny_policy.variant(greedy=True, max_new_tokens=8, vision_once=False, stop_at_output=False)
+    reference = plain.predict(frame(), INSTRUCTION, list(TASKS))
+    compiled = plain.variant(static_cache=True, compile=True)
+    assert compiled.predict(frame(), INSTRUCTION, list(TASKS)) == reference
+
+
+def test_each_row_stops_at_its_output_close(tiny_policy):
+    """A grammar (xgrammar) writes `<output>…</output>` and then lets the model go on freely: with
+    stop_at_output the row ends right at `</output>`, without it the text goes on."""
+    tag = {
+        "type": "structural_tag",
+        "format": {
+            "type": "sequence",
+            "elements": [{"type": "const_string", "value": "<output>[[0.5, 0.5]]</output>"}, {"type": "any_text"}],
+        },
+    }
+    chats = chats_for(INSTRUCTION, list(TASKS))
+    greedy = tiny_policy.variant(greedy=True, max_new_tokens=24)
+    stopped = greedy.variant(stop_at_output=True).generate(frame(), chats, list(TASKS), [tag, None])
+    running = greedy.variant(stop_at_output=False).generate(frame(), chats, list(TASKS), [tag, None])
+    # The row ends with the token that completes `</output>` (a BPE token may carry a character more).
+    before, closed, after = stopped[0].partition("</output>")
+    assert before == "<output>[[0.5, 0.5]]" and closed and len(after) <= 2
+    assert running[0].startswith(stopped[0]) and len(running[0]) > len(stopped[0]) + 5
+    assert stopped[1] == running[1]  # the other row is untouched by its neighbour's stop
+
+
+def test_think_budget_closes_the_reasoning_after_n_tokens(tiny_policy):
+    """The first N tokens are the model's own (greedy: exactly the unconstrained path's), then the
+    reasoning is closed and the answer begins."""
+    greedy = tiny_policy.variant(greedy=True, stop_at_output=False)
+    free = [greedy.variant(max_new_tokens=5).predict(frame(), INSTRUCTION, [task])[0] for task in TASKS]
+    budget = greedy.variant(max_new_tokens=30, think_budget=5).predict(frame(), INSTRUCTION, list(TASKS))
+    for reasoning, text in zip(free, budget, strict=True):
+        assert text.startswith(reasoning + answer_format.THINK_CLOSE + answer_format.ANSWER_LEAD), (reasoning, text)
+
+
+def test_constrained_answers_always_parse_with_numbers_in_0_1(tiny_policy):
+    constrained = tiny_policy.variant(max_new_tokens=300, think_budget=8, constrained=True)
+    for seed in range(2):
+        import torch
+
+        torch.manual_seed(seed)  # sampled: different answers, every one in the official format
+        texts = constrained.predict(frame(), INSTRUCTION, list(TASKS))
+        box, path = (parse_answer(text, task) for text, task in zip(texts, TASKS, strict=True))
+        assert box.ok and path.ok and box.format_reward == path.format_reward == 1.0, texts
+        numbers = np.concatenate([np.ravel(box.box), np.ravel(path.waypoints)])
+        assert ((numbers >= 0) & (numbers <= 1)).all()
+        assert all(text.endswith(answer_format.OUTPUT_CLOSE) for text in texts)
+
+
+def test_answer_grammar_accepts_the_official_examples_and_rejects_out_of_range():
+    import xgrammar
+
+    for task, good, bad in (
+        (AFFORDANCE, '{"x": 0.563749, "y": 0.638217, "width": 0.094696, "height": 0.123233}', '{"x": 1.5, '),
+        (TRAJECTORY, "[[0.41, 0.52], [0.47, 0.44], [0.55, 0.4], [1, 0]]", "[[0.41, 2"),
+    ):
+        grammar = xgrammar.Grammar.from_ebnf(answer_format.ANSWER_GRAMMARS[task])
+        assert xgrammar.testing._is_grammar_accept_string(grammar, good)
+        assert not xgrammar.testing._is_grammar_accept_string(grammar, bad)
+
+
 @pytest.mark.parametrize("quantization", ["int8", "nf4"])
 def test_tiny_model_loads_quantized_and_generates(tiny_model, quantization):
-    policy = VlaR1Policy(model=str(tiny_model), quantization=quantization, device="cpu", max_new_tokens=4)
+    policy = VlaR1Policy(tiny_settings(tiny_model, quantization=quantization, max_new_tokens=4))
     policy.load()
     assert type(policy.components().model.model.visual.blocks[0].mlp.up_proj).__name__ == "Linear"  # skipped
     quantized = type(policy.components().model.model.language_model.layers[0].mlp.up_proj).__name__
     assert quantized == {"int8": "Linear8bitLt", "nf4": "Linear4bit"}[quantization]
+    assert policy.components().model.generation_config.eos_token_id  # read from the checkpoint
     assert len(policy.predict(frame(), INSTRUCTION, list(TASKS))) == 2
+
+
+def test_auto_quantization_follows_the_device(tiny_model):
+    policy = VlaR1Policy(tiny_settings(tiny_model, quantization="auto"))
+    assert policy.components().quantization == AUTO_QUANTIZATION["cpu"]
 
 
 def test_missing_weights_fail_at_load_with_the_download_command(tmp_path, monkeypatch):
@@ -91,31 +205,61 @@ def test_missing_weights_fail_at_load_with_the_download_command(tmp_path, monkey
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))  # an empty cache
     for model in ("GigaAI-Research/vla-r1", "someone/other-checkpoint"):
-        policy = VlaR1Policy(model=model, local_files_only=True)
+        policy = VlaR1Policy(TransformersSettings.from_config(MODEL_CONFIG, model=model, local_files_only=True))
         with pytest.raises(ModelUnavailableError) as error:
             policy.load()
         assert f"huggingface-cli download {model}" in str(error.value)
     with pytest.raises(ModelUnavailableError, match="does not exist"):
-        VlaR1Policy(model=str(tmp_path / "nowhere")).load()
+        VlaR1Policy(tiny_settings(tmp_path / "nowhere")).load()
 
 
-def test_policy_settings_default_to_the_official_generation_settings():
-    policy = VlaR1Policy()
-    assert policy.model == "GigaAI-Research/vla-r1"
+def test_settings_default_to_the_official_generation_settings():
+    policy = VlaR1Policy(TransformersSettings.from_config(MODEL_CONFIG))
+    assert policy.settings.model == "GigaAI-Research/vla-r1"
     assert policy.generation_kwargs() == {
         "max_new_tokens": 2048,
         "do_sample": True,
         "repetition_penalty": 1.1,
         "temperature": 0.7,
         "top_p": 0.9,
+        "stop_strings": ["</output>"],
     }
-    assert VlaR1Policy(do_sample=False).generation_kwargs().keys() == {
-        "max_new_tokens",
-        "do_sample",
-        "repetition_penalty",
+    greedy = TransformersSettings.from_config(MODEL_CONFIG, greedy=True, stop_at_output=False)
+    assert VlaR1Policy(greedy).generation_kwargs() == {
+        "max_new_tokens": 2048,
+        "do_sample": False,
+        "repetition_penalty": 1.1,
     }
-    with pytest.raises(ValueError, match="quantization"):
-        VlaR1Policy(quantization="fp8")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"quantization": "fp8"}, "quantization must be one of"),
+        ({"max_new_tokens": 0}, "max_new_tokens must be >= 1"),
+        ({"think_budget": 5000}, "think_budget must be in"),
+        ({"compile": True}, "compile needs static_cache"),
+        ({"greedy": "maybe"}, "greedy must be a bool"),
+        ({"top_p": 0}, "0 < top_p <= 1"),
+        ({"nonsense": 1}, "unknown setting"),
+    ],
+)
+def test_bad_settings_are_refused_by_name(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        TransformersSettings.from_config(MODEL_CONFIG, **overrides)
+
+
+def test_settings_need_every_key_of_their_section():
+    broken = {**MODEL_CONFIG, "transformers": {k: v for k, v in MODEL_CONFIG["transformers"].items() if k != "dtype"}}
+    with pytest.raises(ValueError, match="`transformers:` lacks dtype"):
+        TransformersSettings.from_config(broken)
+
+
+def test_every_setting_is_in_config_model_yaml():
+    from vla_r1_ros.nodes.inference_node import model_parameter_defaults
+
+    assert set(model_parameter_defaults(MODEL_CONFIG)) == set(setting_names())
+    assert MODEL_CONFIG["backend"] in BACKENDS
 
 
 def test_tiny_model_build_is_cached(tiny_model):
@@ -128,7 +272,7 @@ def test_tiny_model_build_is_cached(tiny_model):
 
 def test_tiny_model_with_the_real_qwen_vocabulary(tmp_path):
     path = build_tiny_vla_r1(tmp_path / "tiny-qwen", tokenizer="qwen")
-    policy = VlaR1Policy(model=str(path), quantization="none", device="cpu", max_new_tokens=4)
+    policy = VlaR1Policy(tiny_settings(path, quantization="none", max_new_tokens=4))
     policy.load()
     tokenizer = policy.components().tokenizer
     assert tokenizer.encode("Hello, world!") == [9707, 11, 1879, 0]
@@ -138,9 +282,14 @@ def test_tiny_model_with_the_real_qwen_vocabulary(tmp_path):
 
 def test_make_policy():
     assert make_policy("scripted").name == "scripted"
-    assert make_policy("vla_r1", {"model": "x/y", "quantization": "none"}).model_id == "vla_r1:x/y"
+    policy = make_policy("vla_r1", {"model": "x/y", "quantization": "none"}, MODEL_CONFIG)
+    assert isinstance(policy, VlaR1Policy) and policy.model_id == "vla_r1:x/y"
+    remote = make_policy("vla_r1", {"backend": "openai", "server_url": "http://127.0.0.1:9/v1"}, MODEL_CONFIG)
+    assert remote.model_id.startswith("vla_r1:openai:") and remote.settings.server_url == "http://127.0.0.1:9/v1"
     with pytest.raises(ValueError, match="unknown policy"):
         make_policy("gpt")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        make_policy("vla_r1", {"backend": "onnx"}, MODEL_CONFIG)
 
 
 def test_bench_inference_quick_smoke(tmp_path, capsys):
@@ -149,12 +298,17 @@ def test_bench_inference_quick_smoke(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     inference.configure(parser)
     out = tmp_path / "bench.json"
-    args = parser.parse_args(["--quick", "--precisions", "bf16", "--new-tokens", "2", "--json", str(out)])
+    args = parser.parse_args(
+        ["--quick", "--precisions", "bf16", "--levers", "vision_once", "--new-tokens", "2", "--json", str(out)]
+    )
     assert inference.run(args) == 0
     report = json.loads(out.read_text())
-    (result,) = report["results"]
-    assert result["precision"] == "bf16" and result["prefill_s"] > 0 and result["batched_speedup"] > 0
-    assert "decode_tok_s" in capsys.readouterr().out
+    assert [row["row"] for row in report["rows"]] == ["official", "batched", "vision_once", "default"]
+    official = report["rows"][0]
+    assert official["requests"] == 2 and official["prefill_s"] > 0 and official["total_s"] > 0
+    assert report["speedup_vs_official"] > 0 and report["peak_rss_gb"]["bf16"] > 0
+    assert set(report["lever_saving_s"]) == {"batched", "vision_once"}
+    assert "speedup_vs_official" in capsys.readouterr().out
 
 
 # ---- scripted expert (simulator-only test policy) ----------------------------------------------------

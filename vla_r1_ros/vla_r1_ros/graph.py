@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from vla_r1_ros.core.config import package_share_path
+from vla_r1_ros.policies.settings import BACKENDS
 
 PACKAGE = "vla_r1_ros"
 
@@ -42,7 +43,9 @@ ARGUMENT_HELP: dict[str, str] = {
     "policy": "scripted (simulator-only test expert, not the model) | vla_r1 (the model)",
     "executor": "sim (simulated Panda) | moveit (moveit_py on a real arm)",
     "model": "VLA-R1 checkpoint: local path or Hugging Face id in the local cache",
-    "quantization": "nf4 | int8 | none",
+    "quantization": "auto (fastest measured for the device) | nf4 | int8 | none",
+    "backend": "vla_r1 backend: transformers (model in the inference node) | openai (a vLLM/SGLang server)",
+    "server_url": "backend:=openai: the server's OpenAI-compatible base URL, e.g. http://gpu-host:8000/v1",
     "noise": "scripted policy error model: none | paper | key=value pairs (iou, rmse, wrong_object, parse_fail)",
     "path_convention": "scripted policy paths: carry (object -> place) | sharerobot (gripper -> object -> place)",
     "recording": "RealSense recording (.db3/.bag) for camera:=replay",
@@ -65,7 +68,9 @@ class GraphArgs:
     policy: str = "scripted"
     executor: str = "sim"
     model: str = "GigaAI-Research/vla-r1"
-    quantization: str = "nf4"
+    quantization: str = "auto"
+    backend: str = "transformers"
+    server_url: str = "http://127.0.0.1:8000/v1"
     noise: str = "none"
     path_convention: str = "carry"
     recording: str = ""
@@ -92,6 +97,8 @@ class GraphArgs:
             )
         if self.policy == "scripted" and self.camera != "sim":
             raise ValueError("policy:=scripted reads the simulator's ground truth: it needs camera:=sim")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend:={self.backend!r} is not one of {', '.join(BACKENDS)}")
         if self.camera == "replay" and not self.recording:
             raise ValueError("camera:=replay needs recording:=/path/to/recording.db3")
 
@@ -245,6 +252,8 @@ def build_graph(args: GraphArgs) -> list[ProcessSpec]:
             "policy": args.policy,
             "model": args.model,
             "quantization": args.quantization,
+            "backend": args.backend,
+            "server_url": args.server_url,
             "noise": args.noise,
             "path_convention": args.path_convention,
             "seed": args.seed,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,7 @@ from vla_r1_interfaces.msg import VlaPrediction
 
 from vla_r1_ros import topics
 from vla_r1_ros.core.annotate import annotate
+from vla_r1_ros.core.config import load_config
 from vla_r1_ros.core.prediction import Prediction
 from vla_r1_ros.core.prompts import TASKS
 from vla_r1_ros.core.scene import Scene
@@ -41,24 +43,9 @@ from vla_r1_ros.nodes.conversions import image_to_numpy, numpy_to_image
 from vla_r1_ros.nodes.prediction_msgs import prediction_msg
 from vla_r1_ros.nodes.scene_msgs import scene_from_msg
 from vla_r1_ros.nodes.spin import spin_nodes
-from vla_r1_ros.policies.base import Policy, make_policy
-from vla_r1_ros.policies.vla_r1 import model_defaults
-
-# Parameters passed to the vla_r1 policy, with their defaults from config/model.yaml.
-MODEL_PARAMETERS = (
-    "model",
-    "local_files_only",
-    "quantization",
-    "device",
-    "dtype",
-    "min_pixels",
-    "max_pixels",
-    "max_new_tokens",
-    "do_sample",
-    "temperature",
-    "top_p",
-    "repetition_penalty",
-)
+from vla_r1_ros.policies import make_policy
+from vla_r1_ros.policies.base import Policy
+from vla_r1_ros.policies.settings import OpenAISettings, TransformersSettings, backend_of, setting_names
 
 
 class GenerationCancelled(Exception):
@@ -68,11 +55,14 @@ class GenerationCancelled(Exception):
 class InferenceNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("inference", **kwargs)
-        defaults = model_defaults()
+        self.model_config = load_config("model")  # read once; the vla_r1 policy is built from it
         self.declare_parameter("policy", "scripted")  # "vla_r1" on a machine with the model
-        for name in MODEL_PARAMETERS:
+        # vla_r1: `backend` (transformers | openai) and every setting of both backends, defaults from
+        # config/model.yaml (policies/settings.py validates them when the policy is built).
+        self.declare_parameter("backend", backend_of(self.model_config))
+        defaults = model_parameter_defaults(self.model_config)
+        for name in setting_names():
             self.declare_parameter(name, defaults[name])
-        self.declare_parameter("seed", int(defaults["seed"]))
         self.declare_parameter("noise", "none")  # scripted policy error model: a preset or key=value pairs
         self.declare_parameter("path_convention", "carry")  # scripted policy: carry | sharerobot
 
@@ -104,7 +94,8 @@ class InferenceNode(Node):
     def _policy_params(self) -> dict[str, Any]:
         seed = int(self.get_parameter("seed").value)
         if self.policy_name == "vla_r1":
-            return {name: self.get_parameter(name).value for name in MODEL_PARAMETERS} | {"seed": seed}
+            backend = {"backend": str(self.get_parameter("backend").value)}
+            return backend | {name: self.get_parameter(name).value for name in setting_names()}
         if self.policy_name == "scripted":
             noise = str(self.get_parameter("noise").value)
             convention = str(self.get_parameter("path_convention").value)
@@ -114,7 +105,7 @@ class InferenceNode(Node):
 
     def _load_policy(self) -> None:
         try:
-            policy = make_policy(self.policy_name, self._policy_params())
+            policy = make_policy(self.policy_name, self._policy_params(), self.model_config)
             if policy.name == "scripted":
                 self.get_logger().warn(
                     "policy 'scripted': the SIMULATOR-ONLY scripted expert (test/teaching policy, not the VLA-R1 "
@@ -230,6 +221,13 @@ class InferenceNode(Node):
         if image.encoding not in ("rgb8", "bgr8"):
             return f"camera frame encoding {image.encoding!r} is not rgb8 or bgr8"
         return ""
+
+
+def model_parameter_defaults(model_config: dict[str, Any]) -> dict[str, Any]:
+    """Each vla_r1 setting's default from config/model.yaml, as the typed value a ROS parameter takes."""
+    transformers = asdict(TransformersSettings.from_config(model_config))
+    openai = asdict(OpenAISettings.from_config(model_config))
+    return transformers.pop("generation") | transformers | {k: v for k, v in openai.items() if k != "generation"}
 
 
 def annotate_prediction(rgb: np.ndarray, prediction: Prediction) -> np.ndarray:

@@ -2,23 +2,22 @@
 
 A policy only produces text in VLA-R1's answer format; `core.parsing.parse_answer` turns it into
 boxes and waypoints, so the real model and the simulator's scripted expert go through the same parser,
-validation and messages. Implementations:
-- `vla_r1` (`policies/vla_r1.py`): the VLA-R1 model through transformers (+ bitsandbytes).
+validation and messages. `make_policy` (policies/__init__.py) builds one. Implementations:
+- `vla_r1` (`policies/vla_r1.py`): the VLA-R1 model through transformers (+ bitsandbytes), or
+  (`policies/remote.py`) on an OpenAI-compatible server.
 - `scripted` (`policies/scripted.py`): a simulator-only expert that writes answers from ground truth,
   for tests and teaching. It is not the model.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import numpy as np
 
 # on_text(task, new_text): called while a policy generates, with the text added since the last call.
 TextCallback = Callable[[str, str], None]
-
-POLICIES = ("vla_r1", "scripted")
 
 
 class Policy(Protocol):
@@ -42,21 +41,3 @@ class Policy(Protocol):
         generated (policies that do not generate token by token call it once per task).
         """
         ...
-
-
-def make_policy(name: str, params: Mapping[str, Any] | None = None) -> Policy:
-    """Build (not load) the policy `name` with `params` (keyword arguments of its class).
-
-    `vla_r1`: see `VlaR1Policy` (model, quantization, device, dtype, generation settings, ...).
-    `scripted`: see `ScriptedExpertPolicy` (scene_source, noise, seed, ...).
-    """
-    params = dict(params or {})
-    if name == "vla_r1":
-        from vla_r1_ros.policies.vla_r1 import VlaR1Policy
-
-        return VlaR1Policy(**params)
-    if name == "scripted":
-        from vla_r1_ros.policies.scripted import ScriptedExpertPolicy
-
-        return ScriptedExpertPolicy(**params)
-    raise ValueError(f"unknown policy {name!r}; expected one of {', '.join(POLICIES)}")

@@ -194,7 +194,9 @@ def train(settings: GrpoSettings) -> TrainResult:
     from peft import LoraConfig
     from trl import GRPOConfig, GRPOTrainer
 
+    from vla_r1_ros.core.config import load_config
     from vla_r1_ros.core.dataset import load_hf_dataset
+    from vla_r1_ros.policies.settings import TransformersSettings
     from vla_r1_ros.policies.vla_r1 import VlaR1Policy
 
     output = Path(settings.output)
@@ -204,11 +206,14 @@ def train(settings: GrpoSettings) -> TrainResult:
     on_gpu = settings.device != "cpu" and torch.cuda.is_available()
 
     policy = VlaR1Policy(
-        model=settings.model,
-        quantization=settings.quantization if on_gpu else "none",  # bitsandbytes training needs a GPU
-        device="cuda" if on_gpu else "cpu",
-        dtype="bfloat16" if on_gpu else "float32",
-        seed=settings.seed,
+        TransformersSettings.from_config(
+            load_config("model"),
+            model=settings.model,
+            quantization=settings.quantization if on_gpu else "none",  # bitsandbytes training needs a GPU
+            device="cuda" if on_gpu else "cpu",
+            dtype="bfloat16" if on_gpu else "float32",
+            seed=settings.seed,
+        )
     )
     # One loader for inference and training: the policy's own.
     parts = policy.components()
