@@ -13,7 +13,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "rewards": ("vla_r1_ros.bench.rewards", "reward and metric throughput (samples/s)"),
     "inference": (
         "vla_r1_ros.bench.inference",
-        "Qwen2.5-VL-3B architecture: prefill, decode, memory per precision; the official path against the default and each lever",
+        "Qwen2.5-VL-3B architecture: the official path against the default and each lever; memory per precision",
     ),
     "pipeline": ("vla_r1_ros.bench.pipeline", "per-stage latency of the node graph outside the model"),
 }
