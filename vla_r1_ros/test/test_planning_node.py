@@ -18,7 +18,7 @@ import time
 import numpy as np
 import pytest
 from rclpy.action import ActionClient, ActionServer
-from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
@@ -63,7 +63,9 @@ class GroundTruthCamera(Node):
             "info": self.create_publisher(CameraInfo, topics.CAMERA_INFO, FRAME_QOS),
             "scene": self.create_publisher(SceneState, topics.SCENE, FRAME_QOS),
         }
-        self.create_timer(0.2, self.publish_frame, callback_group=ReentrantCallbackGroup())
+        # One capture at a time: a reentrant timer whose render outlasts its period piles captures up on
+        # the capture lock and can take every executor thread, starving the planning node of frames.
+        self.create_timer(0.2, self.publish_frame, callback_group=MutuallyExclusiveCallbackGroup())
 
     def stop_camera(self) -> None:
         """Publish no more frames; returns once a capture in flight has finished."""

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from rclpy.action import ActionClient
@@ -33,6 +34,8 @@ from vla_r1_ros.core.scene import make_instruction
 from vla_r1_ros.core.trials import TrialOutcome
 from vla_r1_ros.nodes.scene_msgs import scene_from_msg
 
+GOAL_ACCEPT_WAIT_S = 5.0  # an ExecuteInstruction goal unanswered this long is sent again ...
+GOAL_SENDS = 6  # ... this many times in all (30 s)
 LOG_CONFIRM_WAIT_S = 30.0  # per trial: how long the run waits for the logger's confirmation before going on
 LATE_LOG_WAIT_S = 60.0  # after the last trial: how long unconfirmed episodes are waited for, in all
 
@@ -225,11 +228,7 @@ class TrialRunner:
         start = time.monotonic()
         goal = ExecuteInstruction.Goal(instruction=instruction)
         feedback = (lambda fb: on_feedback(fb.feedback.stage)) if on_feedback else None
-        handle = future_result(
-            self.node.execute_client.send_goal_async(goal, feedback_callback=feedback),
-            30.0,
-            "the planning node to accept the goal",
-        )
+        handle = self._send_goal(goal, feedback)
         if not handle.accepted:
             return TrialOutcome(
                 index,
@@ -273,6 +272,25 @@ class TrialRunner:
         # (it respawns); the run goes on, and `run` waits for the late confirmations at the end.
         self.fill_from_log(outcome, LOG_CONFIRM_WAIT_S)
         return outcome
+
+    def _send_goal(self, goal: ExecuteInstruction.Goal, feedback: Callable | None) -> Any:
+        """The goal's handle. A goal request can be lost while DDS discovery is still matching the
+        server's reader to this client (the server looks ready, the request goes nowhere), and rclpy can
+        lose a goal response: an unanswered goal is sent again every GOAL_ACCEPT_WAIT_S, and the first
+        answer wins (the planning node runs one trial at a time, so a late duplicate is rejected)."""
+        sent = []
+        for _attempt in range(GOAL_SENDS):
+            sent.append(self.node.execute_client.send_goal_async(goal, feedback_callback=feedback))
+            deadline = time.monotonic() + GOAL_ACCEPT_WAIT_S
+            while time.monotonic() < deadline:
+                answered = [f for f in sent if f.done()]
+                accepted = [f.result() for f in answered if f.result().accepted]
+                if accepted or len(answered) == len(sent):
+                    return accepted[0] if accepted else answered[0].result()
+                time.sleep(0.02)
+        raise GraphUnavailable(
+            f"the planning node answered none of {GOAL_SENDS} goals in {GOAL_SENDS * GOAL_ACCEPT_WAIT_S:.0f} s"
+        )
 
     def fill_from_log(self, outcome: TrialOutcome, timeout_s: float) -> bool:
         """Rewards and stage times from the trial's index line, once the logger confirms it (True)."""
