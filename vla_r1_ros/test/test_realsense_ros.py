@@ -116,7 +116,8 @@ def graph(executor, workcell, tmp_path):
         executor.add_node(node)
     # The planning node, the one camera consumer, subscribes to every driver topic.
     assert spin_until(executor, lambda: all(p.get_subscription_count() >= 1 for p in driver.pubs.values()), 10.0)
-    assert spin_until(executor, lambda: action.server_is_ready() and planning.log_client.service_is_ready(), 10.0)
+    # Discovery of new endpoints in this process took over 10 s once in a fresh-clone run.
+    assert spin_until(executor, lambda: action.server_is_ready() and planning.log_client.service_is_ready(), 30.0)
     yield {"executor": executor, "action": action, "driver": driver, "plans": plans, "log_dir": tmp_path / "log"}
     driver.stop()
 

@@ -83,7 +83,7 @@ def graph(executor, tmp_path):
     log_client = client.create_client(LogEpisode, topics.LOG_EPISODE)
     logged: list[dict] = []
     client.create_subscription(String, topics.EPISODE_LOGGED, lambda m: logged.append(json.loads(m.data)), RELIABLE)
-    assert spin_until(executor, log_client.service_is_ready, 10.0)
+    assert spin_until(executor, log_client.service_is_ready, 30.0)
     assert spin_until(executor, lambda: logger.logged_pub.get_subscription_count() > 0, 10.0)
     return logger, log_client, logged
 
