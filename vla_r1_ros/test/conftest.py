@@ -49,11 +49,20 @@ def executor(ros):
         ex.shutdown()
 
 
+@pytest.fixture(scope="session")
+def config():
+    """The package configuration, read once (as `spin_nodes` does for a process)."""
+    from vla_r1_ros.core.config import PackageConfig
+
+    return PackageConfig.load()
+
+
 @pytest.fixture(scope="module")
 def workcell():
     """A headless PyBullet workcell shared by one test module (seed 0 until a test resets it)."""
+    from vla_r1_ros.core.config import PackageConfig
     from vla_r1_ros.sim.workcell import Workcell
 
-    cell = Workcell()
+    cell = Workcell(PackageConfig.load())
     yield cell
     cell.close()

@@ -207,14 +207,14 @@ def test_robot_state_publisher_only_when_nothing_else_publishes_the_robot_descri
 def test_backend_and_server_url_reach_the_inference_nodes_policy():
     """`backend:=openai server_url:=…` become inference-node parameters, and the node's own factory
     builds the remote policy from exactly those parameters."""
-    from vla_r1_ros.core.config import load_config
+    from vla_r1_ros.core.config import PackageConfig
     from vla_r1_ros.policies import make_policy
 
     args = GraphArgs.from_strings({"policy": "vla_r1", "backend": "openai", "server_url": "http://gpu-host:8000/v1"})
     params = next(p for p in build_graph(args) if p.name == "inference").nodes[0].parameters
     assert params["backend"] == "openai" and params["server_url"] == "http://gpu-host:8000/v1"
     node_params = {k: v for k, v in params.items() if k not in ("policy", "noise", "path_convention")}
-    policy = make_policy(params["policy"], node_params, load_config("model"))
+    policy = make_policy(params["policy"], PackageConfig.load(), node_params)
     assert policy.model_id.startswith("vla_r1:openai:") and policy.base_url == "http://gpu-host:8000/v1"
     with pytest.raises(ValueError, match="backend:='onnx'"):
         GraphArgs(backend="onnx")

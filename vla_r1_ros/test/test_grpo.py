@@ -27,16 +27,18 @@ SEEDS = (0, 1)
 
 
 def write_sim_episodes(root) -> None:
+    from vla_r1_ros.core.config import PackageConfig
     from vla_r1_ros.policies.scripted import ScriptedExpertPolicy
     from vla_r1_ros.sim.workcell import Workcell
 
-    with Workcell() as cell, EpisodeStore(root) as store:
+    config = PackageConfig.load()
+    with Workcell(config) as cell, EpisodeStore(root) as store:
         for seed in SEEDS:
             cell.reset(seed)
             frame, scene = cell.capture()
             target = next(o for o in scene.objects if o.visible and o.bbox_px is not None)
             instruction = make_instruction(target, np.random.default_rng(seed))
-            expert = ScriptedExpertPolicy(noise="paper", seed=seed)
+            expert = ScriptedExpertPolicy(config.camera, noise="paper", seed=seed)
             texts = {task: expert.answer(scene, instruction, task) for task in prompts.TASKS}
             trial = TrialLog(
                 trial_id=f"sim-{seed}",

@@ -14,7 +14,9 @@ from std_msgs.msg import String
 from vla_r1_interfaces.action import Predict
 from vla_r1_interfaces.msg import VlaPrediction
 
+from vla_r1_ros.core.config import PackageConfig
 from vla_r1_ros.core.scene import ObjectState, Scene
+from vla_r1_ros.nodes.context import ProcessContext
 from vla_r1_ros.nodes.conversions import numpy_to_image
 from vla_r1_ros.nodes.inference_node import InferenceNode
 from vla_r1_ros.nodes.prediction_msgs import prediction_from_msg
@@ -83,7 +85,7 @@ class Client(Node):
 
 def start(executor, **parameters):
     overrides = [Parameter(name, value=value) for name, value in parameters.items()]
-    node, client = InferenceNode(parameter_overrides=overrides), Client()
+    node, client = InferenceNode(ProcessContext(PackageConfig.load()), parameter_overrides=overrides), Client()
     for n in (node, client):
         executor.add_node(n)
     return node, client

@@ -27,8 +27,9 @@ from vla_r1_interfaces.msg import SceneState
 
 from vla_r1_ros.cameras.realsense import RealSenseCamera
 from vla_r1_ros.cameras.replay import ReplayCamera
-from vla_r1_ros.core.config import load_config
+from vla_r1_ros.core.config import PackageConfig, load_config
 from vla_r1_ros.core.geometry import CameraIntrinsics, camera_extrinsics
+from vla_r1_ros.nodes.context import ProcessContext
 from vla_r1_ros.nodes.conversions import image_to_numpy, intrinsics_from_camera_info, stamp_to_ns
 from vla_r1_ros.nodes.perception_node import (
     COLOR_TOPIC,
@@ -39,13 +40,14 @@ from vla_r1_ros.nodes.perception_node import (
     PerceptionNode,
 )
 from vla_r1_ros.nodes.scene_msgs import scene_from_msg
-from vla_r1_ros.sim.shared import shared_workcell
 from vla_r1_ros.testing.realsense import SoftwareRealSense, box_scene, record
 from vla_r1_ros.testing.ros import spin_until
 
 W, H = 160, 120
 COLOR_K = CameraIntrinsics(W, H, 150.0, 150.0, 79.5, 59.5)
 DEPTH_K = CameraIntrinsics(W, H, 140.0, 140.0, 80.0, 60.0)
+
+CONTEXT = ProcessContext(PackageConfig.load())  # no workcell: these tests hand the node its camera
 
 
 class Listener:
@@ -88,6 +90,7 @@ def test_node_publishes_software_realsense_frames(executor):
     device = SoftwareRealSense(DEPTH_K, COLOR_K, depth_to_color_m=(0.015, 0.0, 0.0))
     camera = RealSenseCamera(width=W, height=H, fps=30, device=device.device)
     perception = PerceptionNode(
+        CONTEXT,
         source=camera,
         parameter_overrides=[Parameter("rate_hz", value=0.0), Parameter("status_period_s", value=0.5)],
     )
@@ -136,6 +139,7 @@ def recording(tmp_path_factory):
 
 def test_node_reports_the_end_of_a_recording(executor, recording):
     perception = PerceptionNode(
+        CONTEXT,
         source=ReplayCamera(recording),
         parameter_overrides=[Parameter("rate_hz", value=0.0), Parameter("status_period_s", value=0.2)],
     )
@@ -180,7 +184,7 @@ def test_perception_node_process_replays_a_recording(ros, recording):
     assert returncode == 0, process.stdout.read().decode()
 
 
-def test_sim_source_depth_matches_the_workcell(executor):
+def test_sim_source_depth_matches_the_workcell(executor, config, workcell):
     """source:=sim publishes the workcell camera: the depth under each object's top centre is the
     object's true distance, and the ground truth comes on workcell/scene with the frame's stamp."""
     camera_config = load_config("camera")
@@ -188,8 +192,11 @@ def test_sim_source_depth_matches_the_workcell(executor):
     intrinsics = CameraIntrinsics.from_config(camera_config)
     # PyBullet's EGL renderer segfaults when its first render runs off the thread that loaded it, and
     # the node renders in its capture thread. Until Workcell renders once when it is built, do it here.
-    shared_workcell().capture()
-    perception = PerceptionNode(parameter_overrides=[Parameter("source", value="sim"), Parameter("rate_hz", value=5.0)])
+    workcell.capture()
+    perception = PerceptionNode(
+        ProcessContext(config, workcell),
+        parameter_overrides=[Parameter("source", value="sim"), Parameter("rate_hz", value=5.0)],
+    )
     listener = Listener()
     scenes: dict[int, SceneState] = {}
     listener.node.create_subscription(

@@ -12,6 +12,7 @@ the object the instruction names, written in the model's text format).
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -29,12 +30,13 @@ from vla_r1_interfaces.msg import ManipulationPlan, SceneState
 
 from vla_r1_ros import topics
 from vla_r1_ros.core import episodes
-from vla_r1_ros.core.config import load_config
+from vla_r1_ros.core.config import PackageConfig, load_config
 from vla_r1_ros.core.episodes import EpisodeStoreError
 from vla_r1_ros.core.geometry import camera_extrinsics
 from vla_r1_ros.core.prediction import Prediction
 from vla_r1_ros.core.prompts import format_answer
 from vla_r1_ros.core.scene import reference_box, reference_waypoints, resolve_target
+from vla_r1_ros.nodes.context import ProcessContext
 from vla_r1_ros.nodes.conversions import camera_info_msg, image_to_numpy, ns_to_stamp, numpy_to_image, stamp_to_ns
 from vla_r1_ros.nodes.perception_node import FRAME_QOS  # what the camera publishes with
 from vla_r1_ros.nodes.prediction_msgs import prediction_msg
@@ -123,7 +125,9 @@ class GroundTruthModel(Node):
 def start_logger(executor, log_dir):
     from vla_r1_ros.nodes.reward_logger_node import RewardLoggerNode
 
-    logger = RewardLoggerNode(parameter_overrides=[Parameter("log_dir", value=str(log_dir))])
+    logger = RewardLoggerNode(
+        ProcessContext(PackageConfig.load()), parameter_overrides=[Parameter("log_dir", value=str(log_dir))]
+    )
     executor.add_node(logger)
     return logger
 
@@ -134,7 +138,9 @@ def graph(executor, workcell, tmp_path):
     from vla_r1_ros.nodes.planning_node import PlanningNode
 
     planning = PlanningNode(
-        arm=SimArmExecutor(workcell), parameter_overrides=[Parameter("log_retry_period_s", value=0.3)]
+        ProcessContext(PackageConfig.load(), workcell),
+        arm=SimArmExecutor(workcell),
+        parameter_overrides=[Parameter("log_retry_period_s", value=0.3), Parameter("max_undelivered", value=1)],
     )
     camera, model = GroundTruthCamera(workcell), GroundTruthModel(workcell.capture()[0].intrinsics)
     logger = start_logger(executor, tmp_path / "log")
@@ -363,6 +369,11 @@ def test_trials_wait_for_the_logger_and_a_refused_record_is_delivered_later(grap
     assert result.success and "not logged yet" in result.message and "disk full" in result.message
     assert episodes.read_index(graph["log_dir"]) == []
     assert graph["planning"].outbox.pending_keys() == [result.episode_id]
+    # max_undelivered (1 here) records wait: no new trial, and the reason names the cause.
+    assert not send_goal(graph, instruction).accepted
+    assert re.search(
+        r"1 finished trials wait to be logged, the oldest for \d+ s \(.*disk full", graph["planning"].refusal_reason()
+    )
     monkeypatch.setattr(logger.store, "write", real_write)  # room again: the retry timer delivers it
     ((entry, document),) = logged(graph)
     assert entry["trial_id"] == result.episode_id and document["files"]["color"] == "color.png"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from vla_r1_ros.core import metrics
-from vla_r1_ros.core.config import load_config
+from vla_r1_ros.core.config import PackageConfig
 from vla_r1_ros.core.error_model import PRESETS, ErrorModel, ErrorModelError, parse_error_model
 from vla_r1_ros.core.geometry import CameraIntrinsics, camera_extrinsics
 from vla_r1_ros.core.parsing import parse_answer
@@ -24,7 +24,8 @@ from vla_r1_ros.testing.tiny_model import build_tiny_vla_r1
 INSTRUCTION = "put the red cube in the tray"
 
 
-MODEL_CONFIG = load_config("model")
+CONFIG = PackageConfig.load()
+MODEL_CONFIG, CAMERA = CONFIG.model, CONFIG.camera
 
 
 def tiny_settings(model, **overrides) -> TransformersSettings:
@@ -281,15 +282,15 @@ def test_tiny_model_with_the_real_qwen_vocabulary(tmp_path):
 
 
 def test_make_policy():
-    assert make_policy("scripted").name == "scripted"
-    policy = make_policy("vla_r1", {"model": "x/y", "quantization": "none"}, MODEL_CONFIG)
+    assert make_policy("scripted", CONFIG).name == "scripted"
+    policy = make_policy("vla_r1", CONFIG, {"model": "x/y", "quantization": "none"})
     assert isinstance(policy, VlaR1Policy) and policy.model_id == "vla_r1:x/y"
-    remote = make_policy("vla_r1", {"backend": "openai", "server_url": "http://127.0.0.1:9/v1"}, MODEL_CONFIG)
+    remote = make_policy("vla_r1", CONFIG, {"backend": "openai", "server_url": "http://127.0.0.1:9/v1"})
     assert remote.model_id.startswith("vla_r1:openai:") and remote.settings.server_url == "http://127.0.0.1:9/v1"
     with pytest.raises(ValueError, match="unknown policy"):
-        make_policy("gpt")
+        make_policy("gpt", CONFIG)
     with pytest.raises(ValueError, match="backend must be one of"):
-        make_policy("vla_r1", {"backend": "onnx"}, MODEL_CONFIG)
+        make_policy("vla_r1", CONFIG, {"backend": "onnx"})
 
 
 def test_bench_inference_quick_smoke(tmp_path, capsys):
@@ -330,10 +331,10 @@ def make_scene() -> Scene:
 def test_scripted_answers_parse_and_match_the_reference_exactly():
     scene = make_scene()
     streamed = []
-    policy = ScriptedExpertPolicy(scene_source=lambda: scene)
+    policy = ScriptedExpertPolicy(CAMERA, scene_source=lambda: scene)
     texts = policy.predict(frame(), INSTRUCTION, list(TASKS), on_text=lambda t, s: streamed.append((t, s)))
     assert streamed == list(zip(TASKS, texts, strict=True))
-    camera = load_config("camera")
+    camera = CAMERA
     intrinsics = CameraIntrinsics.from_config(camera)
     box = parse_answer(texts[0], AFFORDANCE)
     assert box.ok and box.format_reward == 1.0 and "red cube" in box.reasoning
@@ -346,35 +347,35 @@ def test_scripted_answers_parse_and_match_the_reference_exactly():
 
 def test_scripted_sharerobot_paths_start_at_the_grippers_projection():
     scene = make_scene()
-    camera = load_config("camera")
+    camera = CAMERA
     intrinsics, base_T_camera = CameraIntrinsics.from_config(camera), camera_extrinsics(camera)
-    carry = ScriptedExpertPolicy(lambda: scene).predict(frame(), INSTRUCTION, [TRAJECTORY])[0]
-    sharerobot = ScriptedExpertPolicy(lambda: scene, path_convention="sharerobot")
+    carry = ScriptedExpertPolicy(CAMERA, lambda: scene).predict(frame(), INSTRUCTION, [TRAJECTORY])[0]
+    sharerobot = ScriptedExpertPolicy(CAMERA, lambda: scene, path_convention="sharerobot")
     path = parse_answer(sharerobot.predict(frame(), INSTRUCTION, [TRAJECTORY])[0], TRAJECTORY).waypoints
     gripper = project_to_normalized(np.array([scene.ee_position]), intrinsics, base_T_camera)[0]
     np.testing.assert_allclose(path[0], np.clip(gripper, 0.0, 1.0), atol=1e-6)
     np.testing.assert_allclose(path[1:], parse_answer(carry, TRAJECTORY).waypoints, atol=1e-6)
     assert "sharerobot" in sharerobot.model_id
     with pytest.raises(ValueError, match="path_convention"):
-        ScriptedExpertPolicy(path_convention="backwards")
+        ScriptedExpertPolicy(CAMERA, path_convention="backwards")
 
 
 def test_scripted_says_so_when_it_cannot_answer():
-    policy = ScriptedExpertPolicy(scene_source=make_scene)
+    policy = ScriptedExpertPolicy(CAMERA, scene_source=make_scene)
     for instruction in ("put the green mug in the tray", "put the blue ball in the tray"):
         text = policy.predict(frame(), instruction, [AFFORDANCE])[0]
         answer = parse_answer(text, AFFORDANCE)
         assert not answer.ok and answer.error == "no <output> tag" and "cannot locate" in answer.reasoning
     assert "not visible" in policy.predict(frame(), "put the blue ball in the tray", [AFFORDANCE])[0]
     with pytest.raises(ScriptedPolicyError, match="no ground-truth scene"):
-        ScriptedExpertPolicy(scene_source=lambda: None).predict(frame(), INSTRUCTION, list(TASKS))
+        ScriptedExpertPolicy(CAMERA, scene_source=lambda: None).predict(frame(), INSTRUCTION, list(TASKS))
 
 
 def test_scripted_errors_are_seeded():
     scene = make_scene()
 
     def answers(seed):
-        policy = ScriptedExpertPolicy(lambda: scene, noise="paper,parse_fail=0.5", seed=seed)
+        policy = ScriptedExpertPolicy(CAMERA, lambda: scene, noise="paper,parse_fail=0.5", seed=seed)
         return [policy.predict(frame(), INSTRUCTION, list(TASKS)) for _ in range(6)]
 
     assert answers(1) == answers(1) != answers(2)
@@ -405,27 +406,27 @@ def test_error_model_syntax():
         with pytest.raises(ErrorModelError, match=message):
             parse_error_model(bad)
     with pytest.raises(ValueError, match="not a preset"):
-        ScriptedExpertPolicy(noise="loud")
+        ScriptedExpertPolicy(CAMERA, noise="loud")
 
 
 @pytest.fixture(scope="module")
 def layouts():
-    return sim_scenes(12, seed=1000)
+    return sim_scenes(CONFIG, 12, seed=1000)
 
 
 @pytest.mark.parametrize("spec", ["paper", "iou=0.8,rmse=20", "iou=0.15,rmse=200"])
 def test_error_model_is_calibrated(layouts, spec):
     """The realized mean IoU / RMSE of the expert's answers, scored by core.metrics, is the requested one."""
     requested = parse_error_model(spec)
-    stats = error_statistics(layouts, requested, draws=12, seed=7)
+    stats = error_statistics(CAMERA, layouts, requested, draws=12, seed=7)
     assert stats["n"] >= 500 and stats["parse_fail"] == 0.0
     assert stats["iou"] == pytest.approx(requested.iou, abs=0.03)
     assert stats["rmse"] == pytest.approx(requested.rmse, rel=0.1)
 
 
 def test_error_model_rates_are_realized(layouts):
-    stats = error_statistics(layouts, "wrong_object=0.3,parse_fail=0.1", draws=12, seed=3)
+    stats = error_statistics(CAMERA, layouts, "wrong_object=0.3,parse_fail=0.1", draws=12, seed=3)
     assert stats["parse_fail"] == pytest.approx(0.1, abs=0.03)
     assert stats["wrong_object"] == pytest.approx(0.3, abs=0.05)
     assert stats["rmse"] > 0  # a wrong object's path is far from the instructed one's
-    assert error_statistics(layouts, "none", draws=2)["wrong_object"] == 0.0
+    assert error_statistics(CAMERA, layouts, "none", draws=2)["wrong_object"] == 0.0

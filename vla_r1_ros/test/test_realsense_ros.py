@@ -98,13 +98,19 @@ class DriverStandIn:
 
 
 @pytest.fixture
-def graph(executor, workcell, tmp_path):
+def graph(executor, config, workcell, tmp_path):
     from vla_r1_ros.executors.sim import SimArmExecutor
+    from vla_r1_ros.nodes.context import ProcessContext
     from vla_r1_ros.nodes.planning_node import PlanningNode
 
     (planning_spec,) = find_process(REALSENSE_ROS, "planning").nodes
     overrides = [Parameter("scene", value=planning_spec.parameters["scene"])]
-    planning = PlanningNode(arm=SimArmExecutor(workcell), cli_args=ros_args("planning"), parameter_overrides=overrides)
+    planning = PlanningNode(
+        ProcessContext(config, workcell),
+        arm=SimArmExecutor(workcell),
+        cli_args=ros_args("planning"),
+        parameter_overrides=overrides,
+    )
     driver = DriverStandIn(workcell)
     model = GroundTruthModel(workcell.capture()[0].intrinsics, scene_source=workcell.scene)
     start_logger(executor, tmp_path / "log")

@@ -19,7 +19,7 @@ from test_episodes import CAMERA_INFO, INTRINSICS  # the config camera: the one 
 
 from vla_r1_ros.cli.main import main
 from vla_r1_ros.core import prompts
-from vla_r1_ros.core.config import load_config
+from vla_r1_ros.core.config import PackageConfig, load_config
 from vla_r1_ros.core.episodes import CameraFrame, EpisodeStore, TrialLog
 from vla_r1_ros.core.geometry import camera_extrinsics
 from vla_r1_ros.core.prediction import Prediction
@@ -35,14 +35,14 @@ def episode(tmp_path_factory):
     """(episode dir, target object, scene, intrinsics) of an episode logged from the workcell's seed-6 frame."""
     from vla_r1_ros.sim.workcell import Workcell
 
-    with Workcell() as workcell:
+    with Workcell(PackageConfig.load()) as workcell:
         workcell.reset(6)
         frame, scene = workcell.capture()
     k = frame.intrinsics
     assert k == INTRINSICS
     target = next(o for o in scene.objects if o.bbox_px is not None)
     instruction = f"put the {target.colour} {target.shape} in the tray"
-    expert = ScriptedExpertPolicy(path_convention="sharerobot")
+    expert = ScriptedExpertPolicy(PackageConfig.load().camera, path_convention="sharerobot")
     record = TrialLog(
         trial_id="trial-replay",
         instruction=instruction,

@@ -18,9 +18,11 @@ from vla_r1_interfaces.srv import LogEpisode
 
 from vla_r1_ros import topics
 from vla_r1_ros.core import episodes, prompts
+from vla_r1_ros.core.config import PackageConfig
 from vla_r1_ros.core.episodes import EpisodeStoreError
 from vla_r1_ros.core.prediction import Prediction
 from vla_r1_ros.core.scene import reference_box, reference_waypoints
+from vla_r1_ros.nodes.context import ProcessContext
 from vla_r1_ros.nodes.conversions import camera_info_msg, ns_to_stamp, numpy_to_image, point_msg
 from vla_r1_ros.nodes.plan_msgs import plan_json
 from vla_r1_ros.nodes.prediction_msgs import prediction_msg
@@ -76,7 +78,9 @@ def record_msg(
 @pytest.fixture
 def graph(executor, tmp_path):
     """The logger plus a client node with what the planning node has: the LogEpisode client."""
-    logger = RewardLoggerNode(parameter_overrides=[Parameter("log_dir", value=str(tmp_path / "log"))])
+    logger = RewardLoggerNode(
+        ProcessContext(PackageConfig.load()), parameter_overrides=[Parameter("log_dir", value=str(tmp_path / "log"))]
+    )
     client = rclpy.create_node("planning_stand_in")
     executor.add_node(logger)
     executor.add_node(client)
@@ -131,7 +135,9 @@ def test_a_repeated_delivery_logs_nothing_twice_even_after_a_restart(executor, g
     # A new logger on the same log (respawned after a crash) knows what is on disk already.
     executor.remove_node(logger)
     logger.destroy_node()
-    respawned = RewardLoggerNode(parameter_overrides=[Parameter("log_dir", value=str(tmp_path / "log"))])
+    respawned = RewardLoggerNode(
+        ProcessContext(PackageConfig.load()), parameter_overrides=[Parameter("log_dir", value=str(tmp_path / "log"))]
+    )
     executor.add_node(respawned)
     assert deliver(executor, log_client, record_msg("trial-a")).episode == "000001"
     assert deliver(executor, log_client, record_msg("trial-b")).episode == "000002"
@@ -178,7 +184,9 @@ def test_unwritable_log_dir_stops_the_node(ros, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(EpisodeStoreError, match="not a directory"):
-        RewardLoggerNode(parameter_overrides=[Parameter("log_dir", value=str(blocker / "log"))])
+        RewardLoggerNode(
+            ProcessContext(PackageConfig.load()), parameter_overrides=[Parameter("log_dir", value=str(blocker / "log"))]
+        )
 
 
 def test_plan_conversion():

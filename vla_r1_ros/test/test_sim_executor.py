@@ -6,6 +6,7 @@ grasp on nothing is reported as such; cancel halts the arm."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 from dataclasses import replace
 
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from vla_r1_ros.core.config import load_config
+from vla_r1_ros.core.config import PackageConfig, load_config
 from vla_r1_ros.core.geometry import camera_extrinsics, look_at
 from vla_r1_ros.core.lifting import GraspSurface, LiftParams, lift_prediction
 from vla_r1_ros.core.parsing import box_to_pixels, parse_answer, waypoints_to_pixels
@@ -31,7 +32,7 @@ BASE_T_CAMERA = camera_extrinsics(CAMERA)
 def arm():
     from vla_r1_ros.sim.workcell import Workcell
 
-    cell = Workcell()
+    cell = Workcell(PackageConfig.load())
     yield SimArmExecutor(cell)
     cell.close()
 
@@ -93,7 +94,7 @@ def test_the_scripted_experts_paths_in_either_convention_put_the_object_in_the_t
     frame, scene = arm.workcell.capture()
     target = next(o for o in scene.objects if o.bbox_px is not None)
     instruction = f"put the {target.colour} {target.shape} in the tray"
-    expert = ScriptedExpertPolicy(path_convention=convention)
+    expert = ScriptedExpertPolicy(CAMERA, path_convention=convention)
     box, trajectory = (parse_answer(expert.answer(scene, instruction, t), t) for t in ("affordance", "trajectory"))
     assert len(trajectory.waypoints) == {"carry": 4, "sharerobot": 5}[convention]
     plan = plan_answers(frame, box, trajectory)
@@ -261,7 +262,7 @@ def side_camera_cell():
     camera = copy.deepcopy(CAMERA)
     pose = look_at([0.45, -0.42, 0.45], [0.45, 0.0, 0.0])
     camera["extrinsics"] = {"translation": pose.translation.tolist(), "rotation_xyzw": pose.quat_xyzw.tolist()}
-    cell = Workcell(camera_config=camera)
+    cell = Workcell(dataclasses.replace(PackageConfig.load(), camera=camera))
     yield cell
     cell.close()
 

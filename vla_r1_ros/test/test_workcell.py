@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from vla_r1_ros.core.config import load_config
+from vla_r1_ros.core.config import PackageConfig, load_config
 from vla_r1_ros.core.geometry import CameraIntrinsics, camera_extrinsics
 from vla_r1_ros.sim.workcell import Workcell
 
 
 @pytest.fixture(scope="module")
 def workcell():
-    with Workcell() as cell:
+    with Workcell(PackageConfig.load()) as cell:
         yield cell
 
 
@@ -206,7 +206,7 @@ def test_one_egl_renderer_per_process(workcell):
     Workcell beside a live one renders with TinyRenderer, and its frames are still the scene's."""
     from vla_r1_ros.sim import rendering
 
-    with Workcell() as second:
+    with Workcell(PackageConfig.load()) as second:
         assert second.renderer == "tiny" and len(rendering._EGL_CLIENTS) <= 1
         second.reset(3)
         frame, scene = second.capture()

@@ -14,9 +14,10 @@ from vla_r1_ros.testing.ros import spin_until
 
 @pytest.fixture(scope="module")
 def workcell():
+    from vla_r1_ros.core.config import PackageConfig
     from vla_r1_ros.sim.workcell import Workcell
 
-    with Workcell() as cell:
+    with Workcell(PackageConfig.load()) as cell:
         yield cell
 
 
@@ -26,10 +27,11 @@ def test_scene_message_round_trip_is_exact(workcell):
     assert scene_from_msg(scene_to_msg(scene)) == scene
 
 
-def test_reset_service_and_joint_states(executor, workcell):
+def test_reset_service_and_joint_states(executor, config, workcell):
+    from vla_r1_ros.nodes.context import ProcessContext
     from vla_r1_ros.nodes.workcell_node import WorkcellNode
 
-    node = WorkcellNode(workcell)
+    node = WorkcellNode(ProcessContext(config, workcell))
     client_node = Node("workcell_test_client")
     executor.add_node(node)
     executor.add_node(client_node)

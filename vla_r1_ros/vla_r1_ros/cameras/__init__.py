@@ -17,7 +17,7 @@ def make_camera(source: str, params: dict[str, Any], sim_workcell: Callable[[], 
     `repeat`, `real_time`; both: `spatial_filter`, `temporal_filter`, `hole_filling_filter`, `frame_id`. Missing
     keys take the sources' defaults. Imports are lazy: the simulator needs no pyrealsense2 and the
     RealSense no PyBullet. `sim_workcell()` returns the process's simulated workcell, for `sim` (the
-    caller owns it: the perception node passes `sim.shared.shared_workcell`).
+    caller owns it: the perception node passes its process context's `workcell`).
     """
     if source == "sim":
         from vla_r1_ros.cameras.sim import SimCamera

@@ -25,7 +25,10 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vla_r1_ros.core.config import PackageConfig
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -72,10 +75,11 @@ def answers_with_override(logged: dict[str, str], text: str) -> dict[str, str]:
     return dict(logged) | {kinds[0]: text}
 
 
-def replay(document: dict[str, Any], depth: Any, answers: dict[str, str], arm: Any) -> dict[str, Any]:
+def replay(
+    document: dict[str, Any], depth: Any, answers: dict[str, str], arm: Any, config: PackageConfig
+) -> dict[str, Any]:
     """Parse, lift, plan and validate one episode's frame (`depth`: its depth.png, in the episode's
-    `depth_units_m`) against `arm` -> the JSON result."""
-    from vla_r1_ros.core.config import load_config
+    `depth_units_m`) against `arm`, with `config`'s camera extrinsics and workspace -> the JSON result."""
     from vla_r1_ros.core.geometry import CameraIntrinsics, camera_extrinsics
     from vla_r1_ros.core.lifting import LiftError, LiftParams, lift_prediction
     from vla_r1_ros.core.parsing import box_to_pixels, parse_answer, waypoints_to_pixels
@@ -89,7 +93,7 @@ def replay(document: dict[str, Any], depth: Any, answers: dict[str, str], arm: A
     from vla_r1_ros.core.prompts import AFFORDANCE, TRAJECTORY
     from vla_r1_ros.executors.base import validate_for
 
-    camera, workspace = load_config("camera"), load_config("workspace")
+    camera, workspace = config.camera, config.workspace
     logged_plan = document.get("plan") or {}
     result: dict[str, Any] = {
         "episode": document.get("episode"),
@@ -163,12 +167,14 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             return _usage_error(f"cannot use the prediction {args.prediction}: {exc}")
 
+    from vla_r1_ros.core.config import PackageConfig
     from vla_r1_ros.executors.sim import SimArmExecutor
     from vla_r1_ros.sim.workcell import Workcell
 
-    with Workcell() as workcell:  # its constructor lays out seed 0
+    config = PackageConfig.load()
+    with Workcell(config) as workcell:  # its constructor lays out seed 0
         if args.seed:
             workcell.reset(args.seed)
-        output = replay(document, depth, answers, SimArmExecutor(workcell))
+        output = replay(document, depth, answers, SimArmExecutor(workcell), config)
     print(json.dumps(output))
     return 0

@@ -18,11 +18,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import cv2
 
+    from vla_r1_ros.core.config import PackageConfig
     from vla_r1_ros.sim.workcell import Workcell
 
     if not args.gui and not args.snapshot:
         args.snapshot = "workcell.png"
-    workcell = Workcell(gui=args.gui)
+    workcell = Workcell(PackageConfig.load(), gui=args.gui)
     try:
         workcell.reset(args.seed, args.objects)
         if args.snapshot:

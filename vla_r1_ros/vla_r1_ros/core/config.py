@@ -1,13 +1,17 @@
 """The package's YAML configuration: the one source of truth for camera, workspace and model numbers.
 
-Nodes and the `vla-r1` command both read `config/<name>.yaml` through `load_config`. The directory is,
-in order: `$VLA_R1_CONFIG_DIR`; the source tree's `config/` (editable install, tests); the installed
-`share/vla_r1_ros/config` found through the ament index (colcon / apt install).
+Nodes and the `vla-r1` command both read `config/<name>.yaml` through `load_config`; a process reads
+every file once as one `PackageConfig` and hands it to what it builds (nodes, workcell, policies,
+executors), so no constructor reads a file. The directory is, in order: `$VLA_R1_CONFIG_DIR`; the
+source tree's `config/` (editable install, tests); the installed `share/vla_r1_ros/config` found
+through the ament index (colcon / apt install).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -42,6 +46,26 @@ def load_config(name: str, directory: str | Path | None = None) -> dict[str, Any
     """Read `config/<name>.yaml` (or `<directory>/<name>.yaml`) as a dict."""
     path = Path(directory or config_dir()) / f"{name}.yaml"
     return dict(_read_yaml(str(path)))
+
+
+CONFIG_FILES = ("camera", "workspace", "workcell", "model", "moveit_py")
+
+
+@dataclass(frozen=True)
+class PackageConfig:
+    """Every `config/*.yaml` of the package as read by one process (`PackageConfig.load()`, once)."""
+
+    directory: Path
+    camera: Mapping[str, Any]
+    workspace: Mapping[str, Any]
+    workcell: Mapping[str, Any]
+    model: Mapping[str, Any]
+    moveit_py: Mapping[str, Any]
+
+    @classmethod
+    def load(cls, directory: str | Path | None = None) -> PackageConfig:
+        root = Path(directory or config_dir())
+        return cls(directory=root, **{name: load_config(name, root) for name in CONFIG_FILES})
 
 
 @lru_cache(maxsize=32)

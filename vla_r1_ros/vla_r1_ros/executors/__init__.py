@@ -8,14 +8,16 @@ from typing import TYPE_CHECKING
 from vla_r1_ros.graph import EXECUTORS
 
 if TYPE_CHECKING:
+    from vla_r1_ros.core.config import PackageConfig
     from vla_r1_ros.executors.base import ArmExecutor
     from vla_r1_ros.sim.workcell import Workcell
 
 
-def make_executor(name: str, sim_workcell: Callable[[], Workcell] | None = None) -> ArmExecutor:
+def make_executor(name: str, config: PackageConfig, sim_workcell: Callable[[], Workcell] | None = None) -> ArmExecutor:
     """The executor named `name`. `sim_workcell` gives the simulated world the `sim` arm moves in (the
-    caller decides which: in the sim stack it is the process's one workcell); `moveit` reads
-    config/moveit_py.yaml and checks collisions against config/workcell.yaml's `collision` boxes.
+    caller decides which: in the sim stack it is the process's one workcell); `moveit` is set up from
+    `config.moveit_py` (config/moveit_py.yaml, also handed to moveit_py as its file) and checks
+    collisions against `config.workcell`'s `collision` boxes and the camera mount of `config.camera`.
     Imports are lazy: the sim needs no MoveIt and MoveIt no PyBullet."""
     if name == "sim":
         if sim_workcell is None:
@@ -25,10 +27,9 @@ def make_executor(name: str, sim_workcell: Callable[[], Workcell] | None = None)
         return SimArmExecutor(sim_workcell())
     if name == "moveit":
         from vla_r1_ros.core.collision import CollisionWorld
-        from vla_r1_ros.core.config import config_dir, load_config
         from vla_r1_ros.executors.moveit import MoveItExecutor, make_moveit_py
 
-        settings = load_config("moveit_py")["vla_r1"]
-        world = CollisionWorld.from_config(load_config("workcell"), load_config("camera"))
-        return MoveItExecutor(make_moveit_py(str(config_dir() / "moveit_py.yaml"), settings), settings, world)
+        settings = config.moveit_py["vla_r1"]
+        world = CollisionWorld.from_config(config.workcell, config.camera)
+        return MoveItExecutor(make_moveit_py(str(config.directory / "moveit_py.yaml"), settings), settings, world)
     raise ValueError(f"unknown executor {name!r}: use {' or '.join(EXECUTORS)}")

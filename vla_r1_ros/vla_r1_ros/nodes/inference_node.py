@@ -35,10 +35,10 @@ from vla_r1_interfaces.msg import VlaPrediction
 
 from vla_r1_ros import topics
 from vla_r1_ros.core.annotate import annotate
-from vla_r1_ros.core.config import load_config
 from vla_r1_ros.core.prediction import Prediction
 from vla_r1_ros.core.prompts import TASKS
 from vla_r1_ros.core.scene import Scene
+from vla_r1_ros.nodes.context import ProcessContext
 from vla_r1_ros.nodes.conversions import image_to_numpy, numpy_to_image
 from vla_r1_ros.nodes.prediction_msgs import prediction_msg
 from vla_r1_ros.nodes.scene_msgs import scene_from_msg
@@ -53,9 +53,10 @@ class GenerationCancelled(Exception):
 
 
 class InferenceNode(Node):
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, context: ProcessContext, **kwargs: Any) -> None:
         super().__init__("inference", **kwargs)
-        self.model_config = load_config("model")  # read once; the vla_r1 policy is built from it
+        self.config = context.config
+        self.model_config = self.config.model  # the vla_r1 policy is built from it
         self.declare_parameter("policy", "scripted")  # "vla_r1" on a machine with the model
         # vla_r1: `backend` (transformers | openai) and every setting of both backends, defaults from
         # config/model.yaml (policies/settings.py validates them when the policy is built).
@@ -105,7 +106,7 @@ class InferenceNode(Node):
 
     def _load_policy(self) -> None:
         try:
-            policy = make_policy(self.policy_name, self._policy_params(), self.model_config)
+            policy = make_policy(self.policy_name, self.config, self._policy_params())
             if policy.name == "scripted":
                 self.get_logger().warn(
                     "policy 'scripted': the SIMULATOR-ONLY scripted expert (test/teaching policy, not the VLA-R1 "
@@ -240,7 +241,7 @@ def annotate_prediction(rgb: np.ndarray, prediction: Prediction) -> np.ndarray:
 
 def main(args: list[str] | None = None) -> None:
     # Threads: a long prediction holds one, frames and status must keep flowing on the others.
-    sys.exit(spin_nodes(lambda: [InferenceNode()], args))
+    sys.exit(spin_nodes(lambda context: [InferenceNode(context)], args))
 
 
 if __name__ == "__main__":

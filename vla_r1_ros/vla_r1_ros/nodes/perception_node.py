@@ -29,9 +29,9 @@ from vla_r1_ros import topics
 from vla_r1_ros.cameras import make_camera
 from vla_r1_ros.cameras.base import CameraError, CameraSource, RgbdFrame
 from vla_r1_ros.cameras.frame_stats import FrameStats, RateLimiter
-from vla_r1_ros.core.config import load_config
+from vla_r1_ros.core.config import PackageConfig
+from vla_r1_ros.nodes.context import ProcessContext
 from vla_r1_ros.nodes.conversions import camera_info_msg, ns_to_stamp, numpy_to_image
-from vla_r1_ros.sim.shared import shared_workcell
 
 COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC = topics.COLOR, topics.DEPTH, topics.CAMERA_INFO
 SCENE_TOPIC, STATUS_TOPIC = topics.SCENE, topics.PERCEPTION_STATUS
@@ -42,10 +42,10 @@ FRAME_QOS = QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST, reliability=Rel
 
 
 class PerceptionNode(Node):
-    def __init__(self, source: CameraSource | None = None, **node_kwargs) -> None:
+    def __init__(self, context: ProcessContext, source: CameraSource | None = None, **node_kwargs) -> None:
         """`source` replaces the one the `source` parameter names (tests, tools)."""
         super().__init__("perception", **node_kwargs)
-        camera = load_config("camera")
+        camera = context.config.camera
         self._frame_id = camera["frames"]["camera_optical"]
         self._base_frame = camera["frames"]["base"]  # ground truth poses are in the robot base frame
         p = {
@@ -69,7 +69,7 @@ class PerceptionNode(Node):
                 ("status_period_s", 2.0),
             )
         }
-        self._source = source or make_camera(p["source"], {**p, "frame_id": self._frame_id}, shared_workcell)
+        self._source = source or make_camera(p["source"], {**p, "frame_id": self._frame_id}, context.workcell)
         self._limiter = RateLimiter(float(p["rate_hz"]))
         self._read_timeout_s = float(p["read_timeout_s"])
         self._stats = FrameStats(None if self._source.name == "replay" else float(p["max_frame_age_s"]))
@@ -167,8 +167,10 @@ def main(args: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s] [%(name)s]: %(message)s")
     rclpy.init(args=args)
     node = None
+    context = None
     try:
-        node = PerceptionNode()
+        context = ProcessContext(PackageConfig.load())
+        node = PerceptionNode(context)
         # Spin until shutdown, or until the camera fails for good: exiting lets a launch respawn us.
         while rclpy.ok() and node.error is None:
             rclpy.spin_once(node, timeout_sec=0.5)
@@ -179,6 +181,8 @@ def main(args: list[str] | None = None) -> None:
     finally:
         if node is not None:
             node.destroy_node()
+        if context is not None:
+            context.close()
         rclpy.try_shutdown()
     if node is None or node.error is not None:
         sys.exit(1)

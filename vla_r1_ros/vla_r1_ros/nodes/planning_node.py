@@ -41,7 +41,6 @@ from vla_r1_interfaces.msg import ManipulationPlan, SceneState
 from vla_r1_interfaces.srv import LogEpisode
 
 from vla_r1_ros import topics
-from vla_r1_ros.core.config import load_config
 from vla_r1_ros.core.delivery import DeliveryResult, Outbox
 from vla_r1_ros.core.frame_sync import FrameSetSync
 from vla_r1_ros.core.geometry import camera_extrinsics
@@ -52,19 +51,19 @@ from vla_r1_ros.core.prompts import TASKS, build_prompt
 from vla_r1_ros.core.trial_flow import StageFailure, TrialFlow, TrialRecord, TrialSteps
 from vla_r1_ros.executors import make_executor
 from vla_r1_ros.executors.base import ArmExecutor, validate_for
+from vla_r1_ros.nodes.context import ProcessContext
 from vla_r1_ros.nodes.conversions import depth_to_metres, intrinsics_from_camera_info, ns_to_stamp, stamp_to_ns
 from vla_r1_ros.nodes.episode_msgs import FrameSet, episode_record_msg
 from vla_r1_ros.nodes.plan_msgs import plan_markers, plan_msg
 from vla_r1_ros.nodes.prediction_msgs import prediction_from_msg
 from vla_r1_ros.nodes.spin import spin_nodes
-from vla_r1_ros.sim.shared import shared_workcell
 
 COLOR, DEPTH, INFO, SCENE = "color", "depth", "camera_info", "scene"
 PREEMPT_WAIT_S = 5.0  # how long a goal waits for a preempted topic-instruction run to stop
 
 
 class PlanningNode(Node):
-    def __init__(self, arm: ArmExecutor | None = None, **kwargs: Any):
+    def __init__(self, context: ProcessContext, arm: ArmExecutor | None = None, **kwargs: Any):
         """`arm`: an executor to use instead of the `executor` parameter's (tests share a workcell)."""
         super().__init__("planning", **kwargs)
         params = {
@@ -85,14 +84,14 @@ class PlanningNode(Node):
             )
         }
         self.params = params
-        camera, workspace = load_config("camera"), load_config("workspace")
+        camera, workspace = context.config.camera, context.config.workspace
         self.base_frame = str(camera["frames"]["base"])
         self.camera_frame = str(camera["frames"]["camera_optical"])
         self.base_T_camera = camera_extrinsics(camera)
         self.lift_params = LiftParams.from_config(workspace, camera)
         self.planning_params = PlanningParams.from_config(workspace)
         self.limits = SafetyLimits.from_config(workspace)
-        self.arm = arm if arm is not None else make_executor(params["executor"], shared_workcell)
+        self.arm = arm if arm is not None else make_executor(params["executor"], context.config, context.workcell)
 
         self._group = ReentrantCallbackGroup()
         streams = (COLOR, DEPTH, INFO, SCENE) if params["scene"] else (COLOR, DEPTH, INFO)
@@ -305,7 +304,7 @@ class PlanningNode(Node):
     # --- the action ------------------------------------------------------------------------------
 
     def _on_goal(self, goal_request: Any) -> GoalResponse:
-        refusal = self._refusal()
+        refusal = self.refusal_reason()
         if refusal:
             self.get_logger().warning(f"rejecting ExecuteInstruction: {refusal}")
             return GoalResponse.REJECT
@@ -322,13 +321,16 @@ class PlanningNode(Node):
         self._topic_run = False
         return GoalResponse.ACCEPT
 
-    def _refusal(self) -> str:
+    def refusal_reason(self) -> str:
         """Why a trial must not start now ("" when it may): its record would have nowhere to go."""
         if self.params["require_logger"] and not self.log_client.service_is_ready():
             return f"no reward logger on {topics.LOG_EPISODE}: the trial could not be logged"
         waiting = len(self.outbox)
         if waiting >= int(self.params["max_undelivered"]):
-            return f"{waiting} finished trials wait to be logged ({self.outbox.last_error})"
+            oldest = self.outbox.oldest_age_s()  # how long the log has been failing, for the operator
+            return (
+                f"{waiting} finished trials wait to be logged, the oldest for {oldest:.0f} s ({self.outbox.last_error})"
+            )
         return ""
 
     def _on_stop(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
@@ -401,7 +403,7 @@ class PlanningNode(Node):
 
     def _on_instruction(self, msg: String) -> None:
         """A dry run (or, with auto_execute, a trial) of a topic instruction, only when nothing runs."""
-        if self._refusal() or not self._busy.acquire(blocking=False):
+        if self.refusal_reason() or not self._busy.acquire(blocking=False):
             self.get_logger().warning(f"ignoring instruction {msg.data!r}: busy or the logger is unavailable")
             return
         try:
@@ -419,7 +421,7 @@ class PlanningNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    sys.exit(spin_nodes(lambda: [PlanningNode()], args))
+    sys.exit(spin_nodes(lambda context: [PlanningNode(context)], args))
 
 
 if __name__ == "__main__":

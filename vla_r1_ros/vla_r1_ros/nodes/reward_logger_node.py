@@ -26,7 +26,6 @@ from std_msgs.msg import String
 from vla_r1_interfaces.srv import LogEpisode
 
 from vla_r1_ros import topics
-from vla_r1_ros.core.config import load_config
 from vla_r1_ros.core.episodes import (
     EpisodeIndexPending,
     EpisodeStore,
@@ -36,12 +35,13 @@ from vla_r1_ros.core.episodes import (
     select_references,
 )
 from vla_r1_ros.core.geometry import camera_extrinsics
+from vla_r1_ros.nodes.context import ProcessContext
 from vla_r1_ros.nodes.episode_msgs import frame_from_msg, scene_of, trial_from_msg
 from vla_r1_ros.nodes.spin import spin_nodes
 
 
 class RewardLoggerNode(Node):
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, context: ProcessContext, **kwargs: Any) -> None:
         super().__init__("reward_logger", **kwargs)
         self.declare_parameter("log_dir", "runs/latest")
         self.declare_parameter("reference_source", str(ReferenceSource.AUTO))
@@ -50,7 +50,7 @@ class RewardLoggerNode(Node):
         if self.reference_source is ReferenceSource.OPERATOR:
             raise ValueError("reference_source 'operator' comes from labels after the fact, not from the logger")
         # Where the camera is (hand-eye calibration in config/camera.yaml): projects executed paths.
-        self.base_T_camera = camera_extrinsics(load_config("camera"))
+        self.base_T_camera = camera_extrinsics(context.config.camera)
         self.store = EpisodeStore(self.get_parameter("log_dir").value)
         if self.store.recovered:
             self.get_logger().warning(f"re-indexed episodes left by a crash: {', '.join(self.store.recovered)}")
@@ -109,7 +109,9 @@ class RewardLoggerNode(Node):
 
 def main(args: list[str] | None = None) -> None:
     # An unwritable log directory is fatal at start: better no logger than trials that are never logged.
-    sys.exit(spin_nodes(lambda: [RewardLoggerNode()], args, startup_errors=(EpisodeStoreError, ValueError)))
+    sys.exit(
+        spin_nodes(lambda context: [RewardLoggerNode(context)], args, startup_errors=(EpisodeStoreError, ValueError))
+    )
 
 
 if __name__ == "__main__":

@@ -8,25 +8,32 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 
+from vla_r1_ros.core.config import ConfigError, PackageConfig
+from vla_r1_ros.nodes.context import ProcessContext
+
 
 def spin_nodes(
-    make_nodes: Callable[[], list[Node]],
+    make_nodes: Callable[[ProcessContext], list[Node]],
     args: list[str] | None = None,
     num_threads: int = 8,
     startup_errors: tuple[type[Exception], ...] = (),
 ) -> int:
-    """Initialise rclpy, build the nodes, spin them in one MultiThreadedExecutor until Ctrl-C or shutdown,
-    with `num_threads` worker threads whatever the core count: a trial blocks one thread while it waits
-    for the inference and the logger, whose answers, frames and timers need others to be delivered;
-    then destroy them. A `startup_errors` exception while building is logged and gives exit status 1
-    (a launch file's respawn or a supervisor sees the failure); anything else propagates."""
+    """Initialise rclpy, read the package configuration once, build the nodes with it, spin them in one
+    MultiThreadedExecutor until Ctrl-C or shutdown, with `num_threads` worker threads whatever the core
+    count: a trial blocks one thread while it waits for the inference and the logger, whose answers,
+    frames and timers need others to be delivered; then destroy them and close what the process context
+    opened (the simulated workcell). A `ConfigError` or `startup_errors` exception while building is
+    logged and gives exit status 1 (a launch file's respawn or a supervisor sees the failure); anything
+    else propagates."""
     rclpy.init(args=args)
     executor = MultiThreadedExecutor(num_threads=num_threads)
     nodes: list[Node] = []
+    context: ProcessContext | None = None
     try:
         try:
-            nodes.extend(make_nodes())
-        except startup_errors as exc:
+            context = ProcessContext(PackageConfig.load())
+            nodes.extend(make_nodes(context))
+        except (ConfigError, *startup_errors) as exc:
             rclpy.logging.get_logger("vla_r1_ros").fatal(f"{type(exc).__name__}: {exc}")
             return 1
         for node in nodes:
@@ -38,5 +45,7 @@ def spin_nodes(
         executor.shutdown()
         for node in reversed(nodes):
             node.destroy_node()
+        if context is not None:
+            context.close()
         rclpy.try_shutdown()
     return 0

@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv if argv is None else argv
     process_name, graph_args = parse_arguments(rclpy.utilities.remove_ros_args(argv)[1:])
     process = find_process(graph_args, process_name)
-    sys.exit(spin_nodes(lambda: [spec.load_class()(**node_kwargs(spec)) for spec in process.nodes], argv))
+    sys.exit(
+        spin_nodes(lambda context: [spec.load_class()(context, **node_kwargs(spec)) for spec in process.nodes], argv)
+    )
 
 
 if __name__ == "__main__":

@@ -13,21 +13,19 @@ from sensor_msgs.msg import JointState
 from vla_r1_interfaces.srv import ResetScene
 
 from vla_r1_ros import topics
-from vla_r1_ros.core.config import load_config
+from vla_r1_ros.nodes.context import ProcessContext
 from vla_r1_ros.nodes.conversions import ns_to_stamp
 from vla_r1_ros.nodes.scene_msgs import scene_to_msg
 from vla_r1_ros.nodes.spin import spin_nodes
-from vla_r1_ros.sim.shared import shared_workcell
-from vla_r1_ros.sim.workcell import Workcell
 
 
 class WorkcellNode(Node):
-    def __init__(self, workcell: Workcell | None = None, **node_kwargs: Any) -> None:
+    def __init__(self, context: ProcessContext, **node_kwargs: Any) -> None:
         super().__init__("workcell", **node_kwargs)
         self.declare_parameter("joint_state_rate_hz", 30.0)
-        self.declare_parameter("base_frame", load_config("camera")["frames"]["base"])
+        self.declare_parameter("base_frame", context.config.camera["frames"]["base"])
         self.declare_parameter("seed", 0)  # the first layout; `workcell/reset` lays out the next ones
-        self.workcell = workcell if workcell is not None else shared_workcell()
+        self.workcell = context.workcell()
         self.workcell.reset(int(self.get_parameter("seed").value))
         self._base_frame = str(self.get_parameter("base_frame").value)
         self._names = [*self.workcell.arm_joint_names, *self.workcell.finger_joint_names]
@@ -59,7 +57,7 @@ class WorkcellNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    sys.exit(spin_nodes(lambda: [WorkcellNode()], args))
+    sys.exit(spin_nodes(lambda context: [WorkcellNode(context)], args))
 
 
 if __name__ == "__main__":

@@ -10,30 +10,29 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vla_r1_ros.policies.base import Policy
+
+if TYPE_CHECKING:
+    from vla_r1_ros.core.config import PackageConfig
 
 POLICIES = ("vla_r1", "scripted")
 
 
-def make_policy(
-    name: str, params: Mapping[str, Any] | None = None, model_config: Mapping[str, Any] | None = None
-) -> Policy:
-    """Build (not load) the policy `name`.
+def make_policy(name: str, config: PackageConfig, params: Mapping[str, Any] | None = None) -> Policy:
+    """Build (not load) the policy `name` from the caller's package configuration.
 
-    `vla_r1`: `model_config` is config/model.yaml as read by the caller (read here when None);
-    `params` override its settings by flat name (policies/settings.py), `backend` among them.
-    `scripted`: `params` are `ScriptedExpertPolicy`'s keyword arguments (scene_source, noise, seed).
+    `vla_r1`: settings from `config.model` (config/model.yaml); `params` override them by flat name
+    (policies/settings.py), `backend` among them.
+    `scripted`: `params` are `ScriptedExpertPolicy`'s keyword arguments (scene_source, noise, seed,
+    path_convention); it projects with `config.camera`.
     """
     params = dict(params or {})
     if name == "vla_r1":
         from vla_r1_ros.policies.settings import OpenAISettings, TransformersSettings, backend_of
 
-        if model_config is None:
-            from vla_r1_ros.core.config import load_config
-
-            model_config = load_config("model")
+        model_config = config.model
         backend = backend_of(model_config, params.pop("backend", None))
         if backend == "openai":
             from vla_r1_ros.policies.remote import RemotePolicy
@@ -45,5 +44,5 @@ def make_policy(
     if name == "scripted":
         from vla_r1_ros.policies.scripted import ScriptedExpertPolicy
 
-        return ScriptedExpertPolicy(**params)
+        return ScriptedExpertPolicy(config.camera, **params)
     raise ValueError(f"unknown policy {name!r}; expected one of {', '.join(POLICIES)}")

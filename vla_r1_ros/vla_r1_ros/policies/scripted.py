@@ -17,13 +17,13 @@ preset (`none`, `paper` = VLA-R1-3B's in-domain IoU 36.51 / RMSE 71.12) or `key=
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from vla_r1_ros.core import prompts
-from vla_r1_ros.core.config import load_config
+from vla_r1_ros.core.config import PackageConfig
 from vla_r1_ros.core.error_model import ErrorModel, parse_error_model
 from vla_r1_ros.core.geometry import CameraIntrinsics, RigidTransform, camera_extrinsics
 from vla_r1_ros.core.scene import (
@@ -64,10 +64,10 @@ class ScriptedExpertPolicy:
 
     def __init__(
         self,
+        camera_config: Mapping[str, Any],
         scene_source: Callable[[], Scene | None] | None = None,
         noise: str | ErrorModel = "none",
         seed: int = 0,
-        camera_config: dict[str, Any] | None = None,
         path_convention: str = "carry",
     ):
         if path_convention not in PATH_CONVENTIONS:
@@ -76,9 +76,8 @@ class ScriptedExpertPolicy:
         self.noise = parse_error_model(noise)  # raises ErrorModelError (a ValueError) with the reason
         self.scene_source = scene_source
         self.rng = np.random.default_rng(seed)
-        camera = camera_config if camera_config is not None else load_config("camera")
-        self.intrinsics = CameraIntrinsics.from_config(camera)
-        self.base_T_camera: RigidTransform = camera_extrinsics(camera)
+        self.intrinsics = CameraIntrinsics.from_config(camera_config)
+        self.base_T_camera: RigidTransform = camera_extrinsics(camera_config)
         spec = noise if isinstance(noise, str) else noise.spec
         self.model_id = f"scripted:simulator-expert(noise={spec}, path={path_convention})"
 
@@ -164,15 +163,17 @@ class ScriptedExpertPolicy:
 # ---- measuring the error model ------------------------------------------------------------------------
 
 
-def sim_scenes(count: int, seed: int = 0) -> list[Scene]:
+def sim_scenes(config: PackageConfig, count: int, seed: int = 0) -> list[Scene]:
     """`count` simulator layouts (seeds seed..seed+count-1) with rendered segmentation boxes."""
     from vla_r1_ros.sim.workcell import Workcell
 
-    with Workcell() as workcell:
+    with Workcell(config) as workcell:
         return [workcell.reset(seed + i) for i in range(count)]
 
 
-def error_statistics(scenes: Iterable[Scene], noise: str | ErrorModel, draws: int = 10, seed: int = 0) -> dict:
+def error_statistics(
+    camera_config: Mapping[str, Any], scenes: Iterable[Scene], noise: str | ErrorModel, draws: int = 10, seed: int = 0
+) -> dict:
     """The paper's metrics (`core.metrics.evaluate`) of the scripted expert with `noise` against its own
     exact answers, plus the realized wrong-object rate.
 
@@ -184,8 +185,8 @@ def error_statistics(scenes: Iterable[Scene], noise: str | ErrorModel, draws: in
     from vla_r1_ros.core import metrics
     from vla_r1_ros.core.parsing import parse_answer
 
-    exact = ScriptedExpertPolicy()
-    noisy = ScriptedExpertPolicy(noise=noise, seed=seed)
+    exact = ScriptedExpertPolicy(camera_config)
+    noisy = ScriptedExpertPolicy(camera_config, noise=noise, seed=seed)
     samples, wrong, boxes = [], 0, 0
     for scene in scenes:
         for target in scene.objects:

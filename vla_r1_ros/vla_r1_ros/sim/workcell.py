@@ -29,7 +29,7 @@ import pybullet_data
 
 from vla_r1_ros.cameras.base import RgbdFrame
 from vla_r1_ros.core.collision import Box, workcell_obstacles, world_T_base
-from vla_r1_ros.core.config import load_config
+from vla_r1_ros.core.config import PackageConfig
 from vla_r1_ros.core.geometry import camera_extrinsics
 from vla_r1_ros.core.scene import ObjectState, Scene
 from vla_r1_ros.sim.arm import ARM_JOINT_NAMES, SimPanda
@@ -45,14 +45,10 @@ class Workcell:
 
     arm_joint_names: tuple[str, ...] = ARM_JOINT_NAMES
 
-    def __init__(
-        self,
-        workcell_config: dict[str, Any] | None = None,
-        camera_config: dict[str, Any] | None = None,
-        gui: bool = False,
-    ) -> None:
-        self.config = workcell_config if workcell_config is not None else load_config("workcell")
-        self.camera_config = camera_config if camera_config is not None else load_config("camera")
+    def __init__(self, config: PackageConfig, gui: bool = False) -> None:
+        """The workcell of `config.workcell`, seen by the camera of `config.camera`."""
+        self.config = config.workcell
+        self.camera_config = config.camera
         self.gui = gui
         self.lock = threading.RLock()
 
