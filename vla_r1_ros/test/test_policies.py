@@ -196,6 +196,49 @@ def test_tiny_model_loads_quantized_and_generates(tiny_model, quantization):
     assert len(policy.predict(frame(), INSTRUCTION, list(TASKS))) == 2
 
 
+def test_int4_decode_linear_uses_its_4bit_copy_for_few_rows_only():
+    """Up to MAX_DECODE_ROWS rows go through torch's int4 kernel, whose result is the matmul with the
+    dequantized 4-bit weight; more rows (a prefill) are the bf16 layer's own result, bit for bit."""
+    import torch
+
+    from vla_r1_ros.policies.int4_decode import MAX_DECODE_ROWS, Int4DecodeLinear, dequantize_int4, quantize_int4
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(256, 96).to(torch.bfloat16)
+    layer = Int4DecodeLinear(linear, group_size=64)
+    decode = torch.randn(1, 2, 256, dtype=torch.bfloat16)
+    dequantized = dequantize_int4(*quantize_int4(linear.weight, 64))
+    reference = decode.float() @ dequantized.t() + linear.bias.float()
+    relative = lambda a, b: float((a.float() - b.float()).norm() / b.float().norm())  # noqa: E731
+    assert relative(layer(decode), reference) < 0.01  # the 4-bit weight (bf16 rounding of scales only)
+    assert relative(layer(decode), linear(decode)) > 0.02  # ... and not the bf16 one
+    prefill = torch.randn(1, MAX_DECODE_ROWS + 1, 256, dtype=torch.bfloat16)
+    assert torch.equal(layer(prefill), linear(prefill))
+    with pytest.raises(ValueError, match="in_features must divide by the group size"):
+        Int4DecodeLinear(torch.nn.Linear(100, 96), group_size=64)
+
+
+def test_int4_decode_keeps_the_prefill_in_bf16_and_generates(tiny_model, tiny_policy):
+    """quantization int4_decode on the real transformers model: every decoder projection gets a 4-bit
+    copy (the vision tower and lm_head none), and a prefill gives the bf16 model's logits exactly."""
+    import torch
+
+    from vla_r1_ros.policies.int4_decode import Int4DecodeLinear
+
+    policy = VlaR1Policy(tiny_settings(tiny_model, quantization="int4_decode", int4_group_size=32, max_new_tokens=6))
+    model = policy.components().model
+    packed = [m for m in model.model.language_model.modules() if isinstance(m, Int4DecodeLinear)]
+    assert len(packed) == 7 * len(model.model.language_model.layers)  # q k v o gate up down
+    assert not any(isinstance(m, Int4DecodeLinear) for m in model.model.visual.modules())
+    assert type(model.lm_head).__name__ == "Linear"
+    inputs = policy.build_inputs(frame(), chats_for(INSTRUCTION, [AFFORDANCE]))
+    with torch.inference_mode():
+        assert torch.equal(model(**inputs).logits, tiny_policy.components().model(**inputs).logits)
+    assert len(policy.predict(frame(), INSTRUCTION, list(TASKS))) == 2
+    with pytest.raises(ValueError, match="CPU"):
+        TransformersSettings.from_config(MODEL_CONFIG, model=str(tiny_model), quantization="int4_decode", device="cuda")
+
+
 def test_auto_quantization_follows_the_device(tiny_model):
     policy = VlaR1Policy(tiny_settings(tiny_model, quantization="auto"))
     assert policy.components().quantization == AUTO_QUANTIZATION["cpu"]
@@ -300,11 +343,13 @@ def test_bench_inference_quick_smoke(tmp_path, capsys):
     inference.configure(parser)
     out = tmp_path / "bench.json"
     args = parser.parse_args(
-        ["--quick", "--precisions", "bf16", "--levers", "vision_once", "--new-tokens", "2", "--json", str(out)]
+        ["--quick", "--precisions", "bf16,int4", "--levers", "vision_once", "--new-tokens", "2", "--json", str(out)]
     )
     assert inference.run(args) == 0
     report = json.loads(out.read_text())
-    assert [row["row"] for row in report["rows"]] == ["official", "batched", "vision_once", "default"]
+    rows = [(row["precision"], row["row"]) for row in report["rows"]]
+    assert rows == [("bf16", n) for n in ("official", "batched", "vision_once", "default")] + [("int4", "default")]
+    assert set(report["peak_rss_gb"]) == {"bf16", "int4"}
     official = report["rows"][0]
     assert official["requests"] == 2 and official["prefill_s"] > 0 and official["total_s"] > 0
     assert report["speedup_vs_official"] > 0 and report["peak_rss_gb"]["bf16"] > 0

@@ -43,7 +43,7 @@ ARGUMENT_HELP: dict[str, str] = {
     "policy": "scripted (simulator-only test expert, not the model) | vla_r1 (the model)",
     "executor": "sim (simulated Panda) | moveit (moveit_py on a real arm)",
     "model": "VLA-R1 checkpoint: local path or Hugging Face id in the local cache",
-    "quantization": "auto (fastest measured for the device) | nf4 | int8 | none",
+    "quantization": "auto (fastest measured for the device) | nf4 | int8 | int4_decode (CPU) | none",
     "backend": "vla_r1 backend: transformers (model in the inference node) | openai (a vLLM/SGLang server)",
     "server_url": "backend:=openai: the server's OpenAI-compatible base URL, e.g. http://gpu-host:8000/v1",
     "noise": "scripted policy error model: none | paper | key=value pairs (iou, rmse, wrong_object, parse_fail)",

@@ -39,7 +39,7 @@ import numpy as np
 
 INSTRUCTION = "put the red cube in the tray"
 FRAME_HEIGHT, FRAME_WIDTH = 480, 640  # the camera's frame (config/camera.yaml's colour stream)
-PRECISIONS = {"bf16": "none", "nf4": "nf4", "int8": "int8"}
+PRECISIONS = {"bf16": "none", "nf4": "nf4", "int8": "int8", "int4": "int4_decode"}
 
 # Row name -> (what it is, both tasks in one batch?, settings changed from config/model.yaml).
 # Every row but `default` starts from the plain path: no vision sharing, no stop at </output>
@@ -94,7 +94,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="tiny random model: a seconds-long smoke test")
     parser.add_argument("--new-tokens", type=int, default=128, help="forced answer length per task (default 128)")
     parser.add_argument(
-        "--precisions", default="bf16,nf4,int8", help="comma-separated: bf16, nf4, int8 (default all three)"
+        "--precisions",
+        default="bf16,nf4,int8,int4",
+        help="comma-separated: bf16, nf4, int8, int4 (int4_decode; default all)",
     )
     parser.add_argument(
         "--levers",
@@ -108,6 +110,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--rows", default="", help=argparse.SUPPRESS)
+    # The tiny model's widths (64) take no 128-channel groups: --quick packs int4 in groups of 32.
+    parser.add_argument("--int4-group-size", type=int, default=None, help=argparse.SUPPRESS)
 
 
 def write_random_3b(directory: Path) -> Path:
@@ -187,7 +191,9 @@ def rss_gb(field: str) -> float | None:
     return None
 
 
-def run_worker(precision: str, checkpoint: Path, rows: list[str], new_tokens: int, rounds: int) -> dict[str, Any]:
+def run_worker(
+    precision: str, checkpoint: Path, rows: list[str], new_tokens: int, rounds: int, int4_group_size: int | None = None
+) -> dict[str, Any]:
     """Load the checkpoint at `precision` and measure `rows`, in this (fresh) process.
 
     The rows are measured in `rounds` rounds, all rows once per round, and each row keeps its fastest
@@ -197,7 +203,11 @@ def run_worker(precision: str, checkpoint: Path, rows: list[str], new_tokens: in
     from vla_r1_ros.policies.vla_r1 import VlaR1Policy
 
     settings = TransformersSettings.from_config(
-        load_config("model"), model=str(checkpoint), quantization=PRECISIONS[precision], device="cpu"
+        load_config("model"),
+        model=str(checkpoint),
+        quantization=PRECISIONS[precision],
+        device="cpu",
+        **({"int4_group_size": int4_group_size} if int4_group_size else {}),
     )
     policy = VlaR1Policy(settings)
     started = time.perf_counter()
@@ -226,7 +236,7 @@ def run_worker(precision: str, checkpoint: Path, rows: list[str], new_tokens: in
 
 
 def _spawn_worker(
-    precision: str, checkpoint: Path, rows: list[str], new_tokens: int, rounds: int, out: Path
+    precision: str, checkpoint: Path, rows: list[str], new_tokens: int, rounds: int, out: Path, quick: bool
 ) -> dict[str, Any]:
     command = [
         sys.executable,
@@ -244,6 +254,7 @@ def _spawn_worker(
         str(rounds),
         "--json",
         str(out),
+        *(["--int4-group-size", "32"] if quick else []),
     ]
     subprocess.run(command, check=True, env=os.environ.copy())
     return json.loads(out.read_text())
@@ -313,7 +324,9 @@ def format_table(report: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     if args.worker:
-        result = run_worker(args.worker, Path(args.checkpoint), args.rows.split(","), args.new_tokens, args.rounds)
+        result = run_worker(
+            args.worker, Path(args.checkpoint), args.rows.split(","), args.new_tokens, args.rounds, args.int4_group_size
+        )
         Path(args.json_out).write_text(json.dumps(result) + "\n")
         return 0
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
@@ -347,7 +360,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"measuring {precision}: {', '.join(rows)} ...", flush=True)
             # Kept next to the checkpoint: a precision failing later does not lose those measured before.
             workers.append(
-                _spawn_worker(precision, checkpoint, rows, args.new_tokens, args.rounds, workdir / f"{precision}.json")
+                _spawn_worker(
+                    precision, checkpoint, rows, args.new_tokens, args.rounds, workdir / f"{precision}.json", args.quick
+                )
             )
     report = {
         "model": model,

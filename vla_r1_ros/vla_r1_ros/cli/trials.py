@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from vla_r1_ros.graph import PATH_CONVENTIONS, POLICIES
+from vla_r1_ros.policies.settings import QUANTIZATIONS
 
 
 def noise_spec(text: str) -> str:
@@ -64,7 +65,7 @@ def configure(parser: argparse.ArgumentParser, default_n: int = 10, default_out:
         help="scripted policy trajectories: carry (object -> place) or sharerobot (gripper -> object -> place)",
     )
     parser.add_argument("--model", default="GigaAI-Research/vla-r1", help="VLA-R1 checkpoint (policy vla_r1)")
-    parser.add_argument("--quantization", default="auto", choices=("auto", "nf4", "int8", "none"))
+    parser.add_argument("--quantization", default="auto", choices=QUANTIZATIONS)
     parser.add_argument("--objects", type=int, default=0, help="objects per layout (0 = config default)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds allowed per trial")
     parser.add_argument("--attach", action="store_true", help="use an already running graph (e.g. ros2 launch)")

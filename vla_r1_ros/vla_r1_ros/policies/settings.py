@@ -16,7 +16,9 @@ from typing import Any
 
 BACKENDS = ("transformers", "openai")
 # auto: the fastest precision measured for the device the model lands on (`resolve_quantization`).
-QUANTIZATIONS = ("auto", "nf4", "int8", "none")
+# int4_decode: CPU only; decode steps on a 4-bit copy of the decoder's weights (policies/int4_decode.py).
+QUANTIZATIONS = ("auto", "nf4", "int8", "int4_decode", "none")
+INT4_GROUP_SIZES = (32, 64, 128, 256)  # what torch's CPU int4 kernel takes
 DEVICES = ("auto", "cuda", "cpu")
 DTYPES = ("bfloat16", "float16", "float32")
 # What `quantization: auto` becomes, per device: the measurements behind it are in docs/inference.md.
@@ -119,6 +121,7 @@ class TransformersSettings:
     vision_once: bool  # the vision tower runs once per image, shared by both task rows
     static_cache: bool  # a preallocated KV cache (transformers' "static" cache implementation)
     compile: bool  # torch.compile the decoder step (needs static_cache)
+    int4_group_size: int  # int4_decode: input channels per scale and zero
     generation: GenerationSettings
 
     def __post_init__(self) -> None:
@@ -131,6 +134,14 @@ class TransformersSettings:
                 raise ValueError(f"{what} must be one of {', '.join(allowed)}, not {value!r}")
         if not 0 < self.min_pixels <= self.max_pixels:
             raise ValueError(f"need 0 < min_pixels <= max_pixels, got {self.min_pixels}, {self.max_pixels}")
+        if self.int4_group_size not in INT4_GROUP_SIZES:
+            raise ValueError(
+                f"int4_group_size must be one of {', '.join(map(str, INT4_GROUP_SIZES))}, not {self.int4_group_size}"
+            )
+        if self.quantization == "int4_decode" and (self.device == "cuda" or self.dtype != "bfloat16"):
+            raise ValueError(
+                "quantization int4_decode runs torch's CPU int4 kernels: it needs device cpu/auto and dtype bfloat16"
+            )
         if self.compile and not self.static_cache:
             raise ValueError("compile needs static_cache: a growing cache recompiles the graph every step")
         if not self.model:
@@ -147,8 +158,12 @@ class TransformersSettings:
         return _build(cls, "transformers", _section(model_config, "transformers") | overrides, generation=generation)
 
     def resolve_quantization(self, device_type: str) -> str:
-        """nf4 | int8 | none for a model on `device_type` ("cpu" / "cuda"): `auto` follows the measurements."""
-        return AUTO_QUANTIZATION[device_type] if self.quantization == "auto" else self.quantization
+        """nf4 | int8 | int4_decode | none for a model on `device_type` ("cpu" / "cuda"): `auto` follows
+        the measurements."""
+        quantization = AUTO_QUANTIZATION[device_type] if self.quantization == "auto" else self.quantization
+        if quantization == "int4_decode" and device_type != "cpu":
+            raise ValueError(f"quantization int4_decode runs on the CPU, not on {device_type}")
+        return quantization
 
     def with_generation(self, **changes: Any) -> TransformersSettings:
         return replace(self, generation=replace(self.generation, **changes))

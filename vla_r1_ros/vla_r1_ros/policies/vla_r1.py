@@ -139,7 +139,7 @@ class LoadedModel:
     image_processor: Any
     chat_template: str
     device: Any
-    quantization: str  # what `quantization: auto` resolved to on this device: nf4 | int8 | none
+    quantization: str  # what `quantization: auto` resolved to on this device: nf4 | int8 | int4_decode | none
 
 
 def chats_for(instruction: str, tasks: Sequence[str]) -> list[list[dict]]:
@@ -249,7 +249,7 @@ class VlaR1Policy:
 
         kwargs: dict[str, Any] = {"dtype": dtype, "local_files_only": True, "device_map": {"": str(device)}}
         try:
-            if quantization == "none":
+            if quantization in ("none", "int4_decode"):
                 model = Qwen2_5_VLForConditionalGeneration.from_pretrained(directory, **kwargs)
             else:
                 with contextlib.ExitStack() as shards:
@@ -266,6 +266,11 @@ class VlaR1Policy:
                 _release_freed_memory()
         except (OSError, ValueError) as exc:
             raise ModelUnavailableError(f"cannot load {directory}: {exc}") from exc
+        if quantization == "int4_decode":
+            from vla_r1_ros.policies.int4_decode import attach_int4_decode
+
+            packed = attach_int4_decode(model, settings.int4_group_size)
+            log.info("int4_decode: %d decoder projections got a 4-bit copy for decode steps", packed)
         model.eval()
         torch.manual_seed(settings.generation.seed)
         log.info("VLA-R1 loaded from %s on %s (%s, quantization %s)", directory, device, settings.dtype, quantization)
