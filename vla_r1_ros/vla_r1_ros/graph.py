@@ -240,8 +240,9 @@ def build_graph(args: GraphArgs) -> list[ProcessSpec]:
         "planning",
         "vla_r1_ros.nodes.planning_node:PlanningNode",
         "planning_node",
-        # Only the simulator publishes a scene (ground truth) with each frame: a trial waits for it there.
-        {"executor": args.executor, "scene": args.camera == "sim"},
+        # Only the simulator publishes a scene (ground truth) with each frame, and only a replay the
+        # recorded stamp of each (playback-stamped) frame: a trial waits for them there.
+        {"executor": args.executor, "scene": args.camera == "sim", "recorded_stamps": args.camera == "replay"},
         remappings=camera_topics,
     )
     inference = NodeSpec(
