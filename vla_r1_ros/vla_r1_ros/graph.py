@@ -234,7 +234,11 @@ def build_graph(args: GraphArgs) -> list[ProcessSpec]:
         "vla_r1_ros.nodes.perception_node:PerceptionNode",
         "perception_node",
         # The simulator renders on the CPU (~70 ms a frame): 5 Hz leaves the other core for the graph.
-        {"source": args.camera, "recording": args.recording} | ({"rate_hz": 5.0} if args.camera == "sim" else {}),
+        # A recording for trials loops at its recorded pace, as a camera streams: every goal, however
+        # late, finds frames played after it.
+        {"source": args.camera, "recording": args.recording}
+        | ({"rate_hz": 5.0} if args.camera == "sim" else {})
+        | ({"repeat": True, "real_time": True} if args.camera == "replay" else {}),
     )
     planning = NodeSpec(
         "planning",

@@ -198,8 +198,8 @@ class PerceptionNode(Node):
             f"{report['dropped']} dropped, {report['timeouts']} timeouts ({report['state']}, "
             f"{report['restarts']} restarts)"
         )
-        if report["state"] == RESTARTING:
-            self.get_logger().warning(f"{summary}; last error: {report['last_error']}")
+        if report["state"] == RESTARTING:  # each failure is logged when it happens; this is a reminder
+            self.get_logger().warning(f"{summary}; last error: {report['last_error']}", throttle_duration_sec=30.0)
         elif any(problems.values()) and report["state"] == STREAMING:
             self.get_logger().warning(f"{summary}; since last report: {problems}")
         else:
