@@ -21,28 +21,30 @@ from test_planning_node import GroundTruthModel, instruction_for, logged, run_go
 from vla_r1_interfaces.action import ExecuteInstruction
 
 from vla_r1_ros import topics
-from vla_r1_ros.cameras import make_camera
 from vla_r1_ros.testing.ros import spin_until
 
 
 @pytest.fixture
-def graph(executor, workcell, tmp_path):
+def graph(executor, config, workcell, tmp_path):
     from vla_r1_ros.executors.sim import SimArmExecutor
+    from vla_r1_ros.nodes.context import ProcessContext
     from vla_r1_ros.nodes.perception_node import PerceptionNode
     from vla_r1_ros.nodes.planning_node import PlanningNode
 
     # The first render on the thread that loaded PyBullet (see test_perception_node's sim test).
     model = GroundTruthModel(workcell.capture()[0].intrinsics)
+    context = ProcessContext(config, workcell)  # one simulated world, as in the sim stack's process
     perception = PerceptionNode(
-        source=make_camera("sim", {}, lambda: workcell),
+        context,
         parameter_overrides=[
+            Parameter("source", value="sim"),
             Parameter("rate_hz", value=5.0),  # as the graph runs the sim camera
             Parameter("status_period_s", value=0.2),
             Parameter("restart_delay_s", value=0.2),
             Parameter("restart_max_delay_s", value=0.8),
         ],
     )
-    planning = PlanningNode(arm=SimArmExecutor(workcell))
+    planning = PlanningNode(context, arm=SimArmExecutor(workcell))
     start_logger(executor, tmp_path / "log")
     client = Node("trial_client")
     status: list[dict] = []

@@ -57,14 +57,18 @@ def node_parameters(args: GraphArgs, process: str) -> list[Parameter]:
 
 
 @pytest.fixture
-def graph(executor, workcell, recording, tmp_path):
+def graph(executor, config, workcell, recording, tmp_path):
     from vla_r1_ros.executors.sim import SimArmExecutor
+    from vla_r1_ros.nodes.context import ProcessContext
     from vla_r1_ros.nodes.perception_node import PerceptionNode
     from vla_r1_ros.nodes.planning_node import PlanningNode
 
     replay = GraphArgs(camera="replay", executor="moveit", policy="vla_r1", recording=str(recording["path"]))
-    perception = PerceptionNode(parameter_overrides=node_parameters(replay, "perception"))
-    planning = PlanningNode(arm=SimArmExecutor(workcell), parameter_overrides=node_parameters(replay, "planning"))
+    # Separate processes in the graph, each with a context of its own; neither has a simulated world.
+    perception = PerceptionNode(ProcessContext(config), parameter_overrides=node_parameters(replay, "perception"))
+    planning = PlanningNode(
+        ProcessContext(config), arm=SimArmExecutor(workcell), parameter_overrides=node_parameters(replay, "planning")
+    )
     model = GroundTruthModel(recording["frames"][min(recording["frames"])].intrinsics, scene_source=workcell.scene)
     start_logger(executor, tmp_path / "log")
     client = Node("trial_client")
