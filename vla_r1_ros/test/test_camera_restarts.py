@@ -39,7 +39,7 @@ def test_a_failure_is_reported_until_a_frame_comes_after_the_restart():
     assert restarts.report() == {"state": RESTARTING, "restarts": 0, "last_error": "RealSense camera disconnected"}
     assert restarts.restarted() == 1
     # Started again, but not back until it delivers: a silent restarted camera is still restarting.
-    assert not restarts.restart_pending and restarts.state == RESTARTING
+    assert not restarts.restart_pending and restarts.report()["state"] == RESTARTING
     restarts.frame(now=11.5)
     assert restarts.report() == {"state": STREAMING, "restarts": 1, "last_error": "RealSense camera disconnected"}
 

@@ -55,11 +55,6 @@ class SourceRestarts:
         self._restart_at = 0.0
         self._streaming_since: float | None = None
 
-    @property
-    def state(self) -> str:
-        with self._lock:
-            return self._state
-
     def failed(self, error: str, now: float) -> float:
         """The source raised (reading or starting): returns the seconds until it should be started again."""
         with self._lock:
