@@ -1,7 +1,8 @@
 """The perception node publishes real messages that other nodes receive (in process and across processes).
 
-Sources are real code paths: a `rs.software_device` through RealSenseCamera, and a RealSense recording
-through ReplayCamera in a separate `perception_node` process.
+Sources are real code paths: a `rs.software_device` through RealSenseCamera (also unplugged and
+replaced by a new one), and a RealSense recording through ReplayCamera, in process and in a separate
+`perception_node` process.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, Image, TimeReference
 from std_msgs.msg import String
 from vla_r1_interfaces.msg import SceneState
 
+from vla_r1_ros.cameras.base import CameraError
 from vla_r1_ros.cameras.realsense import RealSenseCamera
 from vla_r1_ros.cameras.replay import ReplayCamera
 from vla_r1_ros.core.config import PackageConfig, load_config
@@ -34,7 +36,9 @@ from vla_r1_ros.nodes.conversions import image_to_numpy, intrinsics_from_camera_
 from vla_r1_ros.nodes.perception_node import (
     COLOR_TOPIC,
     DEPTH_TOPIC,
+    FRAME_QOS,
     INFO_TOPIC,
+    RECORDED_STAMP_TOPIC,
     SCENE_TOPIC,
     STATUS_TOPIC,
     PerceptionNode,
@@ -88,7 +92,7 @@ def check_frame(listener: Listener, stamp: int, intrinsics: CameraIntrinsics) ->
 
 def test_node_publishes_software_realsense_frames(executor):
     device = SoftwareRealSense(DEPTH_K, COLOR_K, depth_to_color_m=(0.015, 0.0, 0.0))
-    camera = RealSenseCamera(width=W, height=H, fps=30, device=device.device)
+    camera = RealSenseCamera(width=W, height=H, fps=30, find_device=lambda: device.device)
     perception = PerceptionNode(
         CONTEXT,
         source=camera,
@@ -130,34 +134,129 @@ def test_node_publishes_software_realsense_frames(executor):
     assert status["stale"] == 0 and status["last_age_s"] < 0.5
 
 
+class SoftwareFeeder:
+    """Pushes 30 Hz frames into whichever software RealSense is plugged in (none: unplugged)."""
+
+    def __init__(self) -> None:
+        self.plugged: SoftwareRealSense | None = None
+        self.pushed: dict[int, tuple[SoftwareRealSense, np.ndarray]] = {}  # stamp -> (device, colour)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._feed, daemon=True)
+        self._thread.start()
+
+    def find_device(self):
+        if self.plugged is None:
+            raise CameraError("no RealSense device with serial 700 found; connected devices:\n  none")
+        return self.plugged.device
+
+    def _feed(self) -> None:
+        index = 0
+        while not self._stop.wait(1 / 30):
+            device = self.plugged
+            if device is None:
+                continue
+            index += 1
+            depth, color = box_scene(W, H, index)
+            now_ms = time.time() * 1e3
+            self.pushed[round(now_ms * 1e6)] = (device, color)
+            device.push(depth, color, frame_number=index, timestamp_ms=now_ms)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def test_an_unplugged_realsense_is_reported_and_a_replugged_one_streams_again(executor, capfd):
+    feeder = SoftwareFeeder()
+    feeder.plugged = first = SoftwareRealSense(DEPTH_K, COLOR_K, serial="700")
+    camera = RealSenseCamera(serial="700", width=W, height=H, stall_timeout_s=0.5, find_device=feeder.find_device)
+    perception = PerceptionNode(
+        CONTEXT,
+        source=camera,
+        parameter_overrides=[
+            Parameter("rate_hz", value=0.0),
+            Parameter("status_period_s", value=0.2),
+            Parameter("restart_delay_s", value=0.1),
+            Parameter("restart_max_delay_s", value=0.4),
+        ],
+    )
+    listener = Listener()
+    executor.add_node(perception)
+    executor.add_node(listener.node)
+    try:
+        assert spin_until(executor, lambda: len(listener.complete_stamps()) >= 3, 15.0)
+        feeder.plugged = None  # unplugged: no frames, and no device to open again
+        assert spin_until(executor, lambda: listener.status and listener.status[-1]["state"] == "restarting", 5.0)
+        # First the stall, then restarts that fail while nothing is plugged in: each is the last error.
+        assert spin_until(executor, lambda: "no RealSense device" in (listener.status[-1]["last_error"] or ""), 5.0)
+        before_replug = set(listener.complete_stamps())
+        feeder.plugged = second = SoftwareRealSense(DEPTH_K, COLOR_K, serial="700")  # a new device
+        assert spin_until(
+            executor,
+            lambda: (
+                len(listener.complete_stamps() - before_replug) >= 3 and listener.status[-1]["state"] == "streaming"
+            ),
+            15.0,
+        )
+    finally:
+        feeder.stop()
+    status = listener.status[-1]
+    assert status["restarts"] >= 1 and "no RealSense device" in status["last_error"]
+    for stamp in listener.complete_stamps() - before_replug:
+        device, color = feeder.pushed[stamp]
+        assert device is second and np.array_equal(check_frame(listener, stamp, COLOR_K)[0], color)
+    assert any(feeder.pushed[s][0] is first for s in before_replug)
+    logged = capfd.readouterr().err  # rclpy logs to stderr
+    assert "camera source 'realsense' failed: RealSense 700 stalled: no frame for" in logged
+    assert "camera source 'realsense' did not start again: no RealSense device with serial 700" in logged
+
+
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory):
     path = tmp_path_factory.mktemp("recording") / "software.db3"
-    record(path, SoftwareRealSense(DEPTH_K, COLOR_K), 15)
-    return path
+    recorded = record(path, SoftwareRealSense(DEPTH_K, COLOR_K), [box_scene(W, H, i) for i in range(1, 16)])
+    return path, {frame.stamp_ns for frame in recorded.values()}
 
 
-def test_node_reports_the_end_of_a_recording(executor, recording):
+def test_a_replay_is_stamped_at_playback_with_each_recorded_stamp_beside_it(executor, recording):
+    path, recorded_stamps = recording
+    listener = Listener()  # first: the node plays the recording as soon as it is built
+    recorded_at: dict[int, int] = {}  # playback stamp -> recorded stamp
+    listener.node.create_subscription(
+        TimeReference,
+        RECORDED_STAMP_TOPIC,
+        lambda m: recorded_at.__setitem__(stamp_to_ns(m.header.stamp), stamp_to_ns(m.time_ref)),
+        FRAME_QOS,  # as the planning node takes it
+    )
+    started_ns = time.time_ns()
     perception = PerceptionNode(
         CONTEXT,
-        source=ReplayCamera(recording),
+        source=ReplayCamera(path),
         parameter_overrides=[Parameter("rate_hz", value=0.0), Parameter("status_period_s", value=0.2)],
     )
-    listener = Listener()
     executor.add_node(perception)
     executor.add_node(listener.node)
     assert spin_until(executor, lambda: listener.status and listener.status[-1]["state"] == "finished", 10.0)
     status = listener.status[-1]
     assert status["source"] == "replay" and status["published"] >= 10
-    assert status["stale"] == 0 and status["last_age_s"] is None  # recorded stamps are not judged by age
-    for stamp in listener.complete_stamps():
+    assert status["stale"] == 0 and status["last_age_s"] < 0.5  # stamped when played, not when recorded
+
+    # Every frame has its recorded stamp, from the first one this listener was matched for in time.
+    def matched() -> set[int]:
+        return {stamp for stamp in listener.complete_stamps() if recorded_at and stamp >= min(recorded_at)}
+
+    assert spin_until(executor, lambda: len(matched()) >= 8 and matched() <= set(recorded_at), 3.0)
+    for stamp in matched():
         check_frame(listener, stamp, COLOR_K)
+        assert stamp >= started_ns  # played now: a trial started before it takes it
+        assert recorded_at[stamp] in recorded_stamps and recorded_at[stamp] < started_ns
+    assert len(set(recorded_at.values())) == len(recorded_at)  # one recorded frame per playback stamp
 
 
 def test_perception_node_process_replays_a_recording(ros, recording):
     """`python -m vla_r1_ros.nodes.perception_node` in its own process; this process subscribes."""
     command = [sys.executable, "-m", "vla_r1_ros.nodes.perception_node", "--ros-args"]
-    for parameter in ("source:=replay", f"recording:={recording}", "repeat:=true", "rate_hz:=0.0"):
+    for parameter in ("source:=replay", f"recording:={recording[0]}", "repeat:=true", "rate_hz:=0.0"):
         command += ["-p", parameter]
     process = subprocess.Popen(command, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     listener = Listener()

@@ -234,14 +234,19 @@ def build_graph(args: GraphArgs) -> list[ProcessSpec]:
         "vla_r1_ros.nodes.perception_node:PerceptionNode",
         "perception_node",
         # The simulator renders on the CPU (~70 ms a frame): 5 Hz leaves the other core for the graph.
-        {"source": args.camera, "recording": args.recording} | ({"rate_hz": 5.0} if args.camera == "sim" else {}),
+        # A recording for trials loops at its recorded pace, as a camera streams: every goal, however
+        # late, finds frames played after it.
+        {"source": args.camera, "recording": args.recording}
+        | ({"rate_hz": 5.0} if args.camera == "sim" else {})
+        | ({"repeat": True, "real_time": True} if args.camera == "replay" else {}),
     )
     planning = NodeSpec(
         "planning",
         "vla_r1_ros.nodes.planning_node:PlanningNode",
         "planning_node",
-        # Only the simulator publishes a scene (ground truth) with each frame: a trial waits for it there.
-        {"executor": args.executor, "scene": args.camera == "sim"},
+        # Only the simulator publishes a scene (ground truth) with each frame, and only a replay the
+        # recorded stamp of each (playback-stamped) frame: a trial waits for them there.
+        {"executor": args.executor, "scene": args.camera == "sim", "recorded_stamps": args.camera == "replay"},
         remappings=camera_topics,
     )
     inference = NodeSpec(

@@ -7,6 +7,8 @@ Names are relative, so a launch file's namespace or remappings apply to all of t
 COLOR = "camera/color/image_raw"
 DEPTH = "camera/aligned_depth_to_color/image_raw"
 CAMERA_INFO = "camera/color/camera_info"
+# A replayed frame's recorded stamp (sensor_msgs/TimeReference: header.stamp = the frame's playback stamp).
+RECORDED_STAMP = "camera/recorded_stamp"
 PERCEPTION_STATUS = "perception/status"
 
 # Simulator.

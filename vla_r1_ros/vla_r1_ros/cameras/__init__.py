@@ -13,7 +13,7 @@ SOURCES = ("sim", "realsense", "replay")
 def make_camera(source: str, params: dict[str, Any], sim_workcell: Callable[[], Any] | None = None) -> CameraSource:
     """The camera named `source`, configured from `params` (the perception node's parameters).
 
-    Keys: realsense: `serial`, `width`, `height`, `fps`, `reconnect_timeout_s`; replay: `recording`,
+    Keys: realsense: `serial`, `width`, `height`, `fps`; replay: `recording`,
     `repeat`, `real_time`; both: `spatial_filter`, `temporal_filter`, `hole_filling_filter`, `frame_id`. Missing
     keys take the sources' defaults. Imports are lazy: the simulator needs no pyrealsense2 and the
     RealSense no PyBullet. `sim_workcell()` returns the process's simulated workcell, for `sim` (the
@@ -53,5 +53,5 @@ def make_camera(source: str, params: dict[str, Any], sim_workcell: Callable[[], 
 
     from vla_r1_ros.cameras.realsense import RealSenseCamera
 
-    keys = ("serial", "width", "height", "fps", "reconnect_timeout_s")
+    keys = ("serial", "width", "height", "fps")
     return RealSenseCamera(**{key: params[key] for key in keys if key in params}, **common)

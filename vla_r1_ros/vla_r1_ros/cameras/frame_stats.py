@@ -20,12 +20,12 @@ class FrameCounts:
 
 
 class FrameStats:
-    """Counts a stream's frames. `max_age_s=None` disables the age check (a recording's stamps are old).
+    """Counts a stream's frames; a frame older than `max_age_s` when it arrives is stale.
 
     Thread-safe: the capture thread records, a ROS timer reports.
     """
 
-    def __init__(self, max_age_s: float | None) -> None:
+    def __init__(self, max_age_s: float) -> None:
         self.max_age_s = max_age_s
         self._counts = FrameCounts()
         self._lock = threading.Lock()
@@ -42,10 +42,9 @@ class FrameStats:
             if self._last_sequence is not None and sequence > self._last_sequence + 1:
                 counts.dropped += sequence - self._last_sequence - 1
             self._last_sequence = sequence
-            if self.max_age_s is not None:
-                self._last_age_s = (now_ns - stamp_ns) * 1e-9
-                if self._last_age_s > self.max_age_s:
-                    counts.stale += 1
+            self._last_age_s = (now_ns - stamp_ns) * 1e-9
+            if self._last_age_s > self.max_age_s:
+                counts.stale += 1
 
     def published(self) -> None:
         with self._lock:

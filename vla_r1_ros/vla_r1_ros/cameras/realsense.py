@@ -7,13 +7,14 @@ own pixel grid, where they were designed to run), `rs.align(rs.stream.color)`, d
 millimetres from the device's depth scale, colour intrinsics from the stream profile, device stamps.
 
 `RealSenseCamera` adds device selection (serial number), a clear error when the device is missing,
-and reconnection when it is unplugged or its stream stalls.
+and a `CameraError` when it is unplugged or its stream stalls (the caller restarts it).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -165,8 +166,14 @@ class RealSenseStream:
 class RealSenseCamera:
     """A RealSense camera (D400 family): colour rgb8 and depth z16 at one size and rate.
 
-    `device` injects an already constructed device (a `rs.software_device`, a `rs.recorder` wrapping
-    a device); `context` injects the device list used for lookup and error messages.
+    An unplugged camera (librealsense reports it disconnected) or a stalled stream (no frame for
+    `stall_timeout_s`, the usual USB failure) makes `read` raise `CameraError`; `stop()` then `start()`
+    opens the camera again, found anew (a replugged camera is a new device). The perception node does
+    that with backoff (`cameras.restarts`).
+
+    `find_device` returns the device to open at each start instead of the context's camera with
+    `serial` (a `rs.software_device`, a `rs.recorder` wrapping a device); `context` injects the device
+    list used for lookup and error messages.
     """
 
     name = "realsense"
@@ -180,23 +187,18 @@ class RealSenseCamera:
         filters: DepthFilters | None = None,
         frame_id: str = DEFAULT_FRAME_ID,
         stall_timeout_s: float = 2.0,
-        reconnect_timeout_s: float = 10.0,
         context: rs.context | None = None,
-        device: rs.device | None = None,
+        find_device: Callable[[], rs.device] | None = None,
     ) -> None:
         self.serial = serial
         self.width, self.height, self.fps = width, height, fps
         self.filters = filters or DepthFilters()
         self.frame_id = frame_id
         self.stall_timeout_s = stall_timeout_s
-        self.reconnect_timeout_s = reconnect_timeout_s
         self._context = context
-        self._device = device
+        self._find_device = find_device
         self._stream: RealSenseStream | None = None
         self._last_frame_at = 0.0
-        self._lost_at: float | None = None  # when the stream was lost; None while streaming
-        self._next_attempt_at = 0.0
-        self._backoff_s = 0.0
 
     def start(self) -> None:
         self._context = self._context or rs.context()
@@ -204,41 +206,38 @@ class RealSenseCamera:
         self._last_frame_at = time.monotonic()
 
     def read(self, timeout_s: float) -> RgbdFrame | None:
-        deadline = time.monotonic() + timeout_s
         if self._stream is None:
-            if self._lost_at is None:
-                raise CameraError("RealSenseCamera.read before start()")
-            self._reconnect(deadline)
-            return None
-        frame = self._stream.read(deadline)
+            raise CameraError("RealSenseCamera.read before start()")
+        frame = self._stream.read(time.monotonic() + timeout_s)
         now = time.monotonic()
         if frame is not None:
             self._last_frame_at = now
-            self._lost_at = None
             return frame
+        camera = f"RealSense {self.serial}" if self.serial else "RealSense camera"
         if not self._stream.device.is_connected():
-            self._lose(now, "device disconnected")
-        elif now - self._last_frame_at > self.stall_timeout_s:
-            # A stalled USB stream is the usual RealSense failure and a restart is its cure.
-            self._lose(now, f"no frame for {now - self._last_frame_at:.1f} s")
+            raise CameraError(f"{camera} disconnected")
+        if now - self._last_frame_at > self.stall_timeout_s:
+            raise CameraError(f"{camera} stalled: no frame for {now - self._last_frame_at:.1f} s")
         return None
 
     def stop(self) -> None:
         if self._stream is not None:
             self._stream.stop()
             self._stream = None
-        self._lost_at = None
 
     def _open(self) -> RealSenseStream:
         config = rs.config()
-        if self._device is None:
+        device = None
+        if self._find_device is not None:
+            device = self._find_device()
+        else:
             self._require_device()
             if self.serial:
                 config.enable_device(self.serial)
         config.enable_stream(rs.stream.depth, self.width, self.height, rs.format.z16, self.fps)
         config.enable_stream(rs.stream.color, self.width, self.height, rs.format.rgb8, self.fps)
         try:
-            return RealSenseStream(self._context, config, self.filters, self.frame_id, self._device)
+            return RealSenseStream(self._context, config, self.filters, self.frame_id, device)
         except CameraError as exc:
             mode = f"colour rgb8 and depth z16 at {self.width}x{self.height}, {self.fps} fps"
             raise CameraError(f"{exc} (requested {mode})") from exc
@@ -250,34 +249,3 @@ class RealSenseCamera:
             raise CameraError(
                 f"no RealSense device {wanted}found; connected devices:\n{describe_devices(self._context)}"
             )
-
-    def _lose(self, now: float, reason: str) -> None:
-        log.warning("RealSense %s lost (%s); restarting the pipeline", self.serial or "camera", reason)
-        self._stream.stop()
-        self._stream = None
-        if self._lost_at is None:  # a restart that stalled again does not reset the give-up clock
-            self._lost_at = now
-        self._next_attempt_at = now
-        self._backoff_s = 0.1
-
-    def _reconnect(self, deadline: float) -> None:
-        """One restart attempt if its backoff has passed; gives up `reconnect_timeout_s` after the loss."""
-        now = time.monotonic()
-        if now - self._lost_at > self.reconnect_timeout_s:
-            raise CameraError(
-                f"RealSense {self.serial or 'camera'} lost and not back after {self.reconnect_timeout_s:.0f} s; "
-                f"connected devices:\n{describe_devices(self._context)}"
-            )
-        if now < self._next_attempt_at:
-            time.sleep(max(0.0, min(deadline, self._next_attempt_at) - now))
-            return
-        try:
-            self._stream = self._open()
-        except CameraError as exc:
-            log.info("RealSense restart failed (%s); next attempt in %.1f s", exc, self._backoff_s)
-            self._next_attempt_at = now + self._backoff_s
-            self._backoff_s = min(2 * self._backoff_s, 2.0)
-            return
-        # Still "lost" until a frame arrives: a restarted pipeline that stays silent stalls again.
-        self._last_frame_at = now
-        log.info("RealSense pipeline restarted")

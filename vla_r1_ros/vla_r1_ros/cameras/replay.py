@@ -4,8 +4,13 @@ Recordings come from `rs.recorder` (librealsense 2.59 writes rosbag2 `.db3`) or 
 including the RealSense Viewer's. By default playback is paced by the reader, not the clock: every
 recorded frame is delivered however slow the consumer (a loaded machine dropped half of them in real
 time); `real_time=True` plays at the recorded pace, dropping what the reader misses, as a live camera
-would. Frames keep their recorded stamps and frame numbers. The post filters run on replay too, so a recording made with
-filters off can be replayed with any filter setting.
+would. The post filters run on replay too, so a recording made with filters off can be replayed with
+any filter setting.
+
+Frames are restamped at playback: `stamp_ns` is when the frame was read (host clock, as a live
+camera's), so a trial started now takes the frames played after it, and a looped recording never goes
+back in time; the stamp the frame was recorded with is kept in `recorded_stamp_ns`. Frame numbers
+are the recorded ones.
 """
 
 from __future__ import annotations
@@ -56,10 +61,13 @@ class ReplayCamera:
                 return None
             raise CameraError("ReplayCamera.read before start()")
         frame = self._stream.read(time.monotonic() + timeout_s)
-        if frame is None and self._stream.device.as_playback().current_status() == rs.playback_status.stopped:
+        if frame is not None:
+            frame.recorded_stamp_ns, frame.stamp_ns = frame.stamp_ns, time.time_ns()
+            return frame
+        if self._stream.device.as_playback().current_status() == rs.playback_status.stopped:
             self.finished = True
             self.stop()
-        return frame
+        return None
 
     def stop(self) -> None:
         if self._stream is not None:

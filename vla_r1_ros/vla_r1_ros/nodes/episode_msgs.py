@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, Image, TimeReference
 from vla_r1_interfaces.msg import EpisodeRecord, ManipulationPlan, SceneState
 
 from vla_r1_ros.core.episodes import CameraFrame, TrialLog
@@ -31,10 +31,16 @@ class FrameSet:
     depth: Image
     camera_info: CameraInfo
     scene: SceneState | None = None  # the simulator's ground truth of this frame
+    recorded_stamp: TimeReference | None = None  # a replayed frame: the stamp it was recorded with
 
     @property
     def stamp_ns(self) -> int:
         return stamp_to_ns(self.color.header.stamp)
+
+    @property
+    def captured_ns(self) -> int:
+        """When the frame was captured: its stamp, or for a replayed frame the stamp it was recorded with."""
+        return self.stamp_ns if self.recorded_stamp is None else stamp_to_ns(self.recorded_stamp.time_ref)
 
 
 def episode_record_msg(
@@ -42,7 +48,8 @@ def episode_record_msg(
 ) -> EpisodeRecord:
     msg = EpisodeRecord()
     frames: FrameSet | None = record.frames
-    msg.header.stamp = ns_to_stamp(frames.stamp_ns if frames is not None else now_ns)
+    # The capture time: a replayed frame's images carry its playback stamp, the record its recorded one.
+    msg.header.stamp = ns_to_stamp(frames.captured_ns if frames is not None else now_ns)
     msg.header.frame_id = base_frame
     msg.trial_id = record.trial_id
     msg.instruction = record.instruction

@@ -17,7 +17,12 @@ with `auto_execute:=true`) when nothing else runs; an action goal preempts such 
 topic instructions never blocks goals. `vla_r1/stop` (std_srvs/Trigger) halts the arm and ends whatever
 is running as "cancelled".
 
+A replayed recording's frames carry their playback stamps (so "captured after the goal" holds); with
+`recorded_stamps` each frame set also takes the frame's recorded stamp (`camera/recorded_stamp`), and
+the trial's record carries it as the capture time (EpisodeRecord `header.stamp`).
+
 Parameters: `executor` (sim | moveit), `scene` (wait for the simulator's scene in each frame set),
+`recorded_stamps` (wait for the recorded stamp of each replayed frame),
 `frame_wait_s`, `frame_slop_s`, `predict_accept_timeout_s`, `predict_timeout_s`, `predict_retries`,
 `log_timeout_s`, `log_retry_period_s`, `max_undelivered`, `require_logger`, `auto_execute`.
 """
@@ -32,7 +37,7 @@ from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalRespons
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, Image, TimeReference
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
@@ -58,7 +63,7 @@ from vla_r1_ros.nodes.plan_msgs import plan_markers, plan_msg
 from vla_r1_ros.nodes.prediction_msgs import prediction_from_msg
 from vla_r1_ros.nodes.spin import spin_nodes
 
-COLOR, DEPTH, INFO, SCENE = "color", "depth", "camera_info", "scene"
+COLOR, DEPTH, INFO, SCENE, RECORDED = "color", "depth", "camera_info", "scene", "recorded_stamp"
 PREEMPT_WAIT_S = 5.0  # how long a goal waits for a preempted topic-instruction run to stop
 
 
@@ -71,6 +76,7 @@ class PlanningNode(Node):
             for name, default in (
                 ("executor", "sim"),
                 ("scene", True),  # the simulator publishes a scene per frame; a real camera does not
+                ("recorded_stamps", False),  # a replayed recording publishes each frame's recorded stamp
                 ("frame_wait_s", 3.0),
                 ("frame_slop_s", 0.015),  # below half a frame period at 30 fps: never the neighbour
                 ("predict_accept_timeout_s", 5.0),
@@ -94,7 +100,11 @@ class PlanningNode(Node):
         self.arm = arm if arm is not None else make_executor(params["executor"], context.config, context.workcell)
 
         self._group = ReentrantCallbackGroup()
-        streams = (COLOR, DEPTH, INFO, SCENE) if params["scene"] else (COLOR, DEPTH, INFO)
+        streams = (
+            (COLOR, DEPTH, INFO)
+            + ((SCENE,) if params["scene"] else ())
+            + ((RECORDED,) if params["recorded_stamps"] else ())
+        )
         self.frames = FrameSetSync(streams, slop_ns=int(float(params["frame_slop_s"]) * 1e9))
         self._busy = threading.Lock()  # one trial (one arm) at a time
         self._stop_requested = threading.Event()  # vla_r1/stop or a preempting goal: cleared per run
@@ -108,6 +118,7 @@ class PlanningNode(Node):
             (DEPTH, Image, topics.DEPTH),
             (INFO, CameraInfo, topics.CAMERA_INFO),
             (SCENE, SceneState, topics.SCENE),
+            (RECORDED, TimeReference, topics.RECORDED_STAMP),
         ):
             if stream in streams:
                 self.create_subscription(
@@ -153,7 +164,7 @@ class PlanningNode(Node):
             raise StageFailure(
                 "timeout", f"no complete frame set captured after the instruction in {wait_s} s ({ages})"
             )
-        return FrameSet(found[COLOR], found[DEPTH], found[INFO], found.get(SCENE))
+        return FrameSet(found[COLOR], found[DEPTH], found[INFO], found.get(SCENE), found.get(RECORDED))
 
     # --- trial steps --------------------------------------------------------------------------------
 

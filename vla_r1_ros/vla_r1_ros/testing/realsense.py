@@ -2,14 +2,15 @@
 
 It has what the live code path needs from a D400 camera: a z16 depth sensor with `depth_units`, an
 rgb8 colour sensor, per-stream intrinsics, depth->colour extrinsics and a device serial number.
-Pass `.device` (or a `rs.recorder` wrapping it) to `RealSenseCamera(device=...)`, then `push` frames.
-`record` makes a short RealSense recording of such a camera, as `rs.recorder` writes one.
+Hand `.device` (or a `rs.recorder` wrapping it) to `RealSenseCamera(find_device=lambda: ...)`, then
+`push` frames. `record` makes a RealSense recording of such a camera, as `rs.recorder` writes one.
 """
 
 from __future__ import annotations
 
 import gc
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,8 +109,11 @@ def box_scene(width: int, height: int, index: int) -> tuple[np.ndarray, np.ndarr
     return depth, color
 
 
-def record(path: str | Path, camera: SoftwareRealSense, count: int) -> dict[int, RgbdFrame]:
-    """Record `count` frames of `box_scene` at the camera's rate to `path` (.db3) with `rs.recorder`.
+def record(
+    path: str | Path, camera: SoftwareRealSense, frames: Sequence[tuple[np.ndarray, np.ndarray]]
+) -> dict[int, RgbdFrame]:
+    """Record `frames` (depth counts, RGB colour; numbered from 1) at the camera's rate to `path` (.db3)
+    with `rs.recorder`, stamped with the host clock as they are pushed.
 
     The frames also pass through `RealSenseCamera` (all post filters off) while recording; returns
     what it delivered, by sequence number, to compare a replay against.
@@ -120,19 +124,19 @@ def record(path: str | Path, camera: SoftwareRealSense, count: int) -> dict[int,
         height=camera.height,
         fps=camera.fps,
         filters=DepthFilters(False, False, False),
-        device=recorder,
+        find_device=lambda device=recorder: device,  # bound now; deleted with `live` below
     )
     live.start()
-    frames = {}
-    for index in range(1, count + 1):
+    delivered = {}
+    for index, (depth_raw, color) in enumerate(frames, start=1):
         started = time.monotonic()
-        camera.push(*box_scene(camera.width, camera.height, index), frame_number=index, timestamp_ms=time.time() * 1e3)
+        camera.push(depth_raw, color, frame_number=index, timestamp_ms=time.time() * 1e3)
         frame = live.read(1.0)
         if frame is not None:
-            frames[frame.sequence] = frame
+            delivered[frame.sequence] = frame
         time.sleep(max(0.0, 1.0 / camera.fps - (time.monotonic() - started)))
     live.stop()
     # The recorder finishes the file when it is destroyed: drop every reference to it now.
     del live, recorder
     gc.collect()
-    return frames
+    return delivered
