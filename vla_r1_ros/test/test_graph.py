@@ -317,6 +317,8 @@ def test_every_process_is_started_through_die_with_launcher_with_the_launchers_p
     launched = _launched_nodes(monkeypatch, {"use_rviz": "true"})
     expected = [sys.executable, "-m", "vla_r1_ros.die_with_launcher", str(os.getpid())]
     assert launched and all(shlex.split(kwargs["prefix"]) == expected for kwargs in launched)
+    args = GraphArgs(use_rviz=True)  # launch labels each process by its name in the graph, not `python`
+    assert [kwargs["exec_name"] for kwargs in launched] == [p.name for p in build_graph(args)]
     for kwargs in launched:
         if kwargs["package"] == "vla_r1_ros":  # and `vla-r1 demo` runs the same prefix first
             assert process_command(kwargs, tmp_path)[: len(expected)] == expected

@@ -244,7 +244,8 @@ class ProcessSpec:
     def launch_kwargs(self, args: GraphArgs) -> dict[str, Any]:
         """Keyword arguments for `launch_ros.actions.Node` — the launch file passes exactly these. Called by
         the process that starts the node (launch, `vla-r1 demo`): its `prefix` makes the node die with
-        that process, however it ends (`die_with_launcher`)."""
+        that process, however it ends (`die_with_launcher`); `exec_name` keeps launch's label for the
+        process its own name (launch would otherwise name it after the prefix's first word, `python`)."""
         prefix = launch_prefix(os.getpid())
         if self.composed:
             # No `name`: launch_ros would pass `-r __node:=…` as a process-wide remap and rename every
@@ -256,6 +257,7 @@ class ProcessSpec:
                 "respawn": self.respawn,
                 "respawn_delay": self.respawn_delay_s,
                 "prefix": prefix,
+                "exec_name": self.name,
                 "output": "screen",
             }
         node = self.nodes[0]
@@ -270,6 +272,7 @@ class ProcessSpec:
             "respawn": self.respawn,
             "respawn_delay": self.respawn_delay_s,
             "prefix": prefix,
+            "exec_name": self.name,
             "output": "screen",
         }
 
