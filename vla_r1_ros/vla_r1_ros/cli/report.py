@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -12,6 +13,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vla_r1_ros.core.episodes import EpisodeStoreError
     from vla_r1_ros.report import write_report, write_sweep_report
 
     if (args.logdir / "sweep.json").is_file():
@@ -28,5 +30,9 @@ def run(args: argparse.Namespace) -> int:
         summary = json.loads(summary_path.read_text())
         if "judged_by" not in summary:  # written before outcomes were judged: recount from the log
             summary = None
-    print(write_report(args.logdir, args.out or args.logdir / "report.html", summary=summary))
+    try:
+        print(write_report(args.logdir, args.out or args.logdir / "report.html", summary=summary))
+    except EpisodeStoreError as exc:  # a damaged index, or a name in it that leaves the log
+        print(f"vla-r1 report: {exc}", file=sys.stderr)
+        return 1
     return 0

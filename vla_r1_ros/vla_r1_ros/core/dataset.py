@@ -31,6 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
+
 from vla_r1_ros.core import episodes, prompts
 from vla_r1_ros.core.labels import effective_outcome, effective_references, labelled_rewards
 
@@ -38,6 +41,7 @@ SHAREGPT_FILE = "vla_r1_sharegpt.json"
 HF_DIR = "hf"
 IMAGES_DIR = "images"
 SUMMARY_FILE = "export.json"
+IMAGE_TOKEN = "<image>"  # where the image goes in a prompt (the task suffixes end in it)
 
 
 class ExportError(RuntimeError):
@@ -53,6 +57,7 @@ class ExportSummary:
     by_task: Counter = field(default_factory=Counter)
     by_reference_source: Counter = field(default_factory=Counter)
     skipped: Counter = field(default_factory=Counter)  # reason -> count (per episode or per task)
+    warnings: list[str] = field(default_factory=list)  # per episode: what was wrong with what it logged
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -63,7 +68,14 @@ class ExportSummary:
             "by_task": dict(self.by_task),
             "by_reference_source": dict(self.by_reference_source),
             "skipped": dict(self.skipped),
+            "warnings": list(self.warnings),
         }
+
+    def skip(self, reason: str, episode: str | None = None, detail: str = "") -> None:
+        """Count a skipped episode or task; an episode whose logged data is unusable also gets a warning."""
+        self.skipped[reason] += 1
+        if episode is not None:
+            self.warnings.append(f"episode {episode} skipped: {detail or reason}")
 
 
 # References that are ground truth, not the trial's own prediction: the only ones an export trains on.
@@ -74,8 +86,8 @@ def prompt_messages(instruction: str, task: str) -> list[dict[str, Any]]:
     """The `prompt` column: the official RL stage's user message (verl `rl_dataset._build_messages`) —
     the prompt split at its literal `<image>`, a bare `{"type": "image"}` placeholder at that position
     (TRL fills it from the `image` column), no leading space (unlike inference, `prompts.build_messages`)."""
-    segments = [segment for segment in re.split(r"(<image>)", prompts.build_prompt(instruction, task)) if segment]
-    content = [{"type": "image"} if part == "<image>" else {"type": "text", "text": part} for part in segments]
+    segments = [segment for segment in re.split(f"({IMAGE_TOKEN})", prompts.build_prompt(instruction, task)) if segment]
+    content = [{"type": "image"} if part == IMAGE_TOKEN else {"type": "text", "text": part} for part in segments]
     return [{"role": "user", "content": content}]
 
 
@@ -93,11 +105,37 @@ def _reasoning(document: dict[str, Any], task: str) -> str:
     return (document["prediction"]["parsed"].get("reasoning") or {}).get(task) or ""
 
 
+def _text_problem(text: str, what: str) -> str | None:
+    """Why logged text cannot go into a record, or None. Each `<image>` in a record stands for one image
+    (the prompt is split there), so text holding that token would ask for a second one; a lone
+    surrogate (a `\\ud800` escape in a hand-edited episode.json) cannot be written as UTF-8."""
+    if IMAGE_TOKEN in text:
+        return f"{what} contains the image token {IMAGE_TOKEN}"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"{what} is not valid Unicode text ({exc.reason} at character {exc.start})"
+    return None
+
+
+def _color_png(folder: Path) -> tuple[bytes | None, str]:
+    """The episode's colour PNG, or None and why (missing, unreadable or not an image)."""
+    path = folder / episodes.COLOR_FILE
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return None, f"cannot read {path}: {exc.strerror}"
+    if cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) is None:
+        return None, f"{path} is not a readable image"
+    return data, ""
+
+
 def _rows(
     logdir: Path, min_reward: float | None, only_success: bool, tasks: Sequence[str], summary: ExportSummary
 ) -> Iterator[dict[str, Any]]:
-    """Export rows (episode, task, instruction, answer, reference source, colour path) of a log; counts
-    what it skips, and why, in `summary`.
+    """Export rows (episode, task, instruction, answer, reference source, colour PNG bytes) of a log;
+    counts what it skips, and why, in `summary` (with a warning for an episode whose logged image or
+    text is unusable: the export goes on without it).
 
     Operator labels (`labels.json`, `core.labels`) take precedence: their `success` overrides the
     outcome, their `box` / `waypoints` are the references, and the answers are re-scored against them
@@ -110,39 +148,54 @@ def _rows(
         episode = entry["episode"]
         labels = episodes.read_labels(logdir, episode) or {}
         if only_success and not effective_outcome(document, labels)["success"]:
-            summary.skipped["failed trial"] += 1
+            summary.skip("failed trial")
             continue
         if document["files"]["color"] is None:
-            summary.skipped["no colour image"] += 1
+            summary.skip("no colour image")
             continue
         references = effective_references(document, labels)
         if references.source not in TRAINING_REFERENCE_SOURCES:
             # Said by what the episode logged: an unlabelled real-robot trial's references are its own answer.
             logged_source = document["references"]["source"]
-            summary.skipped[f"{logged_source} references (not simulator or operator)"] += 1
+            summary.skip(f"{logged_source} references (not simulator or operator)")
             continue
         scores = labelled_rewards(document, labels)["per_task"]
-        exported = False
+        rows = []
         for task in tasks:
             output = references.answer(task)
             if output is None:
-                summary.skipped[f"{task}: no reference"] += 1
+                summary.skip(f"{task}: no reference")
                 continue
             total = scores.get(task, {}).get("total")
             if min_reward is not None and (total is None or total < min_reward):
-                summary.skipped[f"{task}: reward below {min_reward}"] += 1
+                summary.skip(f"{task}: reward below {min_reward}")
                 continue
-            exported = True
-            yield {
-                "episode": episode,
-                "task": task,
-                "instruction": document["instruction"],
-                "ground_truth": prompts.format_answer(_reasoning(document, task), output),
-                "reference_source": str(references.source),
-                "color_path": episodes.episode_dir(logdir, episode) / document["files"]["color"],
-            }
-        if exported:
-            summary.episodes += 1
+            rows.append(
+                {
+                    "episode": episode,
+                    "task": task,
+                    "instruction": document["instruction"],
+                    "ground_truth": prompts.format_answer(_reasoning(document, task), output),
+                    "reference_source": str(references.source),
+                }
+            )
+        if not rows:
+            continue
+        texts = [("the instruction", document["instruction"])] + [
+            (f"the {r['task']} answer", r["ground_truth"]) for r in rows
+        ]
+        problem = next(filter(None, (_text_problem(text, what) for what, text in texts)), None)
+        if problem is not None:
+            summary.skip("text that cannot go into a record", episode, problem)
+            continue
+        # The layout's file name, not the one episode.json gives: the document's text must not pick a file.
+        color_png, problem = _color_png(episodes.episode_dir(logdir, episode))
+        if color_png is None:
+            summary.skip("colour image missing or unreadable", episode, problem)
+            continue
+        for row in rows:
+            yield row | {"color_png": color_png}
+        summary.episodes += 1
 
 
 def export_dataset(
@@ -177,8 +230,8 @@ def export_dataset(
     for row in rows:
         image = f"{IMAGES_DIR}/{row['episode']}.png"
         if not (out / image).exists():  # both tasks of an episode share its image
-            shutil.copyfile(row["color_path"], out / image)
-        row["image"] = {"bytes": (out / image).read_bytes(), "path": image}
+            (out / image).write_bytes(row["color_png"])
+        row["image"] = {"bytes": row["color_png"], "path": image}
         sharegpt.append(sharegpt_record(image, row["instruction"], row["task"], row["ground_truth"]))
         summary.records += 1
         summary.by_task[row["task"]] += 1

@@ -32,7 +32,6 @@ import getpass
 import json
 import math
 import os
-import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -50,7 +49,6 @@ REFERENCE_KEYS = ("box", "waypoints")
 NOTE_MAX_CHARS = 10_000
 # Logged references that are ground truth. `successful_trial` is not: it is the trial's own answer.
 GROUND_TRUTH_SOURCES = (ReferenceSource.SIMULATOR, ReferenceSource.OPERATOR)
-_EPISODE_NAME = re.compile(r"\d{6,}")
 
 
 class LabelError(ValueError):
@@ -58,14 +56,12 @@ class LabelError(ValueError):
 
 
 def episode_folder(root: str | Path, episode: Any) -> Path:
-    """The folder of an indexed-style episode name, refusing anything that is not one (`../x`, `/etc`,
-    `000001/../..`, non-strings): labels are only ever written inside the log directory."""
-    if not isinstance(episode, str) or not _EPISODE_NAME.fullmatch(episode):
-        raise LabelError(f"not an episode name: {episode!r} (expected digits such as 000001)")
-    root = Path(root).resolve()
-    folder = episodes.episode_dir(root, episode).resolve()
-    if folder.parent != root / episodes.EPISODES_DIR:
-        raise LabelError(f"episode {episode!r} is outside {root}")
+    """The folder of an existing episode of the log (`episodes.episode_dir`: names that leave the log are
+    refused), as a LabelError: labels are only ever written inside the log directory."""
+    try:
+        folder = episodes.episode_dir(root, episode)
+    except episodes.EpisodeNameError as exc:
+        raise LabelError(str(exc)) from exc
     if not (folder / episodes.EPISODE_FILE).is_file():
         raise LabelError(f"no episode {episode} in {root}")
     return folder

@@ -26,6 +26,7 @@ from vla_r1_ros.core.episodes.layout import (
     LABELS_SCHEMA_VERSION,
     SCHEMA_VERSION,
     EpisodeIndexPending,
+    EpisodeNameError,
     EpisodeStoreError,
     episode_dir,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "CameraFrame",
     "EpisodeIndexPending",
+    "EpisodeNameError",
     "EpisodeStore",
     "EpisodeStoreError",
     "ReferenceSource",

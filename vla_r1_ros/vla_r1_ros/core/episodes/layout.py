@@ -29,7 +29,7 @@ COLOR_FILE = "color.png"
 DEPTH_FILE = "depth.png"
 LOCK_FILE = ".lock"
 TMP_PREFIX = ".tmp-"
-EPISODE_NAME = re.compile(r"^\d{6,}$")
+EPISODE_NAME = re.compile(r"\A[0-9]{6,}\Z")  # \Z: "000001\n" is not a name
 
 # Depth PNGs hold realsense2_camera's 16UC1 millimetres.
 DEPTH_UNITS_M = 0.001
@@ -39,10 +39,28 @@ class EpisodeStoreError(RuntimeError):
     """The episode log cannot be written or read (disk full, unwritable directory, damaged index)."""
 
 
+class EpisodeNameError(EpisodeStoreError):
+    """An episode name (from an index line, a URL, a command line) that is not an episode folder
+    directly inside the log: `../x`, `/etc`, `000001/../..`, a symlink out of `episodes/`."""
+
+
 class EpisodeIndexPending(EpisodeStoreError):
     """The episode is safely on disk but its index line is not yet: the store appends it on its next
     write or open. Writing the trial again would log it twice."""
 
 
-def episode_dir(root: str | Path, episode: str) -> Path:
-    return Path(root) / EPISODES_DIR / episode
+def episode_dir(root: str | Path, episode: object) -> Path:
+    """The folder of episode `episode` of the log at `root`, resolved. Every reader opens episodes by name
+    through here, and names come from files and requests that anyone may have written, so a name must
+    be digits (`EPISODE_NAME`) and its folder, symlinks followed, must sit directly in the log's
+    `episodes/`; anything else raises EpisodeNameError. The folder need not exist."""
+    if not isinstance(episode, str) or not EPISODE_NAME.match(episode):
+        raise EpisodeNameError(
+            f"{episode!r} is not an episode name of the log {root} (expected digits such as 000001: a folder in its "
+            f"{EPISODES_DIR}/)"
+        )
+    episodes = Path(root).resolve() / EPISODES_DIR
+    folder = (episodes / episode).resolve()
+    if folder.parent != episodes:
+        raise EpisodeNameError(f"episode {episode!r} of {root} is a link to {folder}, outside the log")
+    return folder
