@@ -204,7 +204,7 @@ def test_int4_decode_linear_uses_its_4bit_copy_for_few_rows_only():
     from vla_r1_ros.policies.int4_decode import MAX_DECODE_ROWS, Int4DecodeLinear, dequantize_int4, quantize_int4
 
     torch.manual_seed(0)
-    linear = torch.nn.Linear(256, 96).to(torch.bfloat16)
+    linear = torch.nn.Linear(256, 96).to(torch.bfloat16).requires_grad_(False)
     layer = Int4DecodeLinear(linear, group_size=64)
     decode = torch.randn(1, 2, 256, dtype=torch.bfloat16)
     dequantized = dequantize_int4(*quantize_int4(linear.weight, 64))
