@@ -233,7 +233,7 @@ def test_every_file_the_graph_names_ships_with_the_package():
         ({"camera": "kinect"}, "camera:='kinect' is not one of sim, realsense, realsense_ros, replay"),
         ({"policy": "gpt"}, "policy:='gpt' is not one of scripted, vla_r1"),
         ({"executor": "ros_control"}, "executor:='ros_control' is not one of sim, moveit"),
-        ({"quantization": "fp8"}, "quantization:='fp8' is not one of auto, nf4, int8, none"),
+        ({"quantization": "fp8"}, "quantization:='fp8' is not one of auto, nf4, int8, int4_decode, none"),
         ({"backend": "onnx"}, "backend:='onnx' is not one of transformers, openai"),
         ({"path_convention": "backwards"}, "path_convention:='backwards' is not one of carry, sharerobot"),
         ({"robot_description": "both"}, "robot_description:='both' is not one of own, external"),

@@ -78,6 +78,22 @@ def test_alignment_intrinsics_stamps_and_sequence():
     assert (frame.depth_mm == 1000).mean() > 0.8
 
 
+def test_a_repeated_colour_frame_is_not_a_new_frame():
+    """The syncer can hand a colour frame out again (playback on a loaded machine did): it is the same
+    image, so it is dropped and the sequence stays strictly increasing."""
+    device = software_camera()
+    camera = started(device, filters=NO_FILTERS)
+    try:
+        device.push(*box_scene(W, H, 1), frame_number=1, timestamp_ms=1.7e12)
+        assert camera.read(2.0).sequence == 1
+        device.push(*box_scene(W, H, 1), frame_number=1, timestamp_ms=1.7e12 + 1.0)
+        assert camera.read(0.5) is None
+        device.push(*box_scene(W, H, 2), frame_number=2, timestamp_ms=1.7e12 + 33.3)
+        assert camera.read(2.0).sequence == 2
+    finally:
+        camera.stop()
+
+
 def test_depth_scale_converts_to_millimetres():
     device = software_camera(depth_units_m=0.0001)  # D405-style 0.1 mm units
     camera = started(device, filters=NO_FILTERS)

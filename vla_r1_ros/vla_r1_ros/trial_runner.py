@@ -130,6 +130,10 @@ class TrialRunner:
 
     def close(self) -> None:
         self.executor.shutdown()
+        # The spin thread must have left rcl before the node goes and the interpreter exits: a daemon
+        # thread still waiting in rcl at exit aborts the process ("terminate called without an active
+        # exception", seen on a closed stdin in a loaded CI run).
+        self._spin.join(timeout=10.0)
         self.node.destroy_node()
 
     def wait_for_graph(self, timeout_s: float, need_reset: bool = True) -> None:

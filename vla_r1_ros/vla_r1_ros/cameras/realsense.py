@@ -88,13 +88,20 @@ class FrameProcessor:
         # such a pair would put depth from another instant under the colour pixels.
         self._max_skew_ms = 0.5 * 1000.0 / color.fps()
         self._host_minus_device_ns: int | None = None
+        self._last_color_number: int | None = None
 
     def process(self, frames: rs.composite_frame) -> RgbdFrame | None:
-        """None when the frameset lacks a stream or pairs frames from different instants."""
+        """None when the frameset lacks a stream, pairs frames from different instants, or repeats the
+        colour frame of the one before (the syncer hands a colour frame out again when the other
+        stream's next frame comes late: seen in playback on a loaded machine)."""
         depth, color = frames.get_depth_frame(), frames.get_color_frame()
         if not depth or not color or abs(depth.get_timestamp() - color.get_timestamp()) > self._max_skew_ms:
             log.debug("skipping an unsynchronised frameset")
             return None
+        if color.get_frame_number() == self._last_color_number:
+            log.debug("skipping a repeated colour frame")
+            return None
+        self._last_color_number = color.get_frame_number()
         for block in self._filters:
             frames = block.process(frames).as_frameset()
         aligned = self._align.process(frames)
