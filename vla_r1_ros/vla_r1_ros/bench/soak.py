@@ -17,6 +17,7 @@ import argparse
 import json
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -39,9 +40,7 @@ def resident_mb(pid: int) -> float:
 
 
 def slope_per_trial(values: list[float]) -> float:
-    """Least-squares growth per trial (0 for fewer than two values)."""
-    if len(values) < 2:
-        return 0.0
+    """Least-squares growth per trial."""
     return float(np.polyfit(np.arange(len(values)), np.asarray(values, dtype=float), 1)[0])
 
 
@@ -111,11 +110,7 @@ def run(args: argparse.Namespace) -> int:
     figures = {
         "trials": len(outcomes),
         "successes": sum(o.success for o in outcomes),
-        "failures": {
-            o.failure_stage: sum(x.failure_stage == o.failure_stage for x in outcomes)
-            for o in outcomes
-            if not o.success
-        },
+        "failures": dict(Counter(o.failure_stage for o in outcomes if not o.success)),
         "longest_trial_s": max(o.wall_seconds for o in outcomes),
         "sim_rss_ready_mb": rss_ready,
         "sim_rss_first_mb": rss[0],
