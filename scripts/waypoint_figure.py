@@ -19,7 +19,7 @@ matplotlib.use("Agg")  # before pyplot: no display needed
 import matplotlib.pyplot as plt
 
 from vla_r1_ros.core import prompts
-from vla_r1_ros.core.config import load_config
+from vla_r1_ros.core.config import PackageConfig
 from vla_r1_ros.core.geometry import camera_extrinsics
 from vla_r1_ros.core.lifting import LiftParams, lift_prediction
 from vla_r1_ros.core.parsing import box_to_pixels, parse_answer, waypoints_to_pixels
@@ -31,9 +31,10 @@ SEED = 6
 
 
 def main(out: Path) -> None:
-    camera, workspace = load_config("camera"), load_config("workspace")
+    config = PackageConfig.load()
+    camera, workspace = config.camera, config.workspace
     base_T_camera = camera_extrinsics(camera)
-    with Workcell() as workcell:
+    with Workcell(config) as workcell:
         workcell.reset(SEED)
         frame, scene = workcell.capture()
     k = frame.intrinsics
@@ -46,7 +47,7 @@ def main(out: Path) -> None:
         ("carry path: object → place", "ShareRobot path: gripper → object → place"),
         strict=True,
     ):
-        expert = ScriptedExpertPolicy(path_convention=convention)
+        expert = ScriptedExpertPolicy(camera, path_convention=convention)
         box = parse_answer(expert.answer(scene, instruction, prompts.AFFORDANCE), prompts.AFFORDANCE)
         path = parse_answer(expert.answer(scene, instruction, prompts.TRAJECTORY), prompts.TRAJECTORY)
         box_px = box_to_pixels(box.box, k.width, k.height)

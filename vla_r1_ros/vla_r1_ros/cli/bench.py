@@ -16,6 +16,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "Qwen2.5-VL-3B architecture: the official path against the default and each lever; memory per precision",
     ),
     "pipeline": ("vla_r1_ros.bench.pipeline", "per-stage latency of the node graph outside the model"),
+    "soak": (
+        "vla_r1_ros.bench.soak",
+        "back-to-back sim trials: sim process memory per trial, camera frame gaps, trial times",
+    ),
 }
 
 

@@ -22,7 +22,8 @@ ARM_JOINT_NAMES: tuple[str, ...] = tuple(f"panda_joint{i}" for i in range(1, ARM
 
 
 class SimPanda:
-    """The arm of the scene client's Panda (`load` after every reset) and its kinematic copy for IK."""
+    """The arm of the scene client's Panda (`load` once; `teleport` home at every reset) and its kinematic
+    copy for IK."""
 
     def __init__(self, clock: PhysicsClock, config: dict[str, Any], world_T_base: RigidTransform) -> None:
         self.clock = clock
@@ -58,7 +59,7 @@ class SimPanda:
         p.disconnect(physicsClientId=self._ik_client)
 
     def load(self) -> int:
-        """Load the Panda into the scene client at world_T_base (after a reset); returns its body id."""
+        """Load the Panda into the scene client at world_T_base (once, when the world is built)."""
         self.uid = p.loadURDF(
             self.config["robot"]["urdf"],
             self.world_T_base.translation.tolist(),

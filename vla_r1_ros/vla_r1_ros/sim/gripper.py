@@ -13,7 +13,7 @@ from vla_r1_ros.sim.physics import PhysicsClock
 
 
 class SimGripper:
-    """The fingers of the scene client's Panda (`attach` after every reset)."""
+    """The fingers of the scene client's Panda (`attach` at every reset)."""
 
     def __init__(self, clock: PhysicsClock, config: dict[str, Any]) -> None:
         self.clock = clock
@@ -24,7 +24,7 @@ class SimGripper:
         self.robot = -1
 
     def attach(self, robot: int) -> None:
-        """Take the fingers of the freshly loaded Panda `robot`: friction, open, held open."""
+        """Take the fingers of the Panda `robot`: friction, open, held open."""
         self.robot = robot
         c, friction = self.clock.client, float(self.config["finger_friction"])
         for finger in self.joints:

@@ -1,8 +1,16 @@
-"""The workcell's layout: the table, the tray and a seeded layout of graspable objects, spawned into one
-PyBullet client and described in the robot base frame (the PyBullet world frame stays in here)."""
+"""The workcell's layout: the table, the tray and a seeded layout of graspable objects in one PyBullet
+client, described in the robot base frame (the PyBullet world frame stays in here).
+
+Every body is made once, when the world is built (`build`), and a layout only moves, recolours and
+weighs them: PyBullet's EGL renderer never frees the meshes and textures of a body it drew (not even
+on `resetSimulation`), so rebuilding the scene for every layout grew the process by ~20 MB a reset.
+One body per shape (per possible copy of it) waits out of the camera's view, weightless, until a
+layout uses it.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -18,11 +26,13 @@ from vla_r1_ros.sim.collision import create_box_body
 from vla_r1_ros.sim.rendering import PixelBox, white_texture_path
 
 _SPAWN_HEIGHT = 5.0  # bodies are made out of the way, measured there, then placed
+# Unused bodies wait here, 1 m apart, behind the camera (which looks from +x towards the arm), world frame.
+_PARKING_WORLD = np.array([20.0, 0.0, 1.0])
 
 
 @dataclass
 class Body:
-    """One spawned object (or the tray) and what the layout knows about it."""
+    """One object (or the tray) and what the layout knows about it."""
 
     uid: int
     name: str
@@ -41,60 +51,97 @@ class Layout:
         self.config = config
         self.world_T_base = world_T_base
         self.base_T_world = world_T_base.inverse()
+        self.tray: Body | None = None
+        self._pool: dict[str, list[Body]] = {}  # shape -> its bodies, in the order layouts use them
 
-    def load_table(self) -> None:
+    def build(self, camera_config: dict[str, Any]) -> None:
+        """Make every body a layout can use, once: table, camera mount, tray, and the object pool (each
+        shape as many times as one layout can draw it), all parked."""
+        self._load_table()
+        self._build_camera_mount(camera_config)
+        self.tray = self._load_tray()
+        cfg = self.config["objects"]
+        shapes = list(cfg["shapes"])
+        # Shapes repeat only when a layout has more objects than there are shapes.
+        copies = 1 if int(cfg["max_count"]) <= len(shapes) else int(cfg["max_count"])
+        texture = p.loadTexture(white_texture_path(), physicsClientId=self.client)
+        self._pool = {shape: [self._make_object(shape, texture) for _ in range(copies)] for shape in shapes}
+        self.park_all()
+
+    def park_all(self) -> None:
+        """Every object to its parking place, weightless (so it stays there) and at rest."""
+        bodies = [body for copies in self._pool.values() for body in copies]
+        for index, body in enumerate(bodies):
+            p.changeDynamics(body.uid, -1, mass=0.0, physicsClientId=self.client)
+            position = _PARKING_WORLD + np.array([0.0, float(index), 0.0])
+            p.resetBasePositionAndOrientation(body.uid, position.tolist(), [0, 0, 0, 1], physicsClientId=self.client)
+            p.resetBaseVelocity(body.uid, [0, 0, 0], [0, 0, 0], physicsClientId=self.client)
+
+    def _load_table(self) -> None:
         table = self.config["table"]
         p.loadURDF(table["urdf"], table["position_world"], useFixedBase=True, physicsClientId=self.client)
 
-    def build_camera_mount(self, camera_config: dict[str, Any]) -> None:
+    def _build_camera_mount(self, camera_config: dict[str, Any]) -> None:
         """The camera's housing and pole, where config/camera.yaml puts the camera: the very boxes the
         collision checks use (core/collision.py)."""
         mount = self.config["collision"]["camera_mount"]
         for box in camera_mount_boxes(camera_config, mount):
             create_box_body(self.client, box, self.world_T_base, mount["rgba"])
 
-    def spawn_tray(self, rng: np.random.Generator) -> Body:
+    def _load_tray(self) -> Body:
         cfg, c = self.config["tray"], self.client
         uid = p.loadURDF(
             cfg["urdf"], [0, 0, _SPAWN_HEIGHT], useFixedBase=True, globalScaling=float(cfg["scale"]), physicsClientId=c
         )
         size, offset = self._local_extent(uid)
+        return Body(uid, "tray", str(cfg["colour"]), "tray", size, offset)
+
+    def place_tray(self, rng: np.random.Generator) -> Body:
+        """The tray where `rng` puts it: centre x in its range, on a random side."""
+        assert self.tray is not None, "build() first"
+        cfg = self.config["tray"]
         side = 1.0 if rng.random() < 0.5 else -1.0
         x = rng.uniform(*cfg["x_range"])
         y = side * rng.uniform(*cfg["abs_y_range"])
-        body = Body(uid, "tray", str(cfg["colour"]), "tray", size, offset)
-        self._place(body, x, y, 0.0)
-        return body
+        self._place(self.tray, x, y, 0.0)
+        return self.tray
 
-    def _make_shape(self, shape: str, rgba: list[float]) -> int:
+    def _make_object(self, shape: str, texture: int) -> Body:
+        """One body of `shape` at the spawn height, measured; its colour comes with each layout."""
+        uid = self._make_shape(shape, texture)
+        size, offset = self._local_extent(uid)
+        return Body(uid, shape, "", shape, size, offset)
+
+    def _make_shape(self, shape: str, texture: int) -> int:
         spec, c = self.config["objects"]["shapes"][shape], self.client
         if "urdf" in spec:
             uid = p.loadURDF(spec["urdf"], [0, 0, _SPAWN_HEIGHT], globalScaling=float(spec["scale"]), physicsClientId=c)
             # A white texture replaces the mesh's own, so the colour is the palette colour and nothing else.
-            texture = p.loadTexture(white_texture_path(), physicsClientId=c)
-            p.changeVisualShape(uid, -1, rgbaColor=rgba, textureUniqueId=texture, physicsClientId=c)
+            p.changeVisualShape(uid, -1, textureUniqueId=texture, physicsClientId=c)
             return uid
         kind = spec["primitive"]
         if kind == "box":
             half = [s / 2 for s in spec["size"]]
             col = p.createCollisionShape(p.GEOM_BOX, halfExtents=half, physicsClientId=c)
-            vis = p.createVisualShape(p.GEOM_BOX, halfExtents=half, rgbaColor=rgba, physicsClientId=c)
+            vis = p.createVisualShape(p.GEOM_BOX, halfExtents=half, physicsClientId=c)
         elif kind == "cylinder":
             r, h = float(spec["radius"]), float(spec["height"])
             col = p.createCollisionShape(p.GEOM_CYLINDER, radius=r, height=h, physicsClientId=c)
-            vis = p.createVisualShape(p.GEOM_CYLINDER, radius=r, length=h, rgbaColor=rgba, physicsClientId=c)
+            vis = p.createVisualShape(p.GEOM_CYLINDER, radius=r, length=h, physicsClientId=c)
         elif kind == "sphere":
             r = float(spec["radius"])
             col = p.createCollisionShape(p.GEOM_SPHERE, radius=r, physicsClientId=c)
-            vis = p.createVisualShape(p.GEOM_SPHERE, radius=r, rgbaColor=rgba, physicsClientId=c)
+            vis = p.createVisualShape(p.GEOM_SPHERE, radius=r, physicsClientId=c)
         else:
             raise ValueError(f"unknown primitive {kind!r} for shape {shape!r}")
         mass = float(self.config["objects"]["mass_kg"])
         return p.createMultiBody(mass, col, vis, [0, 0, _SPAWN_HEIGHT], physicsClientId=c)
 
-    def spawn_objects(
+    def place_objects(
         self, rng: np.random.Generator, count: int, palette: dict[str, list[float]], tray: Body
     ) -> list[Body]:
+        """`count` objects from the pool, coloured, weighed and placed where `rng` lays them out (the
+        others stay parked)."""
         cfg, c = self.config["objects"], self.client
         shapes = list(cfg["shapes"])
         colours = [str(x) for x in rng.permutation(list(palette))[:count]]
@@ -102,14 +149,16 @@ class Layout:
         drawn = rng.permutation(shapes)[:count] if count <= len(shapes) else rng.choice(shapes, count)
         bodies = []
         for colour, shape in zip(colours, (str(s) for s in drawn), strict=True):
-            uid = self._make_shape(shape, list(palette[colour]))
-            size, offset = self._local_extent(uid)
+            copy = sum(body.shape == shape for body in bodies)
+            body = dataclasses.replace(self._pool[shape][copy], name=f"{colour}_{shape}", colour=colour)
+            size = body.size
             mass = float(cfg["mass_kg"])
             # Mesh URDFs carry placeholder inertias (1 kg·m²); use a solid box of the object's extent.
             inertia = [mass / 12 * (size[1] ** 2 + size[2] ** 2), mass / 12 * (size[0] ** 2 + size[2] ** 2)]
             inertia.append(mass / 12 * (size[0] ** 2 + size[1] ** 2))
+            p.changeVisualShape(body.uid, -1, rgbaColor=list(palette[colour]), physicsClientId=c)
             p.changeDynamics(
-                uid,
+                body.uid,
                 -1,
                 mass=mass,
                 localInertiaDiagonal=inertia,
@@ -118,7 +167,7 @@ class Layout:
                 rollingFriction=float(cfg["rolling_friction"]),
                 physicsClientId=c,
             )
-            bodies.append(Body(uid, f"{colour}_{shape}", colour, shape, size, offset))
+            bodies.append(body)
         for body, (x, y, yaw) in zip(bodies, self._sample_layout(rng, bodies, tray), strict=True):
             self._place(body, x, y, yaw)
         return bodies

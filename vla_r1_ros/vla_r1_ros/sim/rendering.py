@@ -5,7 +5,8 @@ PyBullet's EGL renderer draws with a GL context bound to the thread that loaded 
 and removed bodies in the thread that makes them, and its plugins share state across physics clients: a
 reset from another thread left every later frame showing the old scene, and two Workcells whose
 renderers lived on different threads crashed. So every Workcell of the process loads its renderer,
-resets (which rebuild all bodies), renders and closes on one thread, `on_gl_thread`, whoever calls them.
+builds its bodies, renders and closes on one thread, `on_gl_thread`, whoever calls them (a reset only
+moves and recolours bodies made at the build, from any thread).
 Even so, two live clients with the EGL plugin loaded crashed PyBullet (a segfault loading the textured
 tray URDF in a reset; twice in fresh-clone test runs): the EGL plugin is for one live client per process
 (`_EGL_CLIENTS`), and a second Workcell alive beside it renders with TinyRenderer. The graph has one

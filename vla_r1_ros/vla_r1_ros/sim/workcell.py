@@ -11,9 +11,9 @@ PyBullet world frame (table centre on the floor) stays inside the sim package. E
 private physics client ids (one for the scene, a kinematic copy of the arm for IK, another for collision
 checks), so several can coexist.
 
-Threads: a camera thread renders while an executor thread moves the arm. Every pybullet call happens
-under `self.lock` (an RLock); long motions step physics in short chunks and release the lock between
-chunks, so frames keep flowing during a motion.
+Threads: a camera thread renders while an executor thread moves the arm or a reset settles. Every
+pybullet call happens under `self.lock` (an RLock); long motions and the settling after a reset step
+physics in short chunks and release the lock between chunks, so frames keep flowing.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ class Workcell:
         self.camera_config = config.camera
         self.gui = gui
         self.lock = threading.RLock()
+        self._resetting = threading.Lock()
 
         # Frames: world_T_base from the config; the camera is mounted relative to the base.
         self.world_T_base = world_T_base(self.config)
@@ -87,6 +88,7 @@ class Workcell:
         self._bodies: list[Body] = []
         self._tray: Body | None = None
         self._boxes: dict[int, tuple[PixelBox | None, bool]] = {}
+        on_gl_thread(self._build)
         self.reset(0)
 
     # ----------------------------------------------------------------------------------------- setup
@@ -117,15 +119,36 @@ class Workcell:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _build(self) -> None:
+        """Make the world once, on the renderer thread (rendering.py): every body a layout can use."""
+        with self.lock:
+            c = self._client
+            if self.gui:
+                p.configureDebugVisualizer(p.COV_ENABLE_RENDERING, 0, physicsClientId=c)
+            # The EGL plugin crashed loading the textured tray into a client it had never seen reset (5
+            # of 10 fresh builds segfaulted; none of 10 with this reset first).
+            p.resetSimulation(physicsClientId=c)
+            physics = self.config["physics"]
+            p.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=c)
+            p.setGravity(*physics["gravity"], physicsClientId=c)
+            p.setPhysicsEngineParameter(
+                fixedTimeStep=self.timestep, numSolverIterations=int(physics["solver_iterations"]), physicsClientId=c
+            )
+            self.arm.load()
+            self.layout.build(self.camera_config)
+            if self.gui:
+                p.configureDebugVisualizer(p.COV_ENABLE_RENDERING, 1, physicsClientId=c)
+                self.layout.aim_gui_camera()
+
     def reset(self, seed: int, num_objects: int | None = None) -> Scene:
-        """Rebuild the scene from nothing for `seed`: same seed, same layout, same physics.
+        """Lay out the scene for `seed`: same seed, same layout, same physics, whatever came before.
 
-        The whole simulation is reset (not just the objects moved) so that a layout never depends on
-        what happened before it: PyBullet's contact caches and body ids start fresh.
+        The bodies are made once (layout.py: rebuilding them leaked the renderer's memory); a reset parks
+        every object and homes the arm, then places the tray and the drawn objects (tested: a layout is
+        the same after any history of resets and motions). The lock is held only while bodies move, not
+        while the new layout settles, so the camera keeps rendering during a reset (a frame then shows
+        the layout settling, never a mix of two layouts). Resets run one at a time.
         """
-        return on_gl_thread(self._reset, seed, num_objects)
-
-    def _reset(self, seed: int, num_objects: int | None) -> Scene:
         objects_cfg = self.config["objects"]
         count = int(num_objects if num_objects else objects_cfg["default_count"])
         lo, hi = int(objects_cfg["min_count"]), int(objects_cfg["max_count"])
@@ -135,30 +158,17 @@ class Workcell:
         if count > len(palette):
             raise ValueError(f"num_objects {count} exceeds the {len(palette)} palette colours")
         rng = np.random.default_rng(int(seed))
-        with self.lock:
-            c = self._client
-            self.seed = int(seed)
-            if self.gui:
-                p.configureDebugVisualizer(p.COV_ENABLE_RENDERING, 0, physicsClientId=c)
-            p.resetSimulation(physicsClientId=c)
-            physics = self.config["physics"]
-            p.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=c)
-            p.setGravity(*physics["gravity"], physicsClientId=c)
-            p.setPhysicsEngineParameter(
-                fixedTimeStep=self.timestep, numSolverIterations=int(physics["solver_iterations"]), physicsClientId=c
-            )
-            self.layout.load_table()
-            self.layout.build_camera_mount(self.camera_config)
-            self.gripper.attach(self.arm.load())
-            self.arm.teleport(self.arm.home_joints)
-            self._tray = self.layout.spawn_tray(rng)
-            self._bodies = self.layout.spawn_objects(rng, count, palette, self._tray)
-            self._boxes = {}
-            self._renderer.quiet_next_render = True
-            if self.gui:
-                p.configureDebugVisualizer(p.COV_ENABLE_RENDERING, 1, physicsClientId=c)
-                self.layout.aim_gui_camera()
-            self.clock.step_locked(self.clock.steps_for(float(physics["settle_s"])))
+        with self._resetting:
+            with self.lock:
+                self.seed = int(seed)
+                self.layout.park_all()
+                self.arm.teleport(self.arm.home_joints)
+                self.gripper.attach(self.arm.uid)
+                self._tray = self.layout.place_tray(rng)
+                self._bodies = self.layout.place_objects(rng, count, palette, self._tray)
+                self._boxes = {}
+                self._renderer.quiet_next_render = True  # the EGL plugin prints GL vendor lines after a layout
+            self.clock.step(float(self.config["physics"]["settle_s"]))
             _, scene = self.capture()  # fills the segmentation boxes the Scene carries
         return scene
 
