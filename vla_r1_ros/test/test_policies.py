@@ -240,8 +240,14 @@ def test_int4_decode_keeps_the_prefill_in_bf16_and_generates(tiny_model, tiny_po
 
 
 def test_auto_quantization_follows_the_device(tiny_model):
-    policy = VlaR1Policy(tiny_settings(tiny_model, quantization="auto"))
-    assert policy.components().quantization == AUTO_QUANTIZATION["cpu"]
+    policy = VlaR1Policy(tiny_settings(tiny_model, quantization="auto", int4_group_size=32))
+    assert policy.components().quantization == AUTO_QUANTIZATION["cpu"] == "int4_decode"
+    # The tiny model's layers (64 and 128 wide) take no 256-channel groups: auto runs it as loaded,
+    # int4_decode refuses.
+    wide = {"int4_group_size": 256}
+    assert VlaR1Policy(tiny_settings(tiny_model, quantization="auto", **wide)).components().quantization == "none"
+    with pytest.raises(ModelUnavailableError, match="can be packed in groups of 256"):
+        VlaR1Policy(tiny_settings(tiny_model, quantization="int4_decode", **wide)).load()
 
 
 def test_missing_weights_fail_at_load_with_the_download_command(tmp_path, monkeypatch):

@@ -181,11 +181,11 @@ def measure_row(policy: Any, name: str, image: np.ndarray, new_tokens: int) -> d
 
 
 def rss_gb(field: str) -> float | None:
-    """A memory figure of this process from /proc/self/status in GiB (VmHWM: peak, VmRSS: now)."""
+    """A memory figure of this process from /proc/self/status in GB of 10^9 bytes (VmHWM: peak, VmRSS: now)."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024**2
+                return int(line.split()[1]) * 1024 / 1e9  # the file counts kB of 1024 bytes
     except OSError:
         pass
     return None

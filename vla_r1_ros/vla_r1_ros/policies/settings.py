@@ -22,9 +22,10 @@ INT4_GROUP_SIZES = (32, 64, 128, 256)  # what torch's CPU int4 kernel takes
 DEVICES = ("auto", "cuda", "cpu")
 DTYPES = ("bfloat16", "float16", "float32")
 # What `quantization: auto` becomes, per device: the measurements behind it are in docs/inference.md.
-# CPU: bf16 decodes and prefills fastest on this package's benchmark CPU (AMX bf16); nf4 only saves memory.
-# GPU: bf16 (bitsandbytes' 4/8-bit kernels dequantize on every matmul and are slower at batch 2).
-AUTO_QUANTIZATION = {"cpu": "none", "cuda": "none"}
+# CPU: int4_decode (bf16 prefill, 4-bit decode steps): 55 s a decision against bf16's 89 s and nf4's
+# 4-bit prefill; nf4 is the choice for memory. GPU: bf16 (bitsandbytes' 4/8-bit kernels dequantize on
+# every matmul and are slower at batch 2; int4_decode's kernels are CPU ones).
+AUTO_QUANTIZATION = {"cpu": "int4_decode", "cuda": "none"}
 
 
 def _typed(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:

@@ -272,7 +272,18 @@ class VlaR1Policy:
             from vla_r1_ros.policies.int4_decode import attach_int4_decode
 
             packed = attach_int4_decode(model, settings.int4_group_size)
-            log.info("int4_decode: %d decoder projections got a 4-bit copy for decode steps", packed)
+            if not packed and settings.quantization != "auto":
+                raise ModelUnavailableError(
+                    f"quantization int4_decode: no decoder projection of {directory} can be packed in groups of "
+                    f"{settings.int4_group_size} (int4_group_size)"
+                )
+            if not packed:  # auto: a model too narrow for the groups runs as it loaded
+                log.warning(
+                    "int4_decode: no projection fits groups of %d; running %s", settings.int4_group_size, settings.dtype
+                )
+                quantization = "none"
+            else:
+                log.info("int4_decode: %d decoder projections got a 4-bit copy for decode steps", packed)
         model.eval()
         torch.manual_seed(settings.generation.seed)
         log.info("VLA-R1 loaded from %s on %s (%s, quantization %s)", directory, device, settings.dtype, quantization)
