@@ -229,9 +229,11 @@ def test_a_replay_is_stamped_at_playback_with_each_recorded_stamp_beside_it(exec
         FRAME_QOS,  # as the planning node takes it
     )
     started_ns = time.time_ns()
+    # At the recorded pace (30 Hz), as the graph replays: at the reader's pace a fast machine publishes
+    # the 15 frames in milliseconds, and a keep-last-5 subscriber then keeps only the last ones.
     perception = PerceptionNode(
         CONTEXT,
-        source=ReplayCamera(path),
+        source=ReplayCamera(path, real_time=True),
         parameter_overrides=[Parameter("rate_hz", value=0.0), Parameter("status_period_s", value=0.2)],
     )
     executor.add_node(perception)

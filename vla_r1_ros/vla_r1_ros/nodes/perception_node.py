@@ -142,7 +142,15 @@ class PerceptionNode(Node):
             if not self._limiter.allow(now_ns):
                 self._stats.skipped()
                 continue
-            self._publish(frame)
+            try:
+                self._publish(frame)
+            except Exception:
+                # Ctrl-C shuts the context down before the node is destroyed: this thread then ends
+                # here, quietly, instead of dying on "publisher's context is invalid" while the main
+                # thread tears the node and the camera down (a loaded CI run saw a segfault after it).
+                if not self.context.ok():
+                    return
+                raise
             self._stats.published()
 
     def _source_failed(self, what: str, exc: Exception) -> None:
