@@ -55,8 +55,16 @@ def trials_command(out: Path, n: int, *extra: str) -> list[str]:
     ]
 
 
-def new_episodes(log: Path, before: int) -> list[str]:
-    return [entry["episode"] for entry in episodes.read_index(log)][before:]
+def new_episodes(log: Path, before: int, count: int, timeout_s: float = 30.0) -> list[str]:
+    """The episodes logged after the first `before`, once `count` of them are on disk (or the deadline
+    passed): a trial's record reaches the logger on its own, after the trial's result, and a loaded run
+    saw `vla-r1 trials` exit before the last one was written."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = [entry["episode"] for entry in episodes.read_index(log)][before:]
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
 
 
 def test_judge_file_labels_every_episode_and_the_summary(graph, tmp_path):
@@ -78,7 +86,7 @@ def test_judge_file_labels_every_episode_and_the_summary(graph, tmp_path):
     )
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     assert f"judgements go into the episodes of {graph.resolve()}" in result.stdout
-    first, second = new_episodes(graph, before)
+    first, second = new_episodes(graph, before, 2)
     first_labels = episodes.read_labels(graph, first)
     assert first_labels["success"] is False and first_labels["failure_stage"] == "grasp"
     assert first_labels["note"] == "cube slipped — 5 $ 🙂" and first_labels["outcome_source"] == "operator"
@@ -171,7 +179,7 @@ def test_interactive_judgement_and_ctrl_c_keeps_what_was_judged(graph, tmp_path)
             process.kill()
     assert process.returncode == 0, stderr[-3000:]
     assert "interrupted: every judgement given so far is saved" in stderr
-    judged = new_episodes(graph, before)
+    judged = new_episodes(graph, before, 3)
     assert len(judged) == 3  # the third trial ran and was logged, but not judged
     first, second, third = (episodes.read_labels(graph, episode) for episode in judged)
     assert first["success"] is False and first["failure_stage"] == "grasp" and first["note"] == "missed by 2 cm 💥 $x"
@@ -192,5 +200,5 @@ def test_closed_stdin_stops_the_run_without_a_made_up_judgement(graph, tmp_path)
     )
     assert result.returncode == 1, result.stderr[-3000:]
     assert "standard input closed: every judgement given so far is saved" in result.stderr
-    (episode,) = new_episodes(graph, before)
+    (episode,) = new_episodes(graph, before, 1)
     assert episodes.read_labels(graph, episode) is None
