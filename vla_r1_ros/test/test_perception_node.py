@@ -229,11 +229,12 @@ def test_a_replay_is_stamped_at_playback_with_each_recorded_stamp_beside_it(exec
         FRAME_QOS,  # as the planning node takes it
     )
     started_ns = time.time_ns()
-    # At the recorded pace (30 Hz), as the graph replays: at the reader's pace a fast machine publishes
-    # the 15 frames in milliseconds, and a keep-last-5 subscriber then keeps only the last ones.
+    # Every frame played (the reader's pace; at the recorded pace a loaded machine drops frames). A fast
+    # machine then publishes the 15 frames in milliseconds, and this keep-last-5 reliable listener is
+    # sure to get only the last 5 of them: what is checked below holds for each frame it gets.
     perception = PerceptionNode(
         CONTEXT,
-        source=ReplayCamera(path, real_time=True),
+        source=ReplayCamera(path),
         parameter_overrides=[Parameter("rate_hz", value=0.0), Parameter("status_period_s", value=0.2)],
     )
     executor.add_node(perception)
@@ -247,7 +248,7 @@ def test_a_replay_is_stamped_at_playback_with_each_recorded_stamp_beside_it(exec
     def matched() -> set[int]:
         return {stamp for stamp in listener.complete_stamps() if recorded_at and stamp >= min(recorded_at)}
 
-    assert spin_until(executor, lambda: len(matched()) >= 8 and matched() <= set(recorded_at), 3.0)
+    assert spin_until(executor, lambda: len(matched()) >= 5 and matched() <= set(recorded_at), 3.0)
     for stamp in matched():
         check_frame(listener, stamp, COLOR_K)
         assert stamp >= started_ns  # played now: a trial started before it takes it
