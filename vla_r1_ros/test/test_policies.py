@@ -196,12 +196,20 @@ def test_tiny_model_loads_quantized_and_generates(tiny_model, quantization):
     assert len(policy.predict(frame(), INSTRUCTION, list(TASKS))) == 2
 
 
+def dequantize_int4(codes, scales, zeros):
+    """The float32 weight that `quantize_int4`'s codes, scales and zeros stand for."""
+    out_features, in_features = codes.shape
+    group_size = in_features // scales.shape[1]
+    groups = codes.reshape(out_features, -1, group_size).float()
+    return ((groups - 8) * scales.unsqueeze(-1) + zeros.unsqueeze(-1)).reshape(out_features, in_features)
+
+
 def test_int4_decode_linear_uses_its_4bit_copy_for_few_rows_only():
     """Up to MAX_DECODE_ROWS rows go through torch's int4 kernel, whose result is the matmul with the
     dequantized 4-bit weight; more rows (a prefill) are the bf16 layer's own result, bit for bit."""
     import torch
 
-    from vla_r1_ros.policies.int4_decode import MAX_DECODE_ROWS, Int4DecodeLinear, dequantize_int4, quantize_int4
+    from vla_r1_ros.policies.int4_decode import MAX_DECODE_ROWS, Int4DecodeLinear, quantize_int4
 
     torch.manual_seed(0)
     linear = torch.nn.Linear(256, 96).to(torch.bfloat16).requires_grad_(False)

@@ -23,7 +23,8 @@ from typing import Any
 
 import torch
 
-GROUP_SIZES = (32, 64, 128, 256)  # what the CPU kernel takes
+from vla_r1_ros.policies.settings import INT4_GROUP_SIZES as GROUP_SIZES
+
 # Calls with at most this many rows (tokens x batch) use the 4-bit copy. Measured on this CPU for a
 # 2048 -> 11008 projection: 4-bit ahead up to 16 rows, behind from 32 (docs/inference.md).
 MAX_DECODE_ROWS = 16
@@ -41,14 +42,6 @@ def quantize_int4(weight: torch.Tensor, group_size: int) -> tuple[torch.Tensor, 
     zeros = low + scales * 8
     codes = ((groups - low) / scales).round().clamp(0, 15).to(torch.int32).reshape(out_features, in_features)
     return codes, scales.squeeze(-1), zeros.squeeze(-1)
-
-
-def dequantize_int4(codes: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor) -> torch.Tensor:
-    """The float32 weight that `quantize_int4`'s codes, scales and zeros stand for."""
-    out_features, in_features = codes.shape
-    group_size = in_features // scales.shape[1]
-    groups = codes.reshape(out_features, -1, group_size).float()
-    return ((groups - 8) * scales.unsqueeze(-1) + zeros.unsqueeze(-1)).reshape(out_features, in_features)
 
 
 def can_quantize(linear: torch.nn.Linear, group_size: int) -> bool:
