@@ -3,18 +3,28 @@ own process, every node a real process over DDS).
 
 - a graph started with no DDS settings keeps discovery on this machine (LOCALHOST);
 - kill -9 of the reward logger mid-run: the launcher respawns it, the planning node delivers the records
-  it kept, the store writes each trial once: every trial runs and every episode is logged whole, once.
+  it kept, the store writes each trial once: every trial runs and every episode is logged whole, once;
+- the log's disk fills up mid-run, then has room again: the console names the cause as the first trial
+  that cannot be logged ends, the planning node keeps the records (pixels included) and they are logged,
+  whole and once, when the disk has room; the run waits for them and ends with its summary. The disk is
+  a tmpfs of its own (mounting one needs root: elsewhere the test is skipped). A read-only disk is not
+  tried here: a tmpfs with the log's index open for writing cannot be remounted read-only.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+
+import pytest
 
 from vla_r1_ros.core.episodes import read_index
 
@@ -36,12 +46,18 @@ def processes_with(*words: str) -> list[int]:
     return found
 
 
+def run_trials(out: Path, n: int, seed: int, env: dict | None = None) -> subprocess.Popen:
+    command = [sys.executable, "-m", "vla_r1_ros.cli.main", "trials", "--n", str(n), "--seed", str(seed)]
+    return subprocess.Popen(
+        [*command, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env or dict(os.environ)
+    )
+
+
 def test_kill_9_of_the_logger_mid_run_loses_no_trial_and_logs_none_twice(tmp_path):
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "vla_r1_ros.cli.main", "trials", "--n", str(TRIALS), "--seed", "40"]
     # No discovery range given: the graph `vla-r1 trials` starts must keep DDS on this machine by itself.
     env = {k: v for k, v in os.environ.items() if k != "ROS_AUTOMATIC_DISCOVERY_RANGE"}
-    run = subprocess.Popen([*command, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    run = run_trials(out, TRIALS, 40, env)
     try:
         deadline = time.monotonic() + 240
         while len(read_index(out)) < 1:  # the first trial is on disk: kill the logger in the middle of the run
@@ -67,3 +83,88 @@ def test_kill_9_of_the_logger_mid_run_loses_no_trial_and_logs_none_twice(tmp_pat
     assert summary["n"] == TRIALS and summary["successes"] == TRIALS, summary["failures"]
     log = (out / "logs" / "reward_logger.log").read_text(errors="replace")
     assert log.count("logging episodes to") == 2  # the first logger and the one the launcher respawned
+
+
+@contextlib.contextmanager
+def disk_of_its_own(path: Path, size: str = "64m"):
+    """A tmpfs mounted at `path`: a disk the test can fill and make read-only without touching others."""
+    path.mkdir(parents=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    if mounted.returncode:
+        pytest.skip(f"a full disk needs a tmpfs of its own, and mount refused: {mounted.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "--lazy", str(path)], check=False)
+
+
+def fill(path: Path) -> None:
+    """Write zeros into `path` until the disk has no byte left."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        while True:
+            os.write(fd, bytes(1 << 20))
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC, exc
+    finally:
+        os.close(fd)
+
+
+class Console:
+    """A process's output, line by line, as it comes."""
+
+    def __init__(self, process: subprocess.Popen):
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, args=(process,), daemon=True)
+        self._reader.start()
+
+    def _read(self, process: subprocess.Popen) -> None:
+        for line in process.stdout:
+            self.lines.append(line.decode(errors="replace").rstrip())
+
+    def wait_for(self, *words: str, timeout_s: float) -> str:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if all(word in line for word in words):
+                    return line
+            time.sleep(0.1)
+        raise AssertionError(f"no line with {words} in {timeout_s} s:\n" + "\n".join(self.lines[-40:]))
+
+    def text(self) -> str:
+        self._reader.join(timeout=10)
+        return "\n".join(self.lines)
+
+
+def test_a_full_log_disk_is_named_at_once_and_loses_no_trial(tmp_path):
+    trials = 3
+    with disk_of_its_own(tmp_path / "run") as out:
+        (out / "logs").symlink_to(tmp_path.joinpath("logs"), target_is_directory=True)  # node logs elsewhere
+        tmp_path.joinpath("logs").mkdir()
+        run = run_trials(out, trials, 70)
+        console = Console(run)
+        try:
+            deadline = time.monotonic() + 240
+            while len(read_index(out)) < 1:  # the first trial is on disk: the disk fills up
+                assert run.poll() is None and time.monotonic() < deadline, console.text()[-3000:]
+                time.sleep(0.1)
+            fill(out / "filler")
+            # Told as the first trial that cannot be logged ends, with the logger's own words.
+            console.wait_for("episodes are not being logged", "disk full", timeout_s=60)
+            assert len(read_index(out)) == 1
+            (out / "filler").unlink()  # room again: every kept record is logged without anyone asking
+            console.wait_for("episodes are logged again", timeout_s=60)
+            run.wait(timeout=300)
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+        output = console.text()
+        assert run.returncode == 0, output[-3000:]
+        entries = read_index(out)
+        assert len(entries) == trials and len({e["trial_id"] for e in entries}) == trials, output[-3000:]
+        for entry in entries:
+            assert entry["has_color"] and entry["has_depth"] and entry["reference_source"] == "simulator", entry
+            assert {p.name for p in (out / "episodes" / entry["episode"]).iterdir()} >= {"color.png", "depth.png"}
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["n"] == trials and summary["successes"] == trials and "stopped" not in summary

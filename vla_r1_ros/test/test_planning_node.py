@@ -12,6 +12,7 @@ the object the instruction names, written in the model's text format).
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -22,6 +23,7 @@ from rclpy.action import ActionClient, ActionServer
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -147,6 +149,11 @@ def graph(executor, workcell, tmp_path):
     client = Node("trial_client")
     received = {"plans": [], "feedback": []}
     client.create_subscription(ManipulationPlan, topics.PLAN, received["plans"].append, 10)
+    latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
+    received["status"] = []  # planning/status, as a run of trials reads it
+    client.create_subscription(
+        String, topics.PLANNING_STATUS, lambda msg: received["status"].append(json.loads(msg.data)), latched
+    )
     action = ActionClient(client, ExecuteInstruction, topics.EXECUTE_INSTRUCTION)
     for node in (planning, camera, model, client):
         executor.add_node(node)
@@ -356,8 +363,18 @@ def test_no_frame_set_fails_the_trial_in_seconds_with_the_reason(graph, workcell
     assert entry["failure_stage"] == "timeout" and document["files"] == {"color": None, "depth": None}
 
 
+def status_says(graph, condition, timeout_s: float = 10.0) -> dict:
+    """The newest planning/status, once it meets `condition`."""
+    statuses = graph["received"]["status"]
+    assert spin_until(graph["executor"], lambda: statuses and condition(statuses[-1]), timeout_s), statuses[-1:]
+    return statuses[-1]
+
+
 def test_trials_wait_for_the_logger_and_a_refused_record_is_delivered_later(graph, workcell, monkeypatch):
+    """...and planning/status says why, as `vla-r1 trials` reads it to pause and tell the operator."""
     executor, logger = graph["executor"], graph["logger"]
+    # Goals are refused until the logger is discovered, then taken.
+    assert status_says(graph, lambda s: not s["refusal"]) == {"refusal": "", "undelivered": 0, "log_error": ""}
     real_write = logger.store.write
 
     def disk_full(*args, **kwargs):
@@ -374,16 +391,20 @@ def test_trials_wait_for_the_logger_and_a_refused_record_is_delivered_later(grap
     assert re.search(
         r"1 finished trials wait to be logged, the oldest for \d+ s \(.*disk full", graph["planning"].refusal_reason()
     )
+    status = status_says(graph, lambda s: s["undelivered"] == 1)
+    assert "disk full" in status["log_error"] and "wait to be logged" in status["refusal"]
     monkeypatch.setattr(logger.store, "write", real_write)  # room again: the retry timer delivers it
     ((entry, document),) = logged(graph)
     assert entry["trial_id"] == result.episode_id and document["files"]["color"] == "color.png"
     assert spin_until(executor, lambda: not graph["planning"].outbox.pending_keys(), 5.0)
+    assert status_says(graph, lambda s: s["undelivered"] == 0) == {"refusal": "", "undelivered": 0, "log_error": ""}
 
     # No logger listening: no trial starts (its record would have nowhere to go).
     executor.remove_node(logger)
     logger.destroy_node()
     assert spin_until(executor, lambda: not graph["planning"].log_client.service_is_ready(), 10.0)
     assert not send_goal(graph, instruction).accepted
+    assert "no reward logger" in status_says(graph, lambda s: s["refusal"])["refusal"]
     start_logger(executor, graph["log_dir"])
     assert spin_until(executor, graph["planning"].log_client.service_is_ready, 30.0)
     assert run_goal(graph, instruction, plan_only=True).failure_stage == "dry_run"

@@ -28,6 +28,8 @@ EXECUTE_INSTRUCTION = "vla_r1/execute_instruction"
 STOP = "vla_r1/stop"
 PLAN = "vla_r1/plan"
 PLAN_MARKERS = "vla_r1/plan_markers"
+# Whether the planning node takes goals and whether finished trials wait to be logged (JSON, latched).
+PLANNING_STATUS = "planning/status"
 
 # Episodes.
 LOG_EPISODE = "vla_r1/log_episode"

@@ -64,7 +64,13 @@ class ReplayCamera:
         if frame is not None:
             frame.recorded_stamp_ns, frame.stamp_ns = frame.stamp_ns, time.time_ns()
             return frame
-        if self._stream.device.as_playback().current_status() == rs.playback_status.stopped:
+        if self.repeat:
+            # librealsense's looping playback can stall where it starts over (at the reader's pace it gave
+            # no frame for 25 s after its second pass), or report `stopped` for a moment there: a loop that
+            # gives nothing within the timeout is started over here.
+            self.stop()
+            self.start()
+        elif self._stream.device.as_playback().current_status() == rs.playback_status.stopped:
             self.finished = True
             self.stop()
         return None

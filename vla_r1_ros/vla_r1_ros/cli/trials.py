@@ -68,6 +68,13 @@ def configure(parser: argparse.ArgumentParser, default_n: int = 10, default_out:
     parser.add_argument("--quantization", default="auto", choices=QUANTIZATIONS)
     parser.add_argument("--objects", type=int, default=0, help="objects per layout (0 = config default)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds allowed per trial")
+    parser.add_argument(
+        "--pause-limit",
+        type=float,
+        default=600.0,
+        help="seconds a trial waits while the graph cannot run it (the planning node refuses goals: no "
+        "logger, a full disk; the camera restarting) before the run stops with its summary (default 600)",
+    )
     parser.add_argument("--attach", action="store_true", help="use an already running graph (e.g. ros2 launch)")
     parser.add_argument(
         "--manual-reset",
@@ -193,6 +200,7 @@ def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
             trial_timeout_s=args.timeout,
             manual_reset=args.manual_reset,
             instructions=tuple(args.instruction),
+            hold_limit_s=args.pause_limit,
         )
         judge = operator_judge(runner, args, judgements) if args.manual_reset else None
         outcomes = []
@@ -206,7 +214,10 @@ def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
                 )
                 progress.update()
 
-            runner.run(settings, on_trial=on_trial, judge=judge)
+            def on_event(text: str) -> None:  # the operator learns a pause or a logging problem at once
+                progress.write(f"vla-r1: {text}", file=sys.stderr)
+
+            runner.run(settings, on_trial=on_trial, judge=judge, on_event=on_event)
         if n:
             protocol = (
                 {"scenes": args.scenes, "per_scene": args.per_scene} if args.scenes else {"scenes": n, "per_scene": 1}
@@ -218,15 +229,23 @@ def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
                 "seed": args.seed,
                 "protocol": protocol,
             }
-            write_json_atomic(out / "summary.json", summary)
-            write_json_atomic(out / "trials.json", [o.to_json() for o in outcomes])
+            if runner.stopped:
+                summary |= {"stopped": runner.stopped, "not_run": n - len(outcomes)}
             print(format_summary(summary))
-            if not args.no_report:
-                from vla_r1_ros.report import write_report
+            try:
+                write_json_atomic(out / "summary.json", summary)
+                write_json_atomic(out / "trials.json", [o.to_json() for o in outcomes])
+                if not args.no_report:
+                    from vla_r1_ros.report import write_report
 
-                report = write_report(out, out / "report.html", summary=summary)
-                print(f"report: {report}")
-            print(f"summary: {out / 'summary.json'}")
+                    print(f"report: {write_report(out, out / 'report.html', summary=summary)}")
+                print(f"summary: {out / 'summary.json'}")
+            except OSError as exc:  # the log's disk is full or read-only: the summary above is all there is
+                print(f"vla-r1: could not write the summary into {out}: {exc}", file=sys.stderr)
+                return 1
+            if runner.stopped:
+                print(f"vla-r1: stopped after {len(outcomes)} of {n} trials: {runner.stopped}", file=sys.stderr)
+                return 1
         if keep_running:
             print("graph running; Ctrl-C to stop")
             while True:

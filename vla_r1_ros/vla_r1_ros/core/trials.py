@@ -113,6 +113,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     judged_by = ", ".join(f"{source} {count}" for source, count in summary["judged_by"].items()) or "nobody"
     lines = [
         f"trials            {summary['trials']} ({summary['n']} judged by {judged_by})",
+        *([f"stopped           {summary['not_run']} not run: {summary['stopped']}"] if summary.get("stopped") else []),
         f"success rate      {summary['success_rate']:.1%}  ({summary['successes']}/{summary['n']} judged; "
         f"95% Wilson {low:.1%} – {high:.1%})",
         "failures by stage " + ("  ".join(f"{k}={v}" for k, v in summary["failures"].items() if v) or "none"),

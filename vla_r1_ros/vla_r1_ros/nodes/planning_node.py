@@ -10,7 +10,9 @@ Serves `vla_r1/execute_instruction` (ExecuteInstruction). One trial (`core.trial
 - one EpisodeRecord with everything, delivered to the reward logger at least once through the
   `vla_r1/log_episode` service (`core.delivery.Outbox`: kept until the logger confirms it is on disk,
   retried every `log_retry_period_s`). Goals are refused while no logger listens or while
-  `max_undelivered` records wait.
+  `max_undelivered` records wait. `planning/status` (JSON, latched, every `log_retry_period_s` and at
+  each change) says why goals are refused and what keeps records from the log, so that a run of trials
+  can pause and tell its operator the cause (`core.run_holds`).
 
 An instruction on `vla_r1/instruction` (std_msgs/String) runs the same flow as a dry run (executed only
 with `auto_execute:=true`) when nothing else runs; an action goal preempts such a run, so a flood of
@@ -29,6 +31,7 @@ Parameters: `executor` (sim | moveit), `scene` (wait for the simulator's scene i
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 from typing import Any
@@ -36,7 +39,7 @@ from typing import Any
 from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, TimeReference
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -127,6 +130,12 @@ class PlanningNode(Node):
         self.create_subscription(String, topics.INSTRUCTION, self._on_instruction, 10, callback_group=self._group)
         self.plan_pub = self.create_publisher(ManipulationPlan, topics.PLAN, 10)
         self.marker_pub = self.create_publisher(MarkerArray, topics.PLAN_MARKERS, 10)
+        latched = QoSProfile(
+            depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE
+        )
+        self.status_pub = self.create_publisher(String, topics.PLANNING_STATUS, latched)
+        self._status = ""
+        self._status_lock = threading.Lock()  # one status at a time: an older one never overwrites a newer
         self.predict_client = ActionClient(self, Predict, topics.PREDICT, callback_group=self._group)
         self.log_client = self.create_client(LogEpisode, topics.LOG_EPISODE, callback_group=self._group)
         self.server = ActionServer(
@@ -139,7 +148,8 @@ class PlanningNode(Node):
             callback_group=self._group,
         )
         self.create_service(Trigger, topics.STOP, self._on_stop, callback_group=self._group)
-        self.create_timer(float(params["log_retry_period_s"]), self._flush_outbox, callback_group=self._group)
+        self._publish_status()
+        self.create_timer(float(params["log_retry_period_s"]), self._retry_and_report, callback_group=self._group)
         self.get_logger().info(f"planning node ready (executor: {self.arm.name}, frame set: {', '.join(streams)})")
 
     # --- camera -----------------------------------------------------------------------------------
@@ -299,6 +309,26 @@ class PlanningNode(Node):
     def _flush_outbox(self) -> dict[str, DeliveryResult]:
         return self.outbox.flush() if len(self.outbox) else {}
 
+    def _retry_and_report(self) -> None:
+        self._flush_outbox()
+        self._publish_status()
+
+    def _publish_status(self, refusal: str | None = None) -> None:
+        """`planning/status`, when it changed: why goals are refused ("" when they are not), how many
+        finished trials wait to be logged and the logger's last answer about them."""
+        with self._status_lock:
+            waiting = len(self.outbox)
+            status = json.dumps(
+                {
+                    "refusal": self.refusal_reason() if refusal is None else refusal,
+                    "undelivered": waiting,
+                    "log_error": self.outbox.last_error if waiting else "",
+                }
+            )
+            if status != self._status:
+                self._status = status
+                self.status_pub.publish(String(data=status))
+
     def _deliver(self, trial_id: str, record: Any) -> DeliveryResult:
         """One LogEpisode call; the logger answers once the episode is durably on disk."""
         if not self.log_client.service_is_ready():
@@ -318,6 +348,7 @@ class PlanningNode(Node):
         refusal = self.refusal_reason()
         if refusal:
             self.get_logger().warning(f"rejecting ExecuteInstruction: {refusal}")
+            self._publish_status(refusal)  # before the rejection reaches the client, which reads it
             return GoalResponse.REJECT
         # Taken here, released when the trial ends: a second goal arriving before the first one's
         # execute callback starts is rejected too. A dry run started from the topic gives way.
@@ -383,6 +414,7 @@ class PlanningNode(Node):
         )
         record = flow.run(instruction, tasks or list(TASKS), plan_only=plan_only, should_stop=should_stop)
         not_logged = self._log(record)
+        self._publish_status()
         outcome = "success" if record.success else record.failure_stage
         self.get_logger().info(f"trial {record.trial_id}: {outcome} — {record.message}")
         if not_logged:
