@@ -305,6 +305,8 @@ class TrialRunner:
                 )
             except TrialHeld as exc:
                 on_event(f"trial {index + 1} not started: {exc}")
+                if time.monotonic() >= deadline:  # a cause that clears and comes back at every try
+                    raise RunStopped(str(exc)) from exc
 
     def hold_until_ready(self, deadline: float, on_event: Callable[[str], None]) -> None:
         """Return once the graph can run a trial; RunStopped when it still cannot at `deadline`."""
