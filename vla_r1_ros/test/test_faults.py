@@ -167,4 +167,5 @@ def test_a_full_log_disk_is_named_at_once_and_loses_no_trial(tmp_path):
             assert entry["has_color"] and entry["has_depth"] and entry["reference_source"] == "simulator", entry
             assert {p.name for p in (out / "episodes" / entry["episode"]).iterdir()} >= {"color.png", "depth.png"}
         summary = json.loads((out / "summary.json").read_text())
-        assert summary["n"] == trials and summary["successes"] == trials and "stopped" not in summary
+        assert summary["n"] == trials and summary["successes"] == trials
+        assert "stopped" not in summary and "unlogged" not in summary

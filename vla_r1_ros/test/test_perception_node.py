@@ -201,8 +201,9 @@ def test_an_unplugged_realsense_is_reported_and_a_replugged_one_streams_again(ex
         )
     finally:
         feeder.stop()
-    status = listener.status[-1]
-    assert status["restarts"] >= 1 and "no RealSense device" in status["last_error"]
+    # At least the restart that found the new device. Its last error is the unplug's, checked above before
+    # the replug, unless the new device stalled too and was restarted again (a loaded fresh-clone run).
+    assert listener.status[-1]["restarts"] >= 1
     for stamp in listener.complete_stamps() - before_replug:
         device, color = feeder.pushed[stamp]
         assert device is second and np.array_equal(check_frame(listener, stamp, COLOR_K)[0], color)

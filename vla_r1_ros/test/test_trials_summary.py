@@ -36,6 +36,10 @@ def test_only_judged_trials_count_and_the_summary_says_by_whom():
     assert "dry_run" not in summary["failures"]
     text = format_summary(summary)
     assert "2/4 judged" in text and "operator 1, pipeline 1, simulator 2" in text and "dry_run=1" in text
+    assert "stopped" not in text and "not in the log" not in text
+    # A run that stopped early and trials the logger never confirmed are said, never left out.
+    text = format_summary(summary | {"stopped": "the camera (sim) is restarting", "not_run": 4, "unlogged": ["t7"]})
+    assert "4 not run: the camera (sim) is restarting" in text and "not in the log    t7" in text
 
 
 def test_per_scene_table():

@@ -164,6 +164,7 @@ class TrialRunner:
         self._spin = threading.Thread(target=self.executor.spin, name="trials-executor", daemon=True)
         self._spin.start()
         self.stopped = ""  # why the last run stopped before its last trial ("" when it ran them all)
+        self.unlogged: list[str] = []  # the last run's trials the logger never confirmed
         self._alert = ""  # the logging alert last told
 
     def close(self) -> None:
@@ -266,6 +267,13 @@ class TrialRunner:
         for outcome in late:
             if not self.fill_from_log(outcome, 0.0):
                 outcome.message += f" (episode not confirmed by the reward logger: see {topics.LOG_EPISODE})"
+        self.unlogged = [o.episode_id for o in unconfirmed()]
+        if self.unlogged:
+            cause = logging_alert(self.node.planning_status) or "the reward logger did not confirm them"
+            on_event(
+                f"{len(self.unlogged)} finished trials are not in the log ({cause}); the planning node holds them "
+                f"only until the graph stops: {', '.join(self.unlogged)}"
+            )
         if self._alert and not unconfirmed():  # the logger's confirmations can come before the status says so
             on_event(LOGGED_AGAIN)
             self._alert = ""

@@ -231,6 +231,8 @@ def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
             }
             if runner.stopped:
                 summary |= {"stopped": runner.stopped, "not_run": n - len(outcomes)}
+            if runner.unlogged:
+                summary["unlogged"] = runner.unlogged
             print(format_summary(summary))
             try:
                 write_json_atomic(out / "summary.json", summary)

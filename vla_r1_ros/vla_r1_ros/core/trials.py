@@ -114,6 +114,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines = [
         f"trials            {summary['trials']} ({summary['n']} judged by {judged_by})",
         *([f"stopped           {summary['not_run']} not run: {summary['stopped']}"] if summary.get("stopped") else []),
+        *([f"not in the log    {', '.join(summary['unlogged'])}"] if summary.get("unlogged") else []),
         f"success rate      {summary['success_rate']:.1%}  ({summary['successes']}/{summary['n']} judged; "
         f"95% Wilson {low:.1%} – {high:.1%})",
         "failures by stage " + ("  ".join(f"{k}={v}" for k, v in summary["failures"].items() if v) or "none"),
