@@ -25,13 +25,14 @@ class FrameStats:
     Thread-safe: the capture thread records, a ROS timer reports.
     """
 
-    def __init__(self, max_age_s: float) -> None:
+    def __init__(self, max_age_s: float, clock=time.monotonic) -> None:
         self.max_age_s = max_age_s
+        self._clock = clock  # of the rate window
         self._counts = FrameCounts()
         self._lock = threading.Lock()
         self._last_sequence: int | None = None
         self._last_age_s: float | None = None
-        self._rate_since = (time.monotonic(), 0)  # (when, published count then) for the rate window
+        self._rate_since = (clock(), 0)  # (when, published count then) for the rate window
 
     def frame(self, sequence: int, stamp_ns: int, now_ns: int) -> None:
         """A frame arrived from the source; `now_ns` on the clock of its stamps."""
@@ -61,7 +62,7 @@ class FrameStats:
     def report(self) -> dict[str, float | int | None]:
         """Counts since start, the age of the newest frame, and the publish rate since the last report."""
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             since, published_then = self._rate_since
             rate = (self._counts.published - published_then) / (now - since) if now > since else 0.0
             self._rate_since = (now, self._counts.published)
