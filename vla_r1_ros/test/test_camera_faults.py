@@ -17,7 +17,7 @@ from rclpy.action import ActionClient
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from std_msgs.msg import String
-from test_planning_node import GroundTruthModel, instruction_for, logged, run_goal, start_logger
+from test_planning_node import GroundTruthModel, graph_discovered, instruction_for, logged, run_goal, start_logger
 from vla_r1_interfaces.action import ExecuteInstruction
 
 from vla_r1_ros import topics
@@ -52,7 +52,7 @@ def graph(executor, config, workcell, tmp_path):
     action = ActionClient(client, ExecuteInstruction, topics.EXECUTE_INSTRUCTION)
     for node in (perception, planning, model, client):
         executor.add_node(node)
-    assert spin_until(executor, lambda: action.server_is_ready() and planning.log_client.service_is_ready(), 30.0)
+    assert graph_discovered(executor, action, planning)
     received = {"feedback": []}  # what run_goal keeps
     yield {"executor": executor, "action": action, "status": status, "received": received, "log_dir": tmp_path / "log"}
 

@@ -124,6 +124,21 @@ class GroundTruthModel(Node):
         return Predict.Result(prediction=prediction_msg(prediction, goal.image.header.stamp, OPTICAL))
 
 
+def graph_discovered(executor, action: ActionClient, planning) -> bool:
+    """Every endpoint a trial needs has found its peer: the goal's client its server, and the planning
+    node its Predict server and its logger (a trial started earlier fails `timeout` on the Predict
+    server, as one did in a loaded fresh-clone run). Discovery in one process took over 10 s once."""
+    return spin_until(
+        executor,
+        lambda: (
+            action.server_is_ready()
+            and planning.predict_client.server_is_ready()
+            and planning.log_client.service_is_ready()
+        ),
+        30.0,
+    )
+
+
 def start_logger(executor, log_dir):
     from vla_r1_ros.nodes.reward_logger_node import RewardLoggerNode
 
@@ -157,8 +172,7 @@ def graph(executor, workcell, tmp_path):
     action = ActionClient(client, ExecuteInstruction, topics.EXECUTE_INSTRUCTION)
     for node in (planning, camera, model, client):
         executor.add_node(node)
-    # Discovery of new endpoints in this process took over 10 s once in a fresh-clone run.
-    assert spin_until(executor, lambda: action.server_is_ready() and planning.log_client.service_is_ready(), 30.0)
+    assert graph_discovered(executor, action, planning)
     yield {
         "executor": executor,
         "action": action,

@@ -22,7 +22,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_system_default
 from sensor_msgs.msg import CameraInfo, Image
-from test_planning_node import GroundTruthModel, logged, start_logger
+from test_planning_node import GroundTruthModel, graph_discovered, logged, start_logger
 from vla_r1_interfaces.action import ExecuteInstruction
 from vla_r1_interfaces.msg import ManipulationPlan
 
@@ -122,8 +122,7 @@ def graph(executor, config, workcell, tmp_path):
         executor.add_node(node)
     # The planning node, the one camera consumer, subscribes to every driver topic.
     assert spin_until(executor, lambda: all(p.get_subscription_count() >= 1 for p in driver.pubs.values()), 10.0)
-    # Discovery of new endpoints in this process took over 10 s once in a fresh-clone run.
-    assert spin_until(executor, lambda: action.server_is_ready() and planning.log_client.service_is_ready(), 30.0)
+    assert graph_discovered(executor, action, planning)
     yield {"executor": executor, "action": action, "driver": driver, "plans": plans, "log_dir": tmp_path / "log"}
     driver.stop()
 

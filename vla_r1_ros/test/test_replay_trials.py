@@ -18,14 +18,13 @@ import pytest
 from rclpy.action import ActionClient
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from test_planning_node import GroundTruthModel, instruction_for, logged, run_goal, start_logger
+from test_planning_node import GroundTruthModel, graph_discovered, instruction_for, logged, run_goal, start_logger
 from vla_r1_interfaces.action import ExecuteInstruction
 
 from vla_r1_ros import topics
 from vla_r1_ros.core import episodes
 from vla_r1_ros.graph import GraphArgs, find_process
 from vla_r1_ros.testing.realsense import SoftwareRealSense, record
-from vla_r1_ros.testing.ros import spin_until
 
 RECORDED_FRAMES = 10
 
@@ -75,7 +74,7 @@ def graph(executor, config, workcell, recording, tmp_path):
     action = ActionClient(client, ExecuteInstruction, topics.EXECUTE_INSTRUCTION)
     for node in (perception, planning, model, client):
         executor.add_node(node)
-    assert spin_until(executor, lambda: action.server_is_ready() and planning.log_client.service_is_ready(), 30.0)
+    assert graph_discovered(executor, action, planning)
     yield {"executor": executor, "action": action, "received": {"feedback": []}, "log_dir": tmp_path / "log"}
 
 
