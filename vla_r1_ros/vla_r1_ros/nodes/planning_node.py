@@ -10,9 +10,10 @@ Serves `vla_r1/execute_instruction` (ExecuteInstruction). One trial (`core.trial
 - one EpisodeRecord with everything, delivered to the reward logger at least once through the
   `vla_r1/log_episode` service (`core.delivery.Outbox`: kept until the logger confirms it is on disk,
   retried every `log_retry_period_s`). Goals are refused while no logger listens or while
-  `max_undelivered` records wait. `planning/status` (JSON, latched, every `log_retry_period_s` and at
-  each change) says why goals are refused and what keeps records from the log, so that a run of trials
-  can pause and tell its operator the cause (`core.run_holds`).
+  `max_undelivered` records wait. `planning/status` (JSON, latched; checked every `log_retry_period_s`
+  and after each trial or refusal, published when it changes) says why goals are refused and what
+  keeps records from the log, so that a run of trials can pause and tell its operator the cause
+  (`core.run_holds`).
 
 An instruction on `vla_r1/instruction` (std_msgs/String) runs the same flow as a dry run (executed only
 with `auto_execute:=true`) when nothing else runs; an action goal preempts such a run, so a flood of
