@@ -126,26 +126,17 @@ class GroundTruthModel(Node):
 
 def graph_discovered(executor, action: ActionClient, planning) -> bool:
     """Every endpoint a trial needs has found its peer: the goal's client its server, and the planning
-    node its Predict server and its logger. Twice in loaded fresh-clone runs a trial then failed on "no
-    Predict action server" although the server had looked ready: most likely the previous test's server,
-    still in the graph for a moment after its participant went (every test has an rclpy context of its
-    own). So the graph must look ready for a whole second, not once. Discovery in one process took over
-    10 s once."""
-    since: list[float] = []
-
-    def ready_for_a_second() -> bool:
-        ready = (
+    node its Predict server and its logger (a trial started earlier fails `timeout` on the Predict
+    server, as one did in a loaded fresh-clone run). Discovery in one process took over 10 s once."""
+    return spin_until(
+        executor,
+        lambda: (
             action.server_is_ready()
             and planning.predict_client.server_is_ready()
             and planning.log_client.service_is_ready()
-        )
-        if not ready:
-            since.clear()
-            return False
-        since[:] = since or [time.monotonic()]
-        return time.monotonic() - since[0] >= 1.0
-
-    return spin_until(executor, ready_for_a_second, 30.0)
+        ),
+        30.0,
+    )
 
 
 def start_logger(executor, log_dir):
