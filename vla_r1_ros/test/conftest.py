@@ -36,8 +36,11 @@ def ros():
 
 @pytest.fixture
 def executor(ros):
-    """A MultiThreadedExecutor; nodes added to it are destroyed after the test."""
+    """A MultiThreadedExecutor; nodes added to it are destroyed after the test, action servers and clients
+    included (else the next test's context still sees them: see `destroy_node`)."""
     from rclpy.executors import MultiThreadedExecutor
+
+    from vla_r1_ros.nodes.spin import destroy_node
 
     ex = MultiThreadedExecutor(num_threads=4)
     try:
@@ -45,7 +48,7 @@ def executor(ros):
     finally:
         for node in list(ex.get_nodes()):
             ex.remove_node(node)
-            node.destroy_node()
+            destroy_node(node)
         ex.shutdown()
 
 

@@ -294,6 +294,28 @@ def call_stop(graph) -> Trigger.Response:
     return future.result()
 
 
+def hold_the_motion_once_it_moves(monkeypatch, workcell, before: np.ndarray) -> None:
+    """Once the arm has moved from `before`, its motion holds, still checking `should_stop`, until it is
+    stopped. A stop test must not race the motion: on a loaded machine the stop's round trip once took
+    longer than the rest of the motion, and the object was in the tray before the stop came."""
+    move = workcell.execute_joint_path
+
+    def held_once_moving(path, speed_scaling=0.5, should_stop=None):
+        if should_stop is None:  # a motion nobody can stop (a reset) is not held
+            return move(path, speed_scaling)
+
+        def stopping() -> bool:
+            if np.max(np.abs(workcell.joint_positions() - before)) > 0.05:
+                deadline = time.monotonic() + 60.0
+                while not should_stop() and time.monotonic() < deadline:
+                    time.sleep(0.02)
+            return should_stop()
+
+        return move(path, speed_scaling, stopping)
+
+    monkeypatch.setattr(workcell, "execute_joint_path", held_once_moving)
+
+
 def wait_until_the_arm_moves(graph, workcell, before: np.ndarray) -> None:
     assert spin_until(graph["executor"], lambda: np.max(np.abs(workcell.joint_positions() - before)) > 0.05, 30.0)
 
@@ -305,11 +327,12 @@ def assert_stopped_and_stays(workcell, target) -> None:
     np.testing.assert_allclose(workcell.joint_positions(), held, atol=0.01)
 
 
-def test_stop_service_halts_an_action_trial_and_aborts_its_goal(graph, workcell):
+def test_stop_service_halts_an_action_trial_and_aborts_its_goal(graph, workcell, monkeypatch):
     from action_msgs.msg import GoalStatus
 
     target, instruction = instruction_for(workcell, seed=4)
     before = workcell.joint_positions()
+    hold_the_motion_once_it_moves(monkeypatch, workcell, before)
     handle = send_goal(graph, instruction)
     assert handle.accepted
     wait_until_the_arm_moves(graph, workcell, before)
@@ -330,11 +353,12 @@ def publish_instruction(graph, instruction: str) -> None:
     pub.publish(String(data=instruction))
 
 
-def test_stop_service_halts_an_auto_execute_motion(graph, workcell):
+def test_stop_service_halts_an_auto_execute_motion(graph, workcell, monkeypatch):
     """An instruction from the topic has no goal to cancel: vla_r1/stop is how its motion is stopped."""
     graph["planning"].set_parameters([Parameter("auto_execute", value=True)])
     target, instruction = instruction_for(workcell, seed=6)
     before = workcell.joint_positions()
+    hold_the_motion_once_it_moves(monkeypatch, workcell, before)
     publish_instruction(graph, instruction)
     wait_until_the_arm_moves(graph, workcell, before)
     assert call_stop(graph).success

@@ -40,6 +40,7 @@ from vla_r1_ros.core.run_holds import hold_reason, logging_alert
 from vla_r1_ros.core.scene import make_instruction
 from vla_r1_ros.core.trials import TrialOutcome
 from vla_r1_ros.nodes.scene_msgs import scene_from_msg
+from vla_r1_ros.nodes.spin import destroy_node
 
 GOAL_ACCEPT_WAIT_S = 5.0  # an ExecuteInstruction goal unanswered this long is sent again ...
 GOAL_SENDS = 6  # ... this many times in all (30 s)
@@ -173,7 +174,7 @@ class TrialRunner:
         # thread still waiting in rcl at exit aborts the process ("terminate called without an active
         # exception", seen on a closed stdin in a loaded CI run).
         self._spin.join(timeout=10.0)
-        self.node.destroy_node()
+        destroy_node(self.node)
 
     def wait_for_graph(self, timeout_s: float, need_reset: bool = True) -> None:
         if not self.node.execute_client.wait_for_server(timeout_sec=timeout_s):

@@ -5,11 +5,23 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import rclpy
+from rclpy.action import ActionClient, ActionServer
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 
 from vla_r1_ros.core.config import ConfigError, PackageConfig
 from vla_r1_ros.nodes.context import ProcessContext
+
+
+def destroy_node(node: Node) -> None:
+    """Destroy a node with its action servers and clients. rclpy 7.1's `Node.destroy_node` leaves those
+    alive, and through them the node and its DDS participant, until the garbage collector breaks the
+    cycle: measured, a context initialised later in the same process still saw the old node and its
+    Predict server as ready, with nobody spinning it."""
+    for waitable in list(node.waitables):
+        if isinstance(waitable, ActionServer | ActionClient):
+            waitable.destroy()
+    node.destroy_node()
 
 
 def spin_nodes(
@@ -44,7 +56,7 @@ def spin_nodes(
     finally:
         executor.shutdown()
         for node in reversed(nodes):
-            node.destroy_node()
+            destroy_node(node)
         if context is not None:
             context.close()
         rclpy.try_shutdown()
