@@ -128,6 +128,17 @@ def test_scripted_policy_path_convention_parameter(executor):
     assert len(prediction_from_msg(msg).waypoints) == 5  # the gripper's projection, then the object -> tray path
 
 
+def assert_streamed_as_answered(executor, client, prediction) -> None:
+    """The feedback stream, joined per task, is exactly each task's raw answer. Feedback and result are
+    separate topics: the last chunks may arrive after the result (a loaded fresh-clone run read the
+    stream a chunk short), but they all arrive."""
+
+    def streamed() -> list[str]:
+        return ["".join(text for t, text in client.feedback if t == task) for task in prediction.tasks]
+
+    assert spin_until(executor, lambda: streamed() == list(prediction.raw_texts), 5.0), streamed()
+
+
 def test_tiny_vla_r1_end_to_end(executor, tiny_model):
     _node, client = start(
         executor, policy="vla_r1", model=str(tiny_model), quantization="none", device="cpu", max_new_tokens=6
@@ -140,13 +151,7 @@ def test_tiny_vla_r1_end_to_end(executor, tiny_model):
     assert not prediction.valid and prediction.error  # random weights: the parser rejects the text
     assert (prediction.image_width, prediction.image_height) == (640, 480)
     assert prediction.inference_latency_s > 0
-
-    def streamed() -> list[str]:
-        return ["".join(text for t, text in client.feedback if t == task) for task in prediction.tasks]
-
-    # Feedback and result are separate topics: the last chunks may arrive after the result (a loaded
-    # fresh-clone run read the feedback a chunk short), but they all arrive.
-    assert spin_until(executor, lambda: streamed() == list(prediction.raw_texts), 5.0), streamed()
+    assert_streamed_as_answered(executor, client, prediction)
     assert spin_until(executor, lambda: client.predictions and client.annotated, 5.0)
 
 
@@ -213,10 +218,4 @@ def test_backend_openai_answers_through_a_real_server(executor, tiny_model):
     assert accepted and not prediction.error.startswith("policy failed"), prediction.error
     assert prediction.model_id == f"vla_r1:openai:GigaAI-Research/vla-r1@{server.url}"
     assert len(prediction.raw_texts) == 2 and len(server.requests) == 2
-
-    def streamed() -> list[str]:
-        return ["".join(text for t, text in client.feedback if t == task) for task in prediction.tasks]
-
-    # Feedback and result are separate topics: the last chunks may arrive after the result (a loaded
-    # fresh-clone run read the feedback a chunk short), but they all arrive.
-    assert spin_until(executor, lambda: streamed() == list(prediction.raw_texts), 5.0), streamed()
+    assert_streamed_as_answered(executor, client, prediction)

@@ -294,6 +294,10 @@ def call_stop(graph) -> Trigger.Response:
     return future.result()
 
 
+def arm_moved(workcell, before: np.ndarray) -> bool:
+    return bool(np.max(np.abs(workcell.joint_positions() - before)) > 0.05)
+
+
 def hold_the_motion_once_it_moves(monkeypatch, workcell, before: np.ndarray) -> None:
     """Once the arm has moved from `before`, its motion holds, still checking `should_stop`, until it is
     stopped. A stop test must not race the motion: on a loaded machine the stop's round trip once took
@@ -305,7 +309,7 @@ def hold_the_motion_once_it_moves(monkeypatch, workcell, before: np.ndarray) -> 
             return move(path, speed_scaling)
 
         def stopping() -> bool:
-            if np.max(np.abs(workcell.joint_positions() - before)) > 0.05:
+            if arm_moved(workcell, before):
                 deadline = time.monotonic() + 60.0
                 while not should_stop() and time.monotonic() < deadline:
                     time.sleep(0.02)
@@ -317,7 +321,7 @@ def hold_the_motion_once_it_moves(monkeypatch, workcell, before: np.ndarray) -> 
 
 
 def wait_until_the_arm_moves(graph, workcell, before: np.ndarray) -> None:
-    assert spin_until(graph["executor"], lambda: np.max(np.abs(workcell.joint_positions() - before)) > 0.05, 30.0)
+    assert spin_until(graph["executor"], lambda: arm_moved(workcell, before), 30.0)
 
 
 def assert_stopped_and_stays(workcell, target) -> None:
