@@ -15,9 +15,11 @@ if sys.prefix not in _prefix_path.split(os.pathsep):
 
 import pytest  # noqa: E402
 
-# PyBullet first and transformers later in one process crashes (a segfault inside transformers' import,
-# reproducible with PyBullet's EGL renderer loaded); the other order works. Import the model stack
-# before any test loads the simulator, so the suite passes in any file order.
+# PyBullet first and transformers later in one process crashes: with PyBullet's EGL renderer loaded
+# (Mesa's llvmpipe, libLLVM-15), importing triton's libtriton (its own LLVM) from transformers' import
+# segfaults, every time. The other order works. Import the model stack before any test loads the
+# simulator, so the suite passes in any file order. (The graph never meets it: the inference node is
+# always a process of its own.)
 import transformers  # noqa: E402, F401
 from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessor  # noqa: E402, F401
 

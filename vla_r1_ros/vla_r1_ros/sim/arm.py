@@ -16,6 +16,7 @@ from scipy.spatial.transform import Rotation
 
 from vla_r1_ros.core.geometry import RigidTransform
 from vla_r1_ros.sim.physics import PhysicsClock
+from vla_r1_ros.sim.textures import renderable_urdf
 
 ARM_JOINTS = 7
 ARM_JOINT_NAMES: tuple[str, ...] = tuple(f"panda_joint{i}" for i in range(1, ARM_JOINTS + 1))
@@ -61,7 +62,7 @@ class SimPanda:
     def load(self) -> int:
         """Load the Panda into the scene client at world_T_base (once, when the world is built)."""
         self.uid = p.loadURDF(
-            self.config["robot"]["urdf"],
+            renderable_urdf(self.config["robot"]["urdf"]),
             self.world_T_base.translation.tolist(),
             self.world_T_base.quat_xyzw.tolist(),
             useFixedBase=True,

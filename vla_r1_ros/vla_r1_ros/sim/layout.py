@@ -23,7 +23,8 @@ from vla_r1_ros.core.collision import camera_mount_boxes
 from vla_r1_ros.core.geometry import RigidTransform
 from vla_r1_ros.core.scene import ObjectState
 from vla_r1_ros.sim.collision import create_box_body
-from vla_r1_ros.sim.rendering import PixelBox, white_texture_path
+from vla_r1_ros.sim.rendering import PixelBox
+from vla_r1_ros.sim.textures import renderable_urdf, white_texture_path
 
 _SPAWN_HEIGHT = 5.0  # bodies are made out of the way, measured there, then placed
 # Unused bodies wait here, 1 m apart, behind the camera (which looks from +x towards the arm), world frame.
@@ -79,7 +80,9 @@ class Layout:
 
     def _load_table(self) -> None:
         table = self.config["table"]
-        p.loadURDF(table["urdf"], table["position_world"], useFixedBase=True, physicsClientId=self.client)
+        p.loadURDF(
+            renderable_urdf(table["urdf"]), table["position_world"], useFixedBase=True, physicsClientId=self.client
+        )
 
     def _build_camera_mount(self, camera_config: dict[str, Any]) -> None:
         """The camera's housing and pole, where config/camera.yaml puts the camera: the very boxes the
@@ -91,7 +94,11 @@ class Layout:
     def _load_tray(self) -> Body:
         cfg, c = self.config["tray"], self.client
         uid = p.loadURDF(
-            cfg["urdf"], [0, 0, _SPAWN_HEIGHT], useFixedBase=True, globalScaling=float(cfg["scale"]), physicsClientId=c
+            renderable_urdf(cfg["urdf"]),
+            [0, 0, _SPAWN_HEIGHT],
+            useFixedBase=True,
+            globalScaling=float(cfg["scale"]),
+            physicsClientId=c,
         )
         size, offset = self._local_extent(uid)
         return Body(uid, "tray", str(cfg["colour"]), "tray", size, offset)
@@ -115,7 +122,12 @@ class Layout:
     def _make_shape(self, shape: str, texture: int) -> int:
         spec, c = self.config["objects"]["shapes"][shape], self.client
         if "urdf" in spec:
-            uid = p.loadURDF(spec["urdf"], [0, 0, _SPAWN_HEIGHT], globalScaling=float(spec["scale"]), physicsClientId=c)
+            uid = p.loadURDF(
+                renderable_urdf(spec["urdf"]),
+                [0, 0, _SPAWN_HEIGHT],
+                globalScaling=float(spec["scale"]),
+                physicsClientId=c,
+            )
             # A white texture replaces the mesh's own, so the colour is the palette colour and nothing else.
             p.changeVisualShape(uid, -1, textureUniqueId=texture, physicsClientId=c)
             return uid

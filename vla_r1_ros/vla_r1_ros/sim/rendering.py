@@ -7,10 +7,12 @@ reset from another thread left every later frame showing the old scene, and two 
 renderers lived on different threads crashed. So every Workcell of the process loads its renderer,
 builds its bodies, renders and closes on one thread, `on_gl_thread`, whoever calls them (a reset only
 moves and recolours bodies made at the build, from any thread).
-Even so, two live clients with the EGL plugin loaded crashed PyBullet (a segfault loading the textured
-tray URDF in a reset; twice in fresh-clone test runs): the EGL plugin is for one live client per process
-(`_EGL_CLIENTS`), and a second Workcell alive beside it renders with TinyRenderer. The graph has one
-Workcell per process; only tests and tools make a second.
+The EGL plugin is for one live client per process (`_EGL_CLIENTS`): a second Workcell alive beside it
+renders with TinyRenderer. The rule came from two segfaults loading the textured tray URDF with two EGL
+clients live (fresh-clone test runs); the cause found later is Bullet reading past the tray's 853 px
+wide texture, which faults only when the heap happens to end there (sim/textures.py, fixed there). Two
+EGL clients have not been tried since, so the rule stays. The graph has one Workcell per process; only
+tests and tools make a second.
 """
 
 from __future__ import annotations
@@ -18,11 +20,8 @@ from __future__ import annotations
 import contextlib
 import os
 import pkgutil
-import struct
 import sys
-import tempfile
 import threading
-import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -65,26 +64,6 @@ def stdout_to_stderr() -> Iterator[None]:
     finally:
         os.dup2(saved, 1)
         os.close(saved)
-
-
-def white_texture_path() -> str:
-    """A 2x2 white PNG. Replacing a mesh's texture with it leaves only the palette colour: PyBullet's
-    `textureUniqueId=-1` does not remove a texture under the EGL renderer (the yellow duck texture
-    would tint every duck)."""
-    path = os.path.join(tempfile.gettempdir(), "vla_r1_white_texture.png")
-    if not os.path.exists(path):
-
-        def chunk(kind: bytes, data: bytes) -> bytes:
-            return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-        rows = b"".join(b"\x00" + b"\xff" * 6 for _ in range(2))
-        png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 8, 2, 0, 0, 0))
-        png += chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
-        tmp = f"{path}.{os.getpid()}"
-        with open(tmp, "wb") as handle:
-            handle.write(png)
-        os.replace(tmp, path)  # atomic: parallel test processes never read a half-written file
-    return path
 
 
 def projection_matrix(intrinsics: CameraIntrinsics, near: float, far: float) -> np.ndarray:

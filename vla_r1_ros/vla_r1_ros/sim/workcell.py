@@ -125,8 +125,9 @@ class Workcell:
             c = self._client
             if self.gui:
                 p.configureDebugVisualizer(p.COV_ENABLE_RENDERING, 0, physicsClientId=c)
-            # The EGL plugin crashed loading the textured tray into a client it had never seen reset (5
-            # of 10 fresh builds segfaulted; none of 10 with this reset first).
+            # Measured when loading the textured tray crashed 5 of 10 fresh builds without this reset
+            # and none of 10 with it; the crash's cause, found later, was the tray texture's width
+            # (sim/textures.py). The reset costs nothing and stays.
             p.resetSimulation(physicsClientId=c)
             physics = self.config["physics"]
             p.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=c)
