@@ -68,6 +68,12 @@ def test_trials_log_every_episode_and_summarise_them(run_dir):
     assert 0.0 < low < summary["success_rate"] <= high <= 1.0
     assert summary["mean_rewards"]["total"] == pytest.approx(1.0, abs=1e-6)
     assert {"predict", "lift", "plan", "execute"} <= set(summary["latency_s"])
+    # What the run ran with: every resolved argument and every config file as read.
+    assert summary["run_config"] == "run_config.json"
+    run_config = json.loads((run_dir / "run_config.json").read_text())
+    assert run_config["arguments"]["n"] == TRIALS and run_config["arguments"]["seed"] == 20
+    assert run_config["config"]["nodes"]["planning"]["ros__parameters"]["frame_wait_s"] > 0
+    assert run_config["package_version"]
     entries = read_index(run_dir)
     assert len(entries) == TRIALS
     for entry in entries:

@@ -132,8 +132,8 @@ def graph_discovered(executor, action: ActionClient, planning) -> bool:
         executor,
         lambda: (
             action.server_is_ready()
-            and planning.predict_client.server_is_ready()
-            and planning.log_client.service_is_ready()
+            and planning.predictor.client.server_is_ready()
+            and planning.delivery.log_client.service_is_ready()
         ),
         30.0,
     )
@@ -427,27 +427,28 @@ def test_trials_wait_for_the_logger_and_a_refused_record_is_delivered_later(grap
     result = run_goal(graph, instruction)
     assert result.success and "not logged yet" in result.message and "disk full" in result.message
     assert episodes.read_index(graph["log_dir"]) == []
-    assert graph["planning"].outbox.pending_keys() == [result.episode_id]
+    assert graph["planning"].delivery.outbox.pending_keys() == [result.episode_id]
     # max_undelivered (1 here) records wait: no new trial, and the reason names the cause.
     assert not send_goal(graph, instruction).accepted
     assert re.search(
-        r"1 finished trials wait to be logged, the oldest for \d+ s \(.*disk full", graph["planning"].refusal_reason()
+        r"1 finished trials wait to be logged, the oldest for \d+ s \(.*disk full",
+        graph["planning"].delivery.refusal_reason(),
     )
     status = status_says(graph, lambda s: s["undelivered"] == 1)
     assert "disk full" in status["log_error"] and "wait to be logged" in status["refusal"]
     monkeypatch.setattr(logger.store, "write", real_write)  # room again: the retry timer delivers it
     ((entry, document),) = logged(graph)
     assert entry["trial_id"] == result.episode_id and document["files"]["color"] == "color.png"
-    assert spin_until(executor, lambda: not graph["planning"].outbox.pending_keys(), 5.0)
+    assert spin_until(executor, lambda: not graph["planning"].delivery.outbox.pending_keys(), 5.0)
     assert status_says(graph, lambda s: s["undelivered"] == 0) == {"refusal": "", "undelivered": 0, "log_error": ""}
 
     # No logger listening: no trial starts (its record would have nowhere to go).
     executor.remove_node(logger)
     logger.destroy_node()
-    assert spin_until(executor, lambda: not graph["planning"].log_client.service_is_ready(), 10.0)
+    assert spin_until(executor, lambda: not graph["planning"].delivery.log_client.service_is_ready(), 10.0)
     assert not send_goal(graph, instruction).accepted
     assert "no reward logger" in status_says(graph, lambda s: s["refusal"])["refusal"]
     start_logger(executor, graph["log_dir"])
-    assert spin_until(executor, graph["planning"].log_client.service_is_ready, 30.0)
+    assert spin_until(executor, graph["planning"].delivery.log_client.service_is_ready, 30.0)
     assert run_goal(graph, instruction, plan_only=True).failure_stage == "dry_run"
     assert len(logged(graph, 2)) == 2

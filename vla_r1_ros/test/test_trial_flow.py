@@ -67,12 +67,24 @@ def test_a_successful_trial_runs_every_stage_in_order():
         ({"validate": PlanRejected("clearance", "too low")}, "safety"),
         ({"validate": PlanRejected("reachability", "no IK")}, "ik"),
         ({"execute": lambda v, s: ExecutionResult(False, "grasp", "closed on nothing")}, "grasp"),
-        ({"execute": RuntimeError("simulator crashed")}, "execute"),
     ],
 )
 def test_failures_map_to_episode_failure_stages(overrides, stage):
     record = TrialFlow(steps(**overrides)).run("x", [])
     assert not record.success and record.failure_stage == stage and record.message
+
+
+@pytest.mark.parametrize("stage", ["perceive", "predict", "lift", "plan", "validate", "execute"])
+def test_a_bug_in_any_stage_is_internal_never_judged_and_keeps_its_traceback(stage):
+    """An exception no step expects is our bug, not the policy's failure: `internal`, outcome_source
+    none (so no success rate counts it), the traceback kept for the trial's log."""
+    from vla_r1_ros.core.outcomes import is_judged
+
+    record = TrialFlow(steps(**{stage: KeyError(f"bug in {stage}")})).run("x", [])
+    assert not record.success and record.failure_stage == "internal" and record.outcome_source == "none"
+    assert not is_judged(record.outcome_source, record.failure_stage)
+    assert record.message.startswith("internal error in ") and f"bug in {stage}" in record.message
+    assert "Traceback (most recent call last)" in record.traceback and "KeyError" in record.traceback
 
 
 def test_lift_failure_still_reports_the_plan_outcome_and_nothing_executes():

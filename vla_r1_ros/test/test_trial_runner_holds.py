@@ -100,17 +100,17 @@ def test_a_run_pauses_while_the_camera_restarts(graph):
     assert not hold.is_alive() and events[-1].startswith("resumed after")
 
 
-def test_a_cause_that_does_not_clear_stops_the_run_before_its_next_trial_with_the_reason(graph, monkeypatch):
+def test_a_cause_that_does_not_clear_stops_the_run_before_its_next_trial_with_the_reason(graph):
     """A manual-reset run (no simulator to reset): the operator is never asked to reset a scene for a
     trial that cannot run."""
     status, runner = graph
     status.planning(refusal=f"no reward logger on {topics.LOG_EPISODE}: the trial could not be logged")
     assert wait_for(lambda: (runner.node.planning_status or {}).get("refusal"))
-    monkeypatch.setattr("builtins.input", lambda prompt: pytest.fail(f"asked {prompt!r} for a trial that cannot run"))
     instructions = ("put the red cube in the tray",)
     settings = TrialSettings(n=3, seed=0, manual_reset=True, instructions=instructions, hold_limit_s=1.0)
     events: list[str] = []
-    assert runner.run(settings, on_event=events.append) == []
+    never_asked = lambda prompt: pytest.fail(f"asked {prompt!r} for a trial that cannot run")  # noqa: E731
+    assert runner.run(settings, on_event=events.append, confirm_reset=never_asked) == []
     assert (
         runner.stopped
         == f"the planning node refuses trials: no reward logger on {topics.LOG_EPISODE}: the trial could not be logged"

@@ -18,6 +18,19 @@ def outcome(index: int, seed: int, success: bool, stage: str = "", source: str =
     return TrialOutcome(index, seed, "put the red cube in the tray", "red_cube", success, stage, outcome_source=source)
 
 
+def test_an_internal_error_is_never_judged_and_the_summary_names_it():
+    """A bug of ours ends a trial as `internal` (core.trial_flow): it does not lower the policy's rate."""
+    bug = outcome(1, 0, False, "internal", "simulator")  # even a source that could judge does not count it
+    bug.episode_id, bug.message = "20261207T000000Z-abcd1234", "internal error in plan: KeyError('x')\nTraceback ..."
+    summary = summarize([outcome(0, 0, True), bug])
+    assert summary["n"] == 1 and summary["success_rate"] == 1.0 and "internal" not in summary["failures"]
+    assert summary["not_judged"] == {"internal": 1}
+    assert summary["internal_errors"] == [
+        {"trial": 2, "episode_id": bug.episode_id, "message": "internal error in plan: KeyError('x')"}
+    ]
+    assert f"internal error    trial 2 ({bug.episode_id}): internal error in plan" in format_summary(summary)
+
+
 def test_only_judged_trials_count_and_the_summary_says_by_whom():
     outcomes = [
         outcome(0, 0, True),

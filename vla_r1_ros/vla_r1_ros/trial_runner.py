@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from rclpy.action import ActionClient
@@ -39,6 +38,7 @@ from vla_r1_ros.core.outcomes import OutcomeSource, source_without_record
 from vla_r1_ros.core.run_holds import hold_reason, logging_alert
 from vla_r1_ros.core.scene import make_instruction
 from vla_r1_ros.core.trials import TrialOutcome
+from vla_r1_ros.nodes.goals import send_goal_with_retry
 from vla_r1_ros.nodes.scene_msgs import scene_from_msg
 from vla_r1_ros.nodes.spin import destroy_node
 
@@ -232,15 +232,18 @@ class TrialRunner:
         on_feedback: Callable[[str], None] | None = None,
         judge: Callable[[TrialOutcome], TrialOutcome] | None = None,
         on_event: Callable[[str], None] = lambda text: None,
+        confirm_reset: Callable[[str], None] = lambda prompt: None,
     ) -> list[TrialOutcome]:
         """Run the trials; `judge` (manual reset: the operator) turns each outcome into the judged one;
-        `on_event` gets what the operator must know at once (a pause and its cause, a logging problem)."""
+        `on_event` gets what the operator must know at once (a pause and its cause, a logging problem);
+        `confirm_reset` (manual reset) returns once the operator has set the scene up for the prompt's
+        instruction: the caller asks (the CLI reads stdin, this library never does)."""
         rng = np.random.default_rng(settings.seed)
         outcomes = []
         self.stopped, self._alert = "", ""
         for index in range(settings.n):
             try:
-                outcome = self._run_when_possible(index, settings, rng, on_feedback, on_event)
+                outcome = self._run_when_possible(index, settings, rng, on_feedback, on_event, confirm_reset)
             except RunStopped as exc:
                 self.stopped = str(exc)
                 on_event(f"run stopped before trial {index + 1} of {settings.n}: {exc}")
@@ -287,6 +290,7 @@ class TrialRunner:
         rng: np.random.Generator,
         on_feedback: Callable[[str], None] | None,
         on_event: Callable[[str], None],
+        confirm_reset: Callable[[str], None],
     ) -> TrialOutcome:
         """Trial `index`, started once the graph can run it (RunStopped after `hold_limit_s` of waiting)."""
         seed = settings.layout_seed(index)
@@ -303,9 +307,7 @@ class TrialRunner:
                 if settings.manual_reset:
                     instruction, target = settings.instructions[index % len(settings.instructions)], ""
                     if not asked:  # a person reset the scene once; a held trial does not ask again
-                        input(
-                            f"[trial {index + 1}/{settings.n}] reset the scene for: {instruction!r}, then press Enter "
-                        )
+                        confirm_reset(f"[trial {index + 1}/{settings.n}] reset the scene for: {instruction!r}")
                         asked = True
                 else:
                     instruction, target = self.prepare_sim_trial(seed, settings, rng)
@@ -359,7 +361,11 @@ class TrialRunner:
         start = time.monotonic()
         goal = ExecuteInstruction.Goal(instruction=instruction)
         feedback = (lambda fb: on_feedback(fb.feedback.stage)) if on_feedback else None
-        handle = self._send_goal(goal, feedback)
+        handle = send_goal_with_retry(self.node.execute_client, goal, GOAL_ACCEPT_WAIT_S, GOAL_SENDS, feedback)
+        if handle is None:
+            raise GraphUnavailable(
+                f"the planning node answered none of {GOAL_SENDS} goals in {GOAL_SENDS * GOAL_ACCEPT_WAIT_S:.0f} s"
+            )
         if not handle.accepted:
             # The planning node publishes why it refuses (planning/status) before it answers.
             try:
@@ -412,25 +418,6 @@ class TrialRunner:
         self.fill_from_log(outcome, LOG_CONFIRM_WAIT_S, give_up=lambda: logging_alert(self.node.planning_status))
         self._tell_logging(on_event)
         return outcome
-
-    def _send_goal(self, goal: ExecuteInstruction.Goal, feedback: Callable | None) -> Any:
-        """The goal's handle. A goal request can be lost while DDS discovery is still matching the
-        server's reader to this client (the server looks ready, the request goes nowhere), and rclpy can
-        lose a goal response: an unanswered goal is sent again every GOAL_ACCEPT_WAIT_S, and the first
-        answer wins (the planning node runs one trial at a time, so a late duplicate is rejected)."""
-        sent = []
-        for _attempt in range(GOAL_SENDS):
-            sent.append(self.node.execute_client.send_goal_async(goal, feedback_callback=feedback))
-            deadline = time.monotonic() + GOAL_ACCEPT_WAIT_S
-            while time.monotonic() < deadline:
-                answered = [f for f in sent if f.done()]
-                accepted = [f.result() for f in answered if f.result().accepted]
-                if accepted or len(answered) == len(sent):
-                    return accepted[0] if accepted else answered[0].result()
-                time.sleep(0.02)
-        raise GraphUnavailable(
-            f"the planning node answered none of {GOAL_SENDS} goals in {GOAL_SENDS * GOAL_ACCEPT_WAIT_S:.0f} s"
-        )
 
     def fill_from_log(
         self, outcome: TrialOutcome, timeout_s: float, give_up: Callable[[], object] = lambda: False

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from vla_r1_ros.core.episodes import write_json_atomic
 from vla_r1_ros.graph import PATH_CONVENTIONS, POLICIES
 from vla_r1_ros.policies.settings import QUANTIZATIONS
 
@@ -129,7 +130,6 @@ def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
     from rclpy.signals import SignalHandlerOptions
     from tqdm import tqdm
 
-    from vla_r1_ros.core.episodes import write_json_atomic
     from vla_r1_ros.core.trials import format_summary, summarize
     from vla_r1_ros.graph import GraphArgs
     from vla_r1_ros.launcher import GraphLauncher
@@ -164,7 +164,12 @@ def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
         # summary.json and the report describe one run; mixing two runs' episodes would misreport both.
         print(f"vla-r1: {out} already holds an episode log; choose another --out or remove it", file=sys.stderr)
         return 2
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / "run_config.json", run_config(args))
+    except OSError as exc:
+        print(f"vla-r1: cannot write into --out {out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     launcher = None
     if not attach:
         # A graph this command starts talks on this machine only (unless the caller chose otherwise):
@@ -217,7 +222,13 @@ def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
             def on_event(text: str) -> None:  # the operator learns a pause or a logging problem at once
                 progress.write(f"vla-r1: {text}", file=sys.stderr)
 
-            runner.run(settings, on_trial=on_trial, judge=judge, on_event=on_event)
+            runner.run(
+                settings,
+                on_trial=on_trial,
+                judge=judge,
+                on_event=on_event,
+                confirm_reset=lambda prompt: input(f"{prompt}, then press Enter "),
+            )
         if n:
             protocol = (
                 {"scenes": args.scenes, "per_scene": args.per_scene} if args.scenes else {"scenes": n, "per_scene": 1}
@@ -228,6 +239,7 @@ def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
                 "path_convention": args.path_convention,
                 "seed": args.seed,
                 "protocol": protocol,
+                "run_config": "run_config.json",
             }
             if runner.stopped:
                 summary |= {"stopped": runner.stopped, "not_run": n - len(outcomes)}
@@ -269,6 +281,34 @@ def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
         if launcher:
             launcher.stop()
     return 0
+
+
+def run_config(args: argparse.Namespace) -> dict:
+    """What a run ran with (`run_config.json` in its --out): every resolved argument, every config file
+    as read, the package version and, in a git checkout, the commit."""
+    import subprocess
+    from dataclasses import asdict
+    from importlib.metadata import PackageNotFoundError, version
+
+    from vla_r1_ros.core.config import PackageConfig
+
+    try:
+        package_version = version("vla_r1_ros")
+    except PackageNotFoundError:
+        package_version = None
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    config = asdict(PackageConfig.load())
+    return {
+        "arguments": {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()},
+        "config": config | {"directory": str(config["directory"])},
+        "package_version": package_version,
+        "git_commit": commit or None,
+    }
 
 
 def operator_judge(runner, args: argparse.Namespace, judgements: list[dict] | None):

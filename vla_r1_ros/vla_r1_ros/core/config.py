@@ -48,7 +48,7 @@ def load_config(name: str, directory: str | Path | None = None) -> dict[str, Any
     return dict(_read_yaml(str(path)))
 
 
-CONFIG_FILES = ("camera", "workspace", "workcell", "model", "moveit_py")
+CONFIG_FILES = ("camera", "workspace", "workcell", "model", "moveit_py", "nodes")
 
 
 @dataclass(frozen=True)
@@ -61,11 +61,21 @@ class PackageConfig:
     workcell: Mapping[str, Any]
     model: Mapping[str, Any]
     moveit_py: Mapping[str, Any]
+    nodes: Mapping[str, Any]  # every node parameter's default, in ROS 2 parameter-file form
 
     @classmethod
     def load(cls, directory: str | Path | None = None) -> PackageConfig:
         root = Path(directory or config_dir())
         return cls(directory=root, **{name: load_config(name, root) for name in CONFIG_FILES})
+
+
+def node_defaults(config: PackageConfig, node: str) -> dict[str, Any]:
+    """`config/nodes.yaml`'s parameter defaults of one node (`<node>: ros__parameters: {...}`, the form
+    `--ros-args --params-file` reads): the only place a node parameter's default is written."""
+    try:
+        return dict(config.nodes[node]["ros__parameters"])
+    except (KeyError, TypeError):
+        raise ConfigError(f"{config.directory / 'nodes.yaml'} has no '{node}: ros__parameters:' section") from None
 
 
 @lru_cache(maxsize=32)

@@ -35,6 +35,14 @@ class FrameSetSync:
             queue = self._queues[stream]
             return queue[-1][0] if queue else None
 
+    def missing_set_reason(self, not_before_ns: int) -> str:
+        """Why no set captured after `not_before_ns` exists: how old each stream's newest message is."""
+        newest = {stream: self.newest_stamp(stream) for stream in self.streams}
+        return ", ".join(
+            f"{stream}: none" if stamp is None else f"{stream}: {(not_before_ns - stamp) / 1e9:+.2f} s before the goal"
+            for stream, stamp in newest.items()
+        )
+
     def first_set(self, not_before_ns: int) -> dict[str, Any] | None:
         """The earliest complete set with every stamp >= not_before_ns and a span <= slop, else None."""
         with self._changed:

@@ -277,6 +277,17 @@ def grasp_surface(
     )
 
 
+def check_depth_for(
+    depth_frame_id: str, depth_size: tuple[int, int], camera_frame: str, image_size: tuple[int, int]
+) -> None:
+    """The depth a prediction is lifted with must be aligned to the image the model saw and be in the
+    frame the extrinsics are for (LiftError `bad_input` otherwise). An empty frame id is not checked."""
+    if depth_frame_id and depth_frame_id != camera_frame:
+        raise LiftError("bad_input", f"depth is in {depth_frame_id!r} but the extrinsics are for {camera_frame!r}")
+    if tuple(depth_size) != tuple(image_size):
+        raise LiftError("bad_input", f"the model saw a {tuple(image_size)} image but the depth is {tuple(depth_size)}")
+
+
 def lift_prediction(
     depth: np.ndarray,
     intrinsics: CameraIntrinsics,

@@ -34,6 +34,7 @@ class FailureStage(StrEnum):
     TIMEOUT = "timeout"  # a step (camera frame, prediction, the whole trial) did not finish in time
     CANCELLED = "cancelled"  # stopped by its client, `vla_r1/stop` or Ctrl-C
     DRY_RUN = "dry_run"  # plan only: validated and not executed — never a success
+    INTERNAL = "internal"  # a bug in our code ended the trial: never judged, never the policy's failure
 
 
 FAILURE_STAGES: tuple[str, ...] = tuple(stage.value for stage in FailureStage)
@@ -57,18 +58,19 @@ OUTCOME_SOURCES: tuple[str, ...] = tuple(source.value for source in OutcomeSourc
 
 
 def is_judged(outcome_source: str, failure_stage: str = "") -> bool:
-    """Whether a trial counts in a success rate: someone judged it and it was not a dry run."""
-    return outcome_source != OutcomeSource.NONE and failure_stage != FailureStage.DRY_RUN
+    """Whether a trial counts in a success rate: someone judged it, and it was neither a dry run nor
+    ended by a bug of ours (`internal`)."""
+    return outcome_source != OutcomeSource.NONE and failure_stage not in (FailureStage.DRY_RUN, FailureStage.INTERNAL)
 
 
 def source_without_record(success: bool, failure_stage: str, judge: str) -> str:
     """The outcome_source of a trial whose record does not carry one: `pipeline` when it ended before
-    the arm moved (BEFORE_MOTION), `none` for a dry run or a failure without a stage (nobody could
+    the arm moved (BEFORE_MOTION), `none` for a dry run, an internal error or a failure without a stage (nobody could
     judge it), else `judge` — who could see the end state (`simulator` in a simulated trial, `none` on a
     real arm until an operator judges it)."""
     if failure_stage in BEFORE_MOTION:
         return OutcomeSource.PIPELINE
-    if failure_stage == FailureStage.DRY_RUN or (not success and not failure_stage):
+    if failure_stage in (FailureStage.DRY_RUN, FailureStage.INTERNAL) or (not success and not failure_stage):
         return OutcomeSource.NONE
     return OutcomeSource(judge)
 

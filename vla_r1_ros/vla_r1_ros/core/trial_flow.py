@@ -5,12 +5,15 @@ frame set `perceive` returns is kept in the record and handed to `predict` (the 
 exactly that image) and to `lift` (its aligned depth); nothing is looked up again by timestamp. The
 planning node injects steps that talk to ROS (frame sets, the Predict action, the executor); tests
 inject plain functions. Every way a trial can end maps to one EpisodeRecord.failure_stage:
-parse | lift | safety | ik | grasp | place | execute | cancelled | timeout | dry_run.
+parse | lift | safety | ik | grasp | place | execute | cancelled | timeout | dry_run; an unexpected
+exception (a bug of ours) in any step is `internal`, with outcome_source none and its traceback in the
+record: it never counts as the policy's failure.
 """
 
 from __future__ import annotations
 
 import time
+import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from vla_r1_ros.core.lifting import LiftedPrediction, LiftError
-from vla_r1_ros.core.outcomes import OutcomeSource, source_without_record
+from vla_r1_ros.core.outcomes import FailureStage, OutcomeSource, source_without_record
 from vla_r1_ros.core.planning import PickPlacePlan, PlanRejected, ValidatedPlan
 from vla_r1_ros.core.prediction import Prediction
 
@@ -61,6 +64,7 @@ class TrialRecord:
     validated: ValidatedPlan | None = None
     rejection: PlanRejected | None = None
     execution: Any = None  # ExecutionResult
+    traceback: str = ""  # an internal error's (FailureStage.INTERNAL), for the trial's log
     stage_names: list[str] = field(default_factory=list)
     stage_seconds: list[float] = field(default_factory=list)
 
@@ -74,14 +78,8 @@ def new_trial_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
 
 
-# The failure_stage an unexpected exception (a bug) in each stage is reported as.
-_UNEXPECTED_FAILURE = {
-    "perceive": "timeout",
-    "predict": "parse",
-    "lift": "lift",
-    "plan": "safety",
-    "execute": "execute",
-}
+# The failure stage of a plan rejected by each check (every other check is a safety limit).
+REJECTION_STAGES = {"reachability": FailureStage.IK, "lift": FailureStage.LIFT, "collision": FailureStage.COLLISION}
 
 
 class TrialFlow:
@@ -118,9 +116,9 @@ class TrialFlow:
         for stage in STAGES:
             if stage == "execute" and plan_only:
                 # A dry run proves the plan was valid, not that a pick and place would have worked.
-                return self._fail(record, "dry_run", "plan only: validated, not executed")
+                return self._fail(record, FailureStage.DRY_RUN, "plan only: validated, not executed")
             if should_stop():
-                return self._fail(record, "cancelled", f"cancelled before {stage}")
+                return self._fail(record, FailureStage.CANCELLED, f"cancelled before {stage}")
             self.on_stage(stage)
             started = self.clock()
             try:
@@ -129,13 +127,16 @@ class TrialFlow:
                 self._fail(record, exc.failure_stage, str(exc))
             except LiftError as exc:
                 record.lift_error = exc
-                self._fail(record, "lift", str(exc))
+                self._fail(record, FailureStage.LIFT, str(exc))
             except PlanRejected as exc:
                 record.rejection = exc
-                failure = {"reachability": "ik", "lift": "lift", "collision": "collision"}.get(exc.check, "safety")
+                failure = REJECTION_STAGES.get(exc.check, FailureStage.SAFETY)
                 self._fail(record, failure, str(exc))
-            except Exception as exc:  # a bug in a step must still end the trial with a record
-                self._fail(record, _UNEXPECTED_FAILURE[stage], f"internal error in {stage}: {exc!r}")
+            except Exception as exc:  # a bug in a step must still end the trial with a record ...
+                # ... that says so: not the policy's failure, so nobody's verdict (outcome_source none).
+                self._fail(record, FailureStage.INTERNAL, f"internal error in {stage}: {exc!r}")
+                record.outcome_source = OutcomeSource.NONE
+                record.traceback = traceback.format_exc()
             record.stage_names.append(stage)
             record.stage_seconds.append(self.clock() - started)
             if stage == "plan" or (stage == "lift" and record.failure_stage):
@@ -152,10 +153,12 @@ class TrialFlow:
         elif stage == "predict":
             prediction = record.prediction = self.steps.predict(instruction, tasks, record.frames)
             if not prediction.valid:
-                raise StageFailure("parse", f"the model's answer did not parse: {prediction.error}")
+                raise StageFailure(FailureStage.PARSE, f"the model's answer did not parse: {prediction.error}")
             missing = [n for n, v in (("box", prediction.box_px), ("waypoints", prediction.waypoints_px)) if v is None]
             if missing:
-                raise StageFailure("parse", f"pick-and-place needs a box and waypoints; the prediction lacks {missing}")
+                raise StageFailure(
+                    FailureStage.PARSE, f"pick-and-place needs a box and waypoints; the prediction lacks {missing}"
+                )
         elif stage == "lift":
             record.lifted = self.steps.lift(record.prediction, record.frames)
         elif stage == "plan":
@@ -170,7 +173,7 @@ class TrialFlow:
             record.message = execution.message
             if not record.success:  # a failure nobody could judge (outcome_source none) has no stage
                 unjudged = execution.outcome_source == OutcomeSource.NONE
-                record.failure_stage = execution.failure_stage or ("" if unjudged else "execute")
+                record.failure_stage = execution.failure_stage or ("" if unjudged else FailureStage.EXECUTE)
 
     @staticmethod
     def _fail(record: TrialRecord, failure_stage: str, message: str) -> TrialRecord:

@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from vla_r1_ros.core.outcomes import FAILURE_STAGES, OutcomeSource, is_judged
+from vla_r1_ros.core.outcomes import FAILURE_STAGES, FailureStage, OutcomeSource, is_judged
 
 REWARD_KEYS = ("total", "format", "region", "trajectory")
+NEVER_JUDGED = (FailureStage.DRY_RUN, FailureStage.INTERNAL)  # listed under not_judged, never as failures
 
 
 @dataclass
@@ -94,17 +95,23 @@ def summarize(outcomes: list[TrialOutcome]) -> dict[str, Any]:
     for seed in sorted({o.seed for o in judged}):
         scene = [o for o in judged if o.seed == seed]
         per_scene[str(seed)] = _rate(sum(o.success for o in scene), len(scene))
+    # Bugs of ours, not the policy's failures: named so that somebody fixes them.
+    internal = [
+        {"trial": o.index + 1, "episode_id": o.episode_id, "message": o.message.splitlines()[0] if o.message else ""}
+        for o in outcomes
+        if o.failure_stage == FailureStage.INTERNAL
+    ]
     return {
         "trials": len(outcomes),
         **_rate(successes, len(judged)),
         "judged_by": dict(sorted(Counter(str(o.outcome_source) for o in judged).items())),
         "not_judged": dict(not_judged),
-        "failures": {stage: failures.get(stage, 0) for stage in FAILURE_STAGES if stage != "dry_run"}
+        "failures": {stage: failures.get(stage, 0) for stage in FAILURE_STAGES if stage not in NEVER_JUDGED}
         | {stage: count for stage, count in failures.items() if stage not in FAILURE_STAGES},
         "per_scene": per_scene,
         "mean_rewards": mean_rewards,
         "latency_s": latency,
-    }
+    } | ({"internal_errors": internal} if internal else {})
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -115,6 +122,10 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"trials            {summary['trials']} ({summary['n']} judged by {judged_by})",
         *([f"stopped           {summary['not_run']} not run: {summary['stopped']}"] if summary.get("stopped") else []),
         *([f"not in the log    {', '.join(summary['unlogged'])}"] if summary.get("unlogged") else []),
+        *(
+            f"internal error    trial {error['trial']} ({error['episode_id'] or 'no episode'}): {error['message']}"
+            for error in summary.get("internal_errors", [])
+        ),
         f"success rate      {summary['success_rate']:.1%}  ({summary['successes']}/{summary['n']} judged; "
         f"95% Wilson {low:.1%} – {high:.1%})",
         "failures by stage " + ("  ".join(f"{k}={v}" for k, v in summary["failures"].items() if v) or "none"),

@@ -15,6 +15,7 @@ from sensor_msgs.msg import CameraInfo, Image, TimeReference
 from vla_r1_interfaces.msg import EpisodeRecord, ManipulationPlan, SceneState
 
 from vla_r1_ros.core.episodes import CameraFrame, TrialLog
+from vla_r1_ros.core.prompts import TASKS, build_prompt
 from vla_r1_ros.core.scene import Scene
 from vla_r1_ros.core.trial_flow import TrialRecord
 from vla_r1_ros.nodes.conversions import depth_to_mm, image_to_numpy, ns_to_stamp, point_msg, stamp_to_ns
@@ -43,9 +44,9 @@ class FrameSet:
         return self.stamp_ns if self.recorded_stamp is None else stamp_to_ns(self.recorded_stamp.time_ref)
 
 
-def episode_record_msg(
-    record: TrialRecord, plan: ManipulationPlan, prompts: list[str], base_frame: str, now_ns: int
-) -> EpisodeRecord:
+def episode_record_msg(record: TrialRecord, plan: ManipulationPlan, base_frame: str, now_ns: int) -> EpisodeRecord:
+    """Everything one trial produced, for the reward logger: its frame set, the prompts the model was
+    asked (the official layout, `core.prompts`), the prediction, the plan and the outcome."""
     msg = EpisodeRecord()
     frames: FrameSet | None = record.frames
     # The capture time: a replayed frame's images carry its playback stamp, the record its recorded one.
@@ -54,7 +55,7 @@ def episode_record_msg(
     msg.trial_id = record.trial_id
     msg.instruction = record.instruction
     msg.tasks = list(record.tasks)
-    msg.prompts = list(prompts)
+    msg.prompts = [build_prompt(record.instruction, task) for task in record.tasks if task in TASKS]
     if frames is not None:
         msg.color, msg.depth, msg.camera_info = frames.color, frames.depth, frames.camera_info
         if frames.scene is not None:
@@ -66,7 +67,8 @@ def episode_record_msg(
     msg.success = record.success
     msg.failure_stage = record.failure_stage
     msg.outcome_source = record.outcome_source
-    msg.message = record.message
+    # An internal error's traceback goes into the trial's log, not into the goal's short answer.
+    msg.message = record.message + (f"\n{record.traceback}" if record.traceback else "")
     msg.stage_names = list(record.stage_names)
     msg.stage_seconds = [float(s) for s in record.stage_seconds]
     return msg

@@ -35,11 +35,13 @@ from vla_r1_interfaces.msg import VlaPrediction
 
 from vla_r1_ros import topics
 from vla_r1_ros.core.annotate import annotate
+from vla_r1_ros.core.config import PackageConfig
 from vla_r1_ros.core.prediction import Prediction
 from vla_r1_ros.core.prompts import TASKS
 from vla_r1_ros.core.scene import Scene
 from vla_r1_ros.nodes.context import ProcessContext
 from vla_r1_ros.nodes.conversions import image_to_numpy, numpy_to_image
+from vla_r1_ros.nodes.parameters import declare_parameters
 from vla_r1_ros.nodes.prediction_msgs import prediction_msg
 from vla_r1_ros.nodes.scene_msgs import scene_from_msg
 from vla_r1_ros.nodes.spin import spin_nodes
@@ -57,17 +59,11 @@ class InferenceNode(Node):
         super().__init__("inference", **kwargs)
         self.config = context.config
         self.model_config = self.config.model  # the vla_r1 policy is built from it
-        self.declare_parameter("policy", "scripted")  # "vla_r1" on a machine with the model
-        # vla_r1: `backend` (transformers | openai) and every setting of both backends, defaults from
-        # config/model.yaml (policies/settings.py validates them when the policy is built).
-        self.declare_parameter("backend", backend_of(self.model_config))
-        defaults = model_parameter_defaults(self.model_config)
-        for name in setting_names():
-            self.declare_parameter(name, defaults[name])
-        self.declare_parameter("noise", "none")  # scripted policy error model: a preset or key=value pairs
-        self.declare_parameter("path_convention", "carry")  # scripted policy: carry | sharerobot
-
-        self.policy_name = str(self.get_parameter("policy").value)
+        # `policy`, the scripted policy's `noise` and `path_convention`: config/nodes.yaml. vla_r1: `backend`
+        # (transformers | openai) and every setting of both backends, defaults from config/model.yaml
+        # (policies/settings.py validates them when the policy is built).
+        params = declare_parameters(self, self.config, "inference", extra=extra_parameters(self.config))
+        self.policy_name = str(params["policy"])
         self._predict_lock = threading.Lock()  # one prediction at a time: one model, one GPU
         self._request_scene: Scene | None = None  # the running goal's ground truth (scripted expert only)
         self._state = "loading"
@@ -222,6 +218,12 @@ class InferenceNode(Node):
         if image.encoding not in ("rgb8", "bgr8"):
             return f"camera frame encoding {image.encoding!r} is not rgb8 or bgr8"
         return ""
+
+
+def extra_parameters(config: PackageConfig) -> dict[str, Any]:
+    """The parameters whose defaults config/model.yaml gives (the rest are in config/nodes.yaml): `backend`
+    and every vla_r1 setting of both backends."""
+    return {"backend": backend_of(config.model)} | model_parameter_defaults(config.model)
 
 
 def model_parameter_defaults(model_config: dict[str, Any]) -> dict[str, Any]:

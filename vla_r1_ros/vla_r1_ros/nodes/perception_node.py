@@ -14,6 +14,9 @@ restart count and the last error are in `perception/status`, and each failure is
 A replayed frame is stamped with its playback time by the source; its recorded stamp goes out on
 `camera/recorded_stamp` (sensor_msgs/TimeReference) with the frame's stamp, as one more stream of the
 frame set.
+
+Parameters: config/nodes.yaml `perception:` has each one's default and meaning; `width` and `height` default
+to config/camera.yaml's image size.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import logging
 import sys
 import threading
 import time
+from typing import Any
 
 import rclpy
 from rclpy.executors import ExternalShutdownException
@@ -40,6 +44,7 @@ from vla_r1_ros.cameras.restarts import RESTARTING, STREAMING, Backoff, SourceRe
 from vla_r1_ros.core.config import PackageConfig
 from vla_r1_ros.nodes.context import ProcessContext
 from vla_r1_ros.nodes.conversions import camera_info_msg, ns_to_stamp, numpy_to_image
+from vla_r1_ros.nodes.parameters import declare_parameters
 
 COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC = topics.COLOR, topics.DEPTH, topics.CAMERA_INFO
 SCENE_TOPIC, STATUS_TOPIC, RECORDED_STAMP_TOPIC = topics.SCENE, topics.PERCEPTION_STATUS, topics.RECORDED_STAMP
@@ -49,6 +54,13 @@ SCENE_TOPIC, STATUS_TOPIC, RECORDED_STAMP_TOPIC = topics.SCENE, topics.PERCEPTIO
 FRAME_QOS = QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
 
 
+def extra_parameters(config: PackageConfig) -> dict[str, Any]:
+    """The parameters whose defaults config/camera.yaml gives (the rest are in config/nodes.yaml): the image
+    size, which the intrinsics are for."""
+    image = config.camera["image"]
+    return {"width": int(image["width"]), "height": int(image["height"])}
+
+
 class PerceptionNode(Node):
     def __init__(self, context: ProcessContext, source: CameraSource | None = None, **node_kwargs) -> None:
         """`source` replaces the one the `source` parameter names (tests, tools)."""
@@ -56,28 +68,7 @@ class PerceptionNode(Node):
         camera = context.config.camera
         self._frame_id = camera["frames"]["camera_optical"]
         self._base_frame = camera["frames"]["base"]  # ground truth poses are in the robot base frame
-        p = {
-            name: self.declare_parameter(name, default).value
-            for name, default in (
-                ("source", "sim"),  # sim | realsense | replay
-                ("rate_hz", 15.0),  # publish at most this often; 0 = every frame the source delivers
-                ("serial", ""),  # RealSense serial number; empty = the only/first camera
-                ("width", int(camera["image"]["width"])),
-                ("height", int(camera["image"]["height"])),
-                ("fps", 30),  # RealSense stream rate
-                ("recording", ""),  # replay: .db3 / .bag file
-                ("repeat", False),  # replay: loop the recording
-                ("real_time", False),  # replay: recorded pace (drops what the reader misses) or every frame
-                ("spatial_filter", True),
-                ("temporal_filter", True),
-                ("hole_filling_filter", False),
-                ("max_frame_age_s", 0.5),  # older frames count as stale
-                ("read_timeout_s", 1.0),
-                ("restart_delay_s", 0.5),  # a failed source is started again after this, doubling per failure
-                ("restart_max_delay_s", 5.0),  # ...up to this
-                ("status_period_s", 2.0),
-            )
-        }
+        p = declare_parameters(self, context.config, "perception", extra=extra_parameters(context.config))
         self._source = source or make_camera(p["source"], {**p, "frame_id": self._frame_id}, context.workcell)
         self._limiter = RateLimiter(float(p["rate_hz"]))
         self._read_timeout_s = float(p["read_timeout_s"])

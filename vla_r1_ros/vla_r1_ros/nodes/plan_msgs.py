@@ -13,7 +13,8 @@ from visualization_msgs.msg import Marker, MarkerArray
 from vla_r1_interfaces.msg import ManipulationPlan
 
 from vla_r1_ros.core.planning import PickPlacePlan, SafetyLimits, ValidatedPlan
-from vla_r1_ros.nodes.conversions import point_msg, pose_msg
+from vla_r1_ros.core.trial_flow import TrialRecord
+from vla_r1_ros.nodes.conversions import ns_to_stamp, point_msg, pose_msg
 
 MARKER_NAMESPACE = "vla_r1_plan"
 
@@ -52,6 +53,26 @@ def plan_msg(
         trajectory.points = [JointTrajectoryPoint(positions=[float(v) for v in q]) for q in validated.joint_path()]
         msg.joint_trajectory = trajectory
     return msg
+
+
+def trial_plan_msg(record: TrialRecord, frame_id: str, now: Time) -> ManipulationPlan:
+    """A trial's plan with its fate: the failed check and reason when lifting or validation refused it,
+    stamped with the frame set the trial acted on (`now` when it had none)."""
+    if record.lift_error is not None:
+        check, reason = "lift", str(record.lift_error)
+    elif record.rejection is not None:
+        check, reason = record.rejection.check, record.rejection.reason
+    else:
+        check, reason = "", ""
+    return plan_msg(
+        record.plan,
+        trial_id=record.trial_id,
+        stamp=ns_to_stamp(record.frames.stamp_ns) if record.frames else now,
+        frame_id=frame_id,
+        validated=record.validated,
+        failed_check=check,
+        reason=reason,
+    )
 
 
 def _pose_json(pose: Pose) -> dict[str, list[float]]:

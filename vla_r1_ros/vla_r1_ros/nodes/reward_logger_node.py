@@ -9,7 +9,8 @@ Interfaces (docs/ARCHITECTURE.md, docs/episodes.md):
   `logged: false` with the reason: the planning node keeps the record and delivers it again.
 - publishes `vla_r1/episode_logged` (std_msgs/String, reliable): the JSON index line of each episode.
 
-Parameters: `log_dir` (runs/latest), `reference_source` (auto | simulator | successful_trial | none).
+Parameters (defaults in config/nodes.yaml `reward_logger:`): `log_dir` (runs/latest), `reference_source`
+(auto | simulator | successful_trial | none).
 Writes run in the service callback, one at a time (the store's lock), off the other callbacks' threads.
 """
 
@@ -37,21 +38,20 @@ from vla_r1_ros.core.episodes import (
 from vla_r1_ros.core.geometry import camera_extrinsics
 from vla_r1_ros.nodes.context import ProcessContext
 from vla_r1_ros.nodes.episode_msgs import frame_from_msg, scene_of, trial_from_msg
+from vla_r1_ros.nodes.parameters import declare_parameters
 from vla_r1_ros.nodes.spin import spin_nodes
 
 
 class RewardLoggerNode(Node):
     def __init__(self, context: ProcessContext, **kwargs: Any) -> None:
         super().__init__("reward_logger", **kwargs)
-        self.declare_parameter("log_dir", "runs/latest")
-        self.declare_parameter("reference_source", str(ReferenceSource.AUTO))
-
-        self.reference_source = ReferenceSource(self.get_parameter("reference_source").value)
+        params = declare_parameters(self, context.config, "reward_logger")
+        self.reference_source = ReferenceSource(params["reference_source"])
         if self.reference_source is ReferenceSource.OPERATOR:
             raise ValueError("reference_source 'operator' comes from labels after the fact, not from the logger")
         # Where the camera is (hand-eye calibration in config/camera.yaml): projects executed paths.
         self.base_T_camera = camera_extrinsics(context.config.camera)
-        self.store = EpisodeStore(self.get_parameter("log_dir").value)
+        self.store = EpisodeStore(params["log_dir"])
         if self.store.recovered:
             self.get_logger().warning(f"re-indexed episodes left by a crash: {', '.join(self.store.recovered)}")
 

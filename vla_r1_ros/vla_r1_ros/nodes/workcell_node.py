@@ -13,26 +13,32 @@ from sensor_msgs.msg import JointState
 from vla_r1_interfaces.srv import ResetScene
 
 from vla_r1_ros import topics
+from vla_r1_ros.core.config import PackageConfig
 from vla_r1_ros.nodes.context import ProcessContext
 from vla_r1_ros.nodes.conversions import ns_to_stamp
+from vla_r1_ros.nodes.parameters import declare_parameters
 from vla_r1_ros.nodes.scene_msgs import scene_to_msg
 from vla_r1_ros.nodes.spin import spin_nodes
+
+
+def extra_parameters(config: PackageConfig) -> dict[str, Any]:
+    """The parameters whose defaults config/camera.yaml gives (the rest are in config/nodes.yaml): the frame
+    scenes are expressed in."""
+    return {"base_frame": str(config.camera["frames"]["base"])}
 
 
 class WorkcellNode(Node):
     def __init__(self, context: ProcessContext, **node_kwargs: Any) -> None:
         super().__init__("workcell", **node_kwargs)
-        self.declare_parameter("joint_state_rate_hz", 30.0)
-        self.declare_parameter("base_frame", context.config.camera["frames"]["base"])
-        self.declare_parameter("seed", 0)  # the first layout; `workcell/reset` lays out the next ones
+        params = declare_parameters(self, context.config, "workcell", extra=extra_parameters(context.config))
         self.workcell = context.workcell()
-        self.workcell.reset(int(self.get_parameter("seed").value))
-        self._base_frame = str(self.get_parameter("base_frame").value)
+        self.workcell.reset(int(params["seed"]))  # the first layout; `workcell/reset` lays out the next ones
+        self._base_frame = str(params["base_frame"])
         self._names = [*self.workcell.arm_joint_names, *self.workcell.finger_joint_names]
         self._joint_pub = self.create_publisher(JointState, topics.JOINT_STATES, 10)
         # Separate groups: a reset (0.3 s) must not hold up joint states on a multi-threaded executor.
         self.create_service(ResetScene, topics.RESET, self._on_reset, callback_group=MutuallyExclusiveCallbackGroup())
-        rate = float(self.get_parameter("joint_state_rate_hz").value)
+        rate = float(params["joint_state_rate_hz"])
         self.create_timer(1.0 / rate, self._publish_joints, callback_group=MutuallyExclusiveCallbackGroup())
         self.get_logger().info(f"workcell ready (renderer: {self.workcell.renderer}), joint_states at {rate} Hz")
 
