@@ -1,5 +1,5 @@
 """`vla-r1 trials` pauses while the graph cannot run a trial, says why at once, goes on when the cause
-clears and stops with what it has when it does not (trial_runner.TrialRunner with real rclpy).
+clears and stops with what it has when it does not (trial_runner.TrialRunner on a real rclpy GraphClient).
 
 A stand-in node publishes `planning/status` and `perception/status` on the real topics with the QoS
 and JSON the planning and perception nodes use; the runner's TrialClient reads them over DDS. The hold
@@ -19,6 +19,9 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
 from vla_r1_ros import topics
+from vla_r1_ros.nodes.trial_client import GraphClient
+from vla_r1_ros.scene_setup import ManualReset
+from vla_r1_ros.trial_observers import TrialObserver
 from vla_r1_ros.trial_runner import TrialRunner, TrialSettings
 
 REFUSAL = "10 finished trials wait to be logged, the oldest for 41 s (cannot write episode 000007: disk full)"
@@ -58,20 +61,32 @@ def wait_for(condition, timeout_s: float = 10.0) -> bool:
     return bool(condition())
 
 
+class Events(TrialObserver, list):
+    """What the operator is told, in order."""
+
+    def on_event(self, text: str) -> None:
+        self.append(text)
+
+
+def never_asked(index: int, instruction: str) -> None:
+    pytest.fail(f"asked to reset the scene for trial {index + 1} ({instruction!r}), which cannot run")
+
+
 @pytest.fixture
 def graph(ros):
-    status, runner = GraphStatus(), TrialRunner()
-    yield status, runner
-    runner.close()
+    status, client = GraphStatus(), GraphClient()
+    events = Events()
+    runner = TrialRunner(client, ManualReset(("put the red cube in the tray",), never_asked), observers=[events])
+    yield status, runner, events
+    client.close()
     status.close()
 
 
 def test_a_run_pauses_while_the_planning_node_refuses_and_goes_on_when_it_takes_goals(graph):
-    status, runner = graph
+    status, runner, events = graph
     status.planning(refusal=REFUSAL, undelivered=10, log_error="cannot write episode 000007: disk full")
-    assert wait_for(lambda: (runner.node.planning_status or {}).get("refusal") == REFUSAL)
-    events: list[str] = []
-    hold = threading.Thread(target=runner.hold_until_ready, args=(time.monotonic() + 60, events.append))
+    assert wait_for(lambda: (runner.graph.node.planning_status or {}).get("refusal") == REFUSAL)
+    hold = threading.Thread(target=runner.hold_until_ready, args=(time.monotonic() + 60,))
     hold.start()
     assert wait_for(lambda: any(e.startswith("paused:") for e in events))
     assert any("episodes are not being logged: cannot write episode 000007: disk full" in e for e in events)
@@ -86,12 +101,11 @@ def test_a_run_pauses_while_the_planning_node_refuses_and_goes_on_when_it_takes_
 
 
 def test_a_run_pauses_while_the_camera_restarts(graph):
-    status, runner = graph
+    status, runner, events = graph
     status.planning()
     status.camera |= {"state": "restarting", "restarts": 2, "last_error": "RuntimeError: renderer lost"}
-    assert wait_for(lambda: (runner.node.perception_status or {}).get("state") == "restarting")
-    events: list[str] = []
-    hold = threading.Thread(target=runner.hold_until_ready, args=(time.monotonic() + 60, events.append))
+    assert wait_for(lambda: (runner.graph.node.perception_status or {}).get("state") == "restarting")
+    hold = threading.Thread(target=runner.hold_until_ready, args=(time.monotonic() + 60,))
     hold.start()
     assert wait_for(lambda: events)
     assert events[0].startswith("paused: the camera (sim) is restarting after 2 restarts: RuntimeError: renderer lost")
@@ -103,14 +117,11 @@ def test_a_run_pauses_while_the_camera_restarts(graph):
 def test_a_cause_that_does_not_clear_stops_the_run_before_its_next_trial_with_the_reason(graph):
     """A manual-reset run (no simulator to reset): the operator is never asked to reset a scene for a
     trial that cannot run."""
-    status, runner = graph
+    status, runner, events = graph
     status.planning(refusal=f"no reward logger on {topics.LOG_EPISODE}: the trial could not be logged")
-    assert wait_for(lambda: (runner.node.planning_status or {}).get("refusal"))
-    instructions = ("put the red cube in the tray",)
-    settings = TrialSettings(n=3, seed=0, manual_reset=True, instructions=instructions, hold_limit_s=1.0)
-    events: list[str] = []
-    never_asked = lambda prompt: pytest.fail(f"asked {prompt!r} for a trial that cannot run")  # noqa: E731
-    assert runner.run(settings, on_event=events.append, confirm_reset=never_asked) == []
+    assert wait_for(lambda: (runner.graph.node.planning_status or {}).get("refusal"))
+    settings = TrialSettings(n=3, seed=0, trial_timeout_s=120.0, hold_limit_s=1.0)
+    assert runner.run(settings) == []
     assert (
         runner.stopped
         == f"the planning node refuses trials: no reward logger on {topics.LOG_EPISODE}: the trial could not be logged"

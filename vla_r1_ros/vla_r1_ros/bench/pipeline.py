@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     from vla_r1_ros.graph import GraphArgs
     from vla_r1_ros.launcher import GraphLauncher
     from vla_r1_ros.nodes.conversions import stamp_to_ns
-    from vla_r1_ros.trial_runner import TrialRunner, TrialSettings, future_result
+    from vla_r1_ros.nodes.trial_client import GraphClient, future_result
+    from vla_r1_ros.scene_setup import SimReset
 
     if args.decisions < 100:
         print("vla-r1 bench pipeline: --decisions must be >= 100 for stable p95 figures")
@@ -66,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
     launcher = GraphLauncher(GraphArgs(log_dir=str(out), seed=args.seed), out / "logs")
     launcher.start()
     rclpy.init()
-    runner = TrialRunner()
-    node = runner.node
+    graph = GraphClient()
+    node = graph.node
     transport: list[float] = []
     records: list[str] = []  # trial ids of the timed decisions
     lock = threading.Lock()
@@ -79,10 +80,8 @@ def run(args: argparse.Namespace) -> int:
     node.create_subscription(Image, topics.COLOR, on_image, qos_profile_sensor_data)
     params_client = node.create_client(GetParameters, "planning/get_parameters")
     try:
-        runner.wait_for_graph(timeout_s=180.0)
-        instruction, _target = runner.prepare_sim_trial(
-            args.seed, TrialSettings(n=1, seed=args.seed), np.random.default_rng(args.seed)
-        )
+        graph.wait_for_graph(timeout_s=180.0)
+        instruction = SimReset(graph).prepare(0, args.seed, np.random.default_rng(args.seed)).instruction
         baseline = []
         for _ in range(args.decisions):
             start = time.perf_counter()
@@ -101,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
             records.append(result.episode_id)
         record_hops, record_bytes = _record_hops(node, out, min(30, args.decisions), future_result)
     finally:
-        runner.close()
+        graph.close()
         rclpy.try_shutdown()
         launcher.stop()
 

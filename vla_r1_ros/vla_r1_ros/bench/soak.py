@@ -59,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
     from vla_r1_ros.graph import GraphArgs
     from vla_r1_ros.launcher import GraphLauncher
     from vla_r1_ros.nodes.conversions import stamp_to_ns
+    from vla_r1_ros.nodes.trial_client import GraphClient
+    from vla_r1_ros.scene_setup import SimReset
+    from vla_r1_ros.trial_observers import TrialObserver
     from vla_r1_ros.trial_runner import TrialRunner, TrialSettings
 
     if args.trials <= args.warmup + 1:
@@ -69,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     launcher.start()
     (sim,) = [running for running in launcher.processes if running.spec.name == "sim_stack"]
     rclpy.init()
-    runner = TrialRunner()
+    graph = GraphClient()
     stamps: list[int] = []
     lock = threading.Lock()
 
@@ -77,28 +80,30 @@ def run(args: argparse.Namespace) -> int:
         with lock:
             stamps.append(stamp_to_ns(msg.header.stamp))
 
-    runner.node.create_subscription(SceneState, topics.SCENE, on_frame_set, 50)
+    graph.node.create_subscription(SceneState, topics.SCENE, on_frame_set, 50)
     rss: list[float] = []
     outcomes = []
     started_ns = 0
 
-    def on_trial(outcome) -> None:
-        rss.append(resident_mb(sim.popen.pid))
-        outcomes.append(outcome)
-        print(
-            f"trial {outcome.index + 1}/{args.trials}: {'ok' if outcome.success else outcome.failure_stage} "
-            f"in {outcome.wall_seconds:.1f} s, sim_stack {rss[-1]:.0f} MB",
-            flush=True,
-        )
+    class MemoryPerTrial(TrialObserver):
+        def on_trial(self, outcome) -> None:
+            rss.append(resident_mb(sim.popen.pid))
+            outcomes.append(outcome)
+            print(
+                f"trial {outcome.index + 1}/{args.trials}: {'ok' if outcome.success else outcome.failure_stage} "
+                f"in {outcome.wall_seconds:.1f} s, sim_stack {rss[-1]:.0f} MB",
+                flush=True,
+            )
 
     try:
-        runner.wait_for_graph(timeout_s=180.0)
+        graph.wait_for_graph(timeout_s=180.0)
         rss_ready = resident_mb(sim.popen.pid)
         started_ns = time.time_ns()
-        runner.run(TrialSettings(n=args.trials, seed=args.seed), on_trial=on_trial)
+        settings = TrialSettings(n=args.trials, seed=args.seed, trial_timeout_s=120.0, hold_limit_s=600.0)
+        TrialRunner(graph, SimReset(graph), observers=[MemoryPerTrial()]).run(settings)
         ended_ns = time.time_ns()
     finally:
-        runner.close()
+        graph.close()
         rclpy.try_shutdown()
         launcher.stop()
 

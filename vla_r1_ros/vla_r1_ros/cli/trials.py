@@ -128,12 +128,14 @@ def trial_count(args: argparse.Namespace) -> int:
 def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
     import rclpy
     from rclpy.signals import SignalHandlerOptions
-    from tqdm import tqdm
 
     from vla_r1_ros.core.trials import format_summary, summarize
     from vla_r1_ros.graph import GraphArgs
     from vla_r1_ros.launcher import GraphLauncher
-    from vla_r1_ros.trial_runner import GraphUnavailable, TrialRunner, TrialSettings
+    from vla_r1_ros.nodes.trial_client import GraphClient, GraphUnavailable
+    from vla_r1_ros.scene_setup import ManualReset, SimReset
+    from vla_r1_ros.trial_observers import ProgressBar
+    from vla_r1_ros.trial_runner import TrialRunner, TrialSettings
 
     if args.manual_reset and not args.instruction:
         print("vla-r1: --manual-reset needs at least one --instruction", file=sys.stderr)
@@ -194,41 +196,31 @@ def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
     # rclpy's own handlers would only shut its context down and leave this loop and the graph running.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
-    runner = TrialRunner()
+    graph = GraphClient()
     try:
-        runner.wait_for_graph(timeout_s=180.0, need_reset=not args.manual_reset)
+        if args.manual_reset:
+            setup = ManualReset(
+                args.instruction,
+                lambda index, text: input(f"[trial {index + 1}/{n}] reset the scene for: {text!r}, then press Enter "),
+            )
+        else:
+            setup = SimReset(graph, num_objects=args.objects)
+        graph.wait_for_graph(timeout_s=180.0, need_reset=setup.needs_reset_service)
         settings = TrialSettings(
             n=n,
             seed=args.seed,
             per_scene=args.per_scene if args.scenes else 1,
-            num_objects=args.objects,
             trial_timeout_s=args.timeout,
-            manual_reset=args.manual_reset,
-            instructions=tuple(args.instruction),
             hold_limit_s=args.pause_limit,
         )
-        judge = operator_judge(runner, args, judgements) if args.manual_reset else None
-        outcomes = []
+        judge = operator_judge(graph, args, judgements) if args.manual_reset else None
         # With --manual-reset the questions are the progress: a bar would run into the prompts.
-        with tqdm(total=n, desc="trials", unit="trial", disable=n == 0 or args.manual_reset) as progress:
-
-            def on_trial(outcome) -> None:
-                outcomes.append(outcome)
-                progress.set_postfix(
-                    success=f"{sum(o.success for o in outcomes)}/{len(outcomes)}", last=outcome.failure_stage or "ok"
-                )
-                progress.update()
-
-            def on_event(text: str) -> None:  # the operator learns a pause or a logging problem at once
-                progress.write(f"vla-r1: {text}", file=sys.stderr)
-
-            runner.run(
-                settings,
-                on_trial=on_trial,
-                judge=judge,
-                on_event=on_event,
-                confirm_reset=lambda prompt: input(f"{prompt}, then press Enter "),
-            )
+        progress = ProgressBar(n, enabled=not args.manual_reset)
+        runner = TrialRunner(graph, setup, judge, observers=[progress])
+        try:
+            outcomes = runner.run(settings)
+        finally:
+            progress.close()
         if n:
             protocol = (
                 {"scenes": args.scenes, "per_scene": args.per_scene} if args.scenes else {"scenes": n, "per_scene": 1}
@@ -276,7 +268,7 @@ def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
         if isinstance(exc, EOFError):
             return 1
     finally:
-        runner.close()
+        graph.close()
         rclpy.try_shutdown()
         if launcher:
             launcher.stop()
@@ -311,13 +303,13 @@ def run_config(args: argparse.Namespace) -> dict:
     }
 
 
-def operator_judge(runner, args: argparse.Namespace, judgements: list[dict] | None):
+def operator_judge(graph, args: argparse.Namespace, judgements: list[dict] | None):
     """The `judge` of a manual-reset run: asks the operator (or takes the `--judge` line) after each trial
     and stores the answer in the trial's episode right away (`core.labels.record_judgement`)."""
     from vla_r1_ros.core import labels
-    from vla_r1_ros.trial_runner import GraphUnavailable
+    from vla_r1_ros.nodes.trial_client import GraphUnavailable
 
-    log_dir = args.log_dir or Path(runner.logger_log_dir())
+    log_dir = args.log_dir or Path(graph.logger_log_dir())
     if not log_dir.is_dir():
         raise GraphUnavailable(
             f"the reward logger writes to {log_dir}, which is not a directory here: pass --log-dir "

@@ -1,0 +1,215 @@
+"""The rclpy side of a run of trials: a `TrialClient` node spinning in its own executor, and the calls
+a run makes on the graph (`GraphClient`): wait for the graph, reset the simulated workcell and wait for
+frames of the new layout, send one `ExecuteInstruction` goal (sent again while unanswered), read the
+statuses and the logger's confirmations. No trial logic: `trial_runner.TrialRunner` owns the loop.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+
+from rclpy.action import ActionClient
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter_client import AsyncParameterClient
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from std_msgs.msg import String
+from vla_r1_interfaces.action import ExecuteInstruction
+from vla_r1_interfaces.msg import SceneState
+from vla_r1_interfaces.srv import LogEpisode, ResetScene
+
+from vla_r1_ros import topics
+from vla_r1_ros.core.run_holds import hold_reason
+from vla_r1_ros.core.scene import Scene
+from vla_r1_ros.nodes.goals import send_goal_with_retry
+from vla_r1_ros.nodes.scene_msgs import scene_from_msg
+from vla_r1_ros.nodes.spin import destroy_node
+
+GOAL_ACCEPT_WAIT_S = 5.0  # an ExecuteInstruction goal unanswered this long is sent again ...
+GOAL_SENDS = 6  # ... this many times in all (30 s)
+
+
+class GraphUnavailable(RuntimeError):
+    """The node graph did not come up (or went away) in time."""
+
+
+class TrialHeld(RuntimeError):
+    """The trial did not start: the graph cannot run it now (the planning node refused the goal, the
+    camera stopped while the layout was being set up)."""
+
+
+class TrialClient(Node):
+    def __init__(self) -> None:
+        super().__init__("vla_r1_trials")
+        group = ReentrantCallbackGroup()
+        self.reset_client = self.create_client(ResetScene, topics.RESET, callback_group=group)
+        self.log_client = self.create_client(LogEpisode, topics.LOG_EPISODE, callback_group=group)
+        self.execute_client = ActionClient(self, ExecuteInstruction, topics.EXECUTE_INSTRUCTION, callback_group=group)
+        self._lock = threading.Lock()
+        self._scenes: list[SceneState] = []
+        self._logged: dict[str, dict] = {}
+        self.inference_status = ""
+        self.planning_status: dict | None = None  # None until the node says anything: nothing known
+        self.perception_status: dict | None = None
+        latched = QoSProfile(
+            depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE
+        )
+        self.create_subscription(String, topics.INFERENCE_STATUS, self._on_status, latched, callback_group=group)
+        self.create_subscription(
+            String, topics.PLANNING_STATUS, self._on_planning_status, latched, callback_group=group
+        )
+        self.create_subscription(String, topics.PERCEPTION_STATUS, self._on_perception_status, 10, callback_group=group)
+        self.create_subscription(
+            SceneState, topics.SCENE, self._on_scene, qos_profile_sensor_data, callback_group=group
+        )
+        self.create_subscription(String, topics.EPISODE_LOGGED, self._on_logged, 50, callback_group=group)
+
+    def _on_scene(self, msg: SceneState) -> None:
+        with self._lock:
+            self._scenes = [*self._scenes[-9:], msg]
+
+    def _on_status(self, msg: String) -> None:
+        self.inference_status = msg.data
+
+    def _on_planning_status(self, msg: String) -> None:
+        self.planning_status = json.loads(msg.data)
+
+    def _on_perception_status(self, msg: String) -> None:
+        self.perception_status = json.loads(msg.data)
+
+    def hold_reason(self) -> str:
+        return hold_reason(self.planning_status, self.perception_status)
+
+    def _on_logged(self, msg: String) -> None:
+        record = json.loads(msg.data)
+        with self._lock:
+            self._logged[record["trial_id"]] = record
+
+    def forget_scenes(self) -> None:
+        with self._lock:
+            self._scenes = []
+
+    def scenes_with_seed(self, seed: int) -> list[SceneState]:
+        with self._lock:
+            return [s for s in self._scenes if s.seed == seed]
+
+    def logged(self, trial_id: str) -> dict | None:
+        with self._lock:
+            return self._logged.get(trial_id)
+
+
+def _wait(predicate: Callable[[], object], timeout_s: float, what: str, held: Callable[[], str] = lambda: "") -> object:
+    """The predicate's first true value; TrialHeld as soon as `held` gives a reason."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if reason := held():
+            raise TrialHeld(f"while waiting for {what}: {reason}")
+        time.sleep(0.02)
+    raise GraphUnavailable(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def future_result(future, timeout_s: float, what: str):
+    _wait(future.done, timeout_s, what)
+    return future.result()
+
+
+class GraphClient:
+    """A TrialClient spinning in a background executor, and the graph calls of a run of trials."""
+
+    def __init__(self) -> None:
+        self.node = TrialClient()
+        self.executor = MultiThreadedExecutor(num_threads=4)
+        self.executor.add_node(self.node)
+        self._spin = threading.Thread(target=self.executor.spin, name="trials-executor", daemon=True)
+        self._spin.start()
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        # The spin thread must have left rcl before the node goes and the interpreter exits: a daemon
+        # thread still waiting in rcl at exit aborts the process ("terminate called without an active
+        # exception", seen on a closed stdin in a loaded CI run).
+        self._spin.join(timeout=10.0)
+        destroy_node(self.node)
+
+    def wait_for_graph(self, timeout_s: float, need_reset: bool = True) -> None:
+        if not self.node.execute_client.wait_for_server(timeout_sec=timeout_s):
+            raise GraphUnavailable("no ExecuteInstruction server on vla_r1/execute_instruction (planning node)")
+        if need_reset and not self.node.reset_client.wait_for_service(timeout_sec=timeout_s):
+            raise GraphUnavailable("no workcell/reset service (is the simulator running?)")
+        # The planning node starts no trial whose record could not be logged: wait for the logger here.
+        if not self.node.log_client.wait_for_service(timeout_sec=timeout_s):
+            raise GraphUnavailable(f"no reward logger on {topics.LOG_EPISODE} (is the reward logger running?)")
+        _wait(
+            lambda: self.node.inference_status == "ready" or self.node.inference_status.startswith("error"),
+            timeout_s,
+            "the inference node to report ready on vla_r1/status",
+        )
+        if self.node.inference_status != "ready":
+            raise GraphUnavailable(f"inference node: {self.node.inference_status}")
+
+    def logger_log_dir(self, timeout_s: float = 10.0) -> str:
+        """The reward logger's `log_dir` parameter: where the trials' episodes (and labels) are written."""
+        client = AsyncParameterClient(self.node, "reward_logger")
+        if not client.wait_for_services(timeout_sec=timeout_s):
+            raise GraphUnavailable("no reward_logger node answers parameter requests (pass --log-dir)")
+        response = future_result(client.get_parameters(["log_dir"]), timeout_s, "the reward logger's log_dir")
+        return response.values[0].string_value
+
+    def reset_layout(self, seed: int, num_objects: int) -> Scene:
+        """Reset the simulated workcell to layout `seed` and return the scene the camera then shows."""
+        response = future_result(
+            self.node.reset_client.call_async(ResetScene.Request(seed=seed, num_objects=num_objects)),
+            60.0,
+            topics.RESET,
+        )
+        if not response.success:
+            raise GraphUnavailable(f"workcell reset failed: {response.message}")
+        # Frames from before the reset may carry the same seed (several trials per layout): only frames
+        # that arrive after it count.
+        self.node.forget_scenes()
+        # Two frames of the new layout: by the second, every subscriber has the first one too.
+        scenes = _wait(
+            lambda: len(self.node.scenes_with_seed(seed)) >= 2 and self.node.scenes_with_seed(seed),
+            30.0,
+            f"camera frames of the layout with seed {seed}",
+            held=self.node.hold_reason,
+        )
+        return scene_from_msg(scenes[-1])
+
+    def execute(
+        self, instruction: str, timeout_s: float, on_feedback: Callable[[str], None] | None = None
+    ) -> ExecuteInstruction.Result | None:
+        """One trial's goal and its result; None when none came within `timeout_s` (the goal is then
+        cancelled). A goal the planning node rejects gives a failed result at stage `execute`, or
+        TrialHeld when the planning node says why (a refusal that a wait can clear)."""
+        goal = ExecuteInstruction.Goal(instruction=instruction)
+        feedback = (lambda fb: on_feedback(fb.feedback.stage)) if on_feedback else None
+        handle = send_goal_with_retry(self.node.execute_client, goal, GOAL_ACCEPT_WAIT_S, GOAL_SENDS, feedback)
+        if handle is None:
+            raise GraphUnavailable(
+                f"the planning node answered none of {GOAL_SENDS} goals in {GOAL_SENDS * GOAL_ACCEPT_WAIT_S:.0f} s"
+            )
+        if not handle.accepted:
+            # The planning node publishes why it refuses (planning/status) before it answers.
+            try:
+                refusal = _wait(lambda: (self.node.planning_status or {}).get("refusal"), 2.0, "a refusal")
+            except GraphUnavailable:
+                refusal = ""
+            if refusal:
+                raise TrialHeld(f"the planning node refused the goal: {refusal}")
+            return ExecuteInstruction.Result(
+                success=False, failure_stage="execute", message="goal rejected by the planning node"
+            )
+        result_future = handle.get_result_async()
+        try:
+            return future_result(result_future, timeout_s, "the trial result").result
+        except GraphUnavailable:
+            future_result(handle.cancel_goal_async(), 10.0, "the cancel to be accepted")
+            return None
