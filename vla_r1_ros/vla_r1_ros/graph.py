@@ -27,18 +27,19 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
+from vla_r1_ros.cameras import SOURCES
 from vla_r1_ros.core.config import package_share_path
 from vla_r1_ros.core.error_model import ErrorModelError, parse_error_model
 from vla_r1_ros.die_with_launcher import launch_prefix
+from vla_r1_ros.executors import EXECUTORS
+from vla_r1_ros.policies import PATH_CONVENTIONS, POLICIES
 from vla_r1_ros.policies.settings import BACKENDS, QUANTIZATIONS
 
 PACKAGE = "vla_r1_ros"
 
-CAMERAS = ("sim", "realsense", "realsense_ros", "replay")
-POLICIES = ("scripted", "vla_r1")
-# The scripted policy's trajectories: carry (object -> place) | sharerobot (gripper -> object -> place).
-PATH_CONVENTIONS = ("carry", "sharerobot")
-EXECUTORS = ("sim", "moveit")
+# Each package owns its registry; the graph adds only what is its own: `realsense_ros` is not a camera
+# source of ours but Intel's driver in place of the perception node.
+CAMERAS = (*SOURCES, "realsense_ros")
 
 # Launch arguments, in the order `ros2 launch … --show-args` lists them.
 ARGUMENT_HELP: dict[str, str] = {

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from vla_r1_ros import topics
 from vla_r1_ros.core.outcomes import FailureStage, OutcomeSource, source_without_record
 from vla_r1_ros.core.run_holds import logging_alert
-from vla_r1_ros.core.trials import TrialOutcome
+from vla_r1_ros.core.trials import TrialOutcome, TrialSettings
 from vla_r1_ros.nodes.trial_client import GraphClient, TrialHeld
 from vla_r1_ros.scene_setup import SceneSetup
 from vla_r1_ros.trial_observers import TrialObserver
@@ -38,18 +37,6 @@ LOGGED_AGAIN = "episodes are logged again: every kept trial has reached the log"
 
 class RunStopped(RuntimeError):
     """The run stopped before its last trial: the graph could not run one for `hold_limit_s`."""
-
-
-@dataclass(frozen=True)
-class TrialSettings:
-    n: int
-    seed: int
-    trial_timeout_s: float
-    hold_limit_s: float  # how long a trial waits for the graph to be able to run it; then the run stops
-    per_scene: int = 1  # consecutive trials on one layout
-
-    def layout_seed(self, index: int) -> int:
-        return self.seed + index // self.per_scene
 
 
 class TrialRunner:

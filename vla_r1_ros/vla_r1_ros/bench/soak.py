@@ -56,13 +56,14 @@ def run(args: argparse.Namespace) -> int:
     from vla_r1_interfaces.msg import SceneState
 
     from vla_r1_ros import topics
+    from vla_r1_ros.core.trials import TrialSettings
     from vla_r1_ros.graph import GraphArgs
     from vla_r1_ros.launcher import GraphLauncher
     from vla_r1_ros.nodes.conversions import stamp_to_ns
     from vla_r1_ros.nodes.trial_client import GraphClient
     from vla_r1_ros.scene_setup import SimReset
     from vla_r1_ros.trial_observers import TrialObserver
-    from vla_r1_ros.trial_runner import TrialRunner, TrialSettings
+    from vla_r1_ros.trial_runner import TrialRunner
 
     if args.trials <= args.warmup + 1:
         print("vla-r1 bench soak: --trials must exceed --warmup + 1 (the slope needs two trials after warm-up)")
@@ -99,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         graph.wait_for_graph(timeout_s=180.0)
         rss_ready = resident_mb(sim.popen.pid)
         started_ns = time.time_ns()
-        settings = TrialSettings(n=args.trials, seed=args.seed, trial_timeout_s=120.0, hold_limit_s=600.0)
+        settings = TrialSettings(n=args.trials, seed=args.seed)
         TrialRunner(graph, SimReset(graph), observers=[MemoryPerTrial()]).run(settings)
         ended_ns = time.time_ns()
     finally:

@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "label": ("vla_r1_ros.cli.label", "web page to review episodes and label outcome, reference box and path"),
     "export-dataset": ("vla_r1_ros.cli.export_dataset", "export logged episodes as a VLA-R1 / HF dataset"),
     "train-grpo": ("vla_r1_ros.cli.train_grpo", "GRPO fine-tuning with TRL on an exported dataset"),
-    "bench": ("vla_r1_ros.cli.bench", "benchmarks: rewards | inference | pipeline"),
+    "bench": ("vla_r1_ros.cli.bench", "benchmarks: rewards | inference | pipeline | soak"),
 }
 
 

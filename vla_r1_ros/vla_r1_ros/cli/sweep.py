@@ -18,6 +18,7 @@ from pathlib import Path
 
 from vla_r1_ros.cli import trials
 from vla_r1_ros.core.error_model import KEYS, PAPER_MEAN_IOU, PAPER_MEAN_RMSE_1000, ErrorModelError, parse_error_model
+from vla_r1_ros.core.trials import TrialSettings
 
 # Default grids, ordered from exact to worse.
 DEFAULT_LEVELS: dict[str, tuple[float, ...]] = {
@@ -53,7 +54,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trials", type=int, default=10, help="trials per level (default 10)")
     parser.add_argument("--seed", type=int, default=0, help="first layout seed, the same at every level")
     parser.add_argument("--objects", type=int, default=0, help="objects per layout (0 = config default)")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds allowed per trial")
+    parser.add_argument(
+        "--timeout", type=float, default=TrialSettings.trial_timeout_s, help="seconds allowed per trial"
+    )
     parser.add_argument("--out", help="output folder (default runs/sweep-<time>)")
 
 

@@ -14,7 +14,9 @@ import time
 from pathlib import Path
 
 from vla_r1_ros.core.episodes import write_json_atomic
-from vla_r1_ros.graph import PATH_CONVENTIONS, POLICIES
+from vla_r1_ros.core.trials import TrialSettings
+from vla_r1_ros.graph import GraphArgs
+from vla_r1_ros.policies import PATH_CONVENTIONS, POLICIES
 from vla_r1_ros.policies.settings import QUANTIZATIONS
 
 
@@ -35,7 +37,10 @@ def configure(parser: argparse.ArgumentParser, default_n: int = 10, default_out:
     )
     parser.set_defaults(default_n=default_n)
     parser.add_argument(
-        "--seed", type=int, default=0, help="first layout seed (trial i uses seed + i, or seed + scene with --scenes)"
+        "--seed",
+        type=int,
+        default=GraphArgs.seed,
+        help="first layout seed (trial i uses seed + i, or seed + scene with --scenes)",
     )
     parser.add_argument(
         "--scenes", type=int, default=0, help="paper protocol: this many layouts, --per-scene trials on each"
@@ -49,32 +54,34 @@ def configure(parser: argparse.ArgumentParser, default_n: int = 10, default_out:
     parser.add_argument(
         "--policy",
         choices=POLICIES,
-        default="scripted",
+        default=GraphArgs.policy,
         help="scripted: simulator test expert (not the model); vla_r1: the model",
     )
     parser.add_argument(
         "--noise",
         type=noise_spec,
-        default="none",
+        default=GraphArgs.noise,
         help="scripted policy error model: a preset (none | paper) or key=value pairs, e.g. "
         "iou=0.5,rmse=40,wrong_object=0.1,parse_fail=0.02 (see docs/inference.md)",
     )
     parser.add_argument(
         "--path-convention",
         choices=PATH_CONVENTIONS,
-        default="carry",
+        default=GraphArgs.path_convention,
         help="scripted policy trajectories: carry (object -> place) or sharerobot (gripper -> object -> place)",
     )
-    parser.add_argument("--model", default="GigaAI-Research/vla-r1", help="VLA-R1 checkpoint (policy vla_r1)")
-    parser.add_argument("--quantization", default="auto", choices=QUANTIZATIONS)
+    parser.add_argument("--model", default=GraphArgs.model, help="VLA-R1 checkpoint (policy vla_r1)")
+    parser.add_argument("--quantization", default=GraphArgs.quantization, choices=QUANTIZATIONS)
     parser.add_argument("--objects", type=int, default=0, help="objects per layout (0 = config default)")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds allowed per trial")
+    parser.add_argument(
+        "--timeout", type=float, default=TrialSettings.trial_timeout_s, help="seconds allowed per trial"
+    )
     parser.add_argument(
         "--pause-limit",
         type=float,
-        default=600.0,
+        default=TrialSettings.hold_limit_s,
         help="seconds a trial waits while the graph cannot run it (the planning node refuses goals: no "
-        "logger, a full disk; the camera restarting) before the run stops with its summary (default 600)",
+        "logger, a full disk; the camera restarting) before the run stops with its summary (default %(default)s)",
     )
     parser.add_argument("--attach", action="store_true", help="use an already running graph (e.g. ros2 launch)")
     parser.add_argument(
@@ -130,12 +137,11 @@ def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
     from rclpy.signals import SignalHandlerOptions
 
     from vla_r1_ros.core.trials import format_summary, summarize
-    from vla_r1_ros.graph import GraphArgs
     from vla_r1_ros.launcher import GraphLauncher
     from vla_r1_ros.nodes.trial_client import GraphClient, GraphUnavailable
     from vla_r1_ros.scene_setup import ManualReset, SimReset
     from vla_r1_ros.trial_observers import ProgressBar
-    from vla_r1_ros.trial_runner import TrialRunner, TrialSettings
+    from vla_r1_ros.trial_runner import TrialRunner
 
     if args.manual_reset and not args.instruction:
         print("vla-r1: --manual-reset needs at least one --instruction", file=sys.stderr)

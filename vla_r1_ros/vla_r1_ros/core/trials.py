@@ -44,6 +44,20 @@ class TrialOutcome:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class TrialSettings:
+    """A run of trials: how many, from which layout seed, and how long each may take or wait."""
+
+    n: int
+    seed: int
+    trial_timeout_s: float = 120.0
+    hold_limit_s: float = 600.0  # how long a trial waits for the graph to be able to run it; then the run stops
+    per_scene: int = 1  # consecutive trials on one layout
+
+    def layout_seed(self, index: int) -> int:
+        return self.seed + index // self.per_scene
+
+
 def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion (95 % by default); (0, 1) when n = 0."""
     if n == 0:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from vla_r1_ros.graph import EXECUTORS
-
 if TYPE_CHECKING:
     from vla_r1_ros.core.config import PackageConfig
     from vla_r1_ros.executors.base import ArmExecutor
     from vla_r1_ros.sim.workcell import Workcell
+
+
+EXECUTORS = ("sim", "moveit")
 
 
 def make_executor(name: str, config: PackageConfig, sim_workcell: Callable[[], Workcell] | None = None) -> ArmExecutor:

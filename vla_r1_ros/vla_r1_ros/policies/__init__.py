@@ -17,7 +17,9 @@ from vla_r1_ros.policies.base import Policy
 if TYPE_CHECKING:
     from vla_r1_ros.core.config import PackageConfig
 
-POLICIES = ("vla_r1", "scripted")
+POLICIES = ("scripted", "vla_r1")
+# The scripted policy's trajectories: carry (object -> place) | sharerobot (gripper -> object -> place).
+PATH_CONVENTIONS = ("carry", "sharerobot")
 
 
 def make_policy(name: str, config: PackageConfig, params: Mapping[str, Any] | None = None) -> Policy:

@@ -34,7 +34,7 @@ from vla_r1_ros.core.scene import (
     reference_waypoints,
     resolve_target,
 )
-from vla_r1_ros.graph import PATH_CONVENTIONS
+from vla_r1_ros.policies import PATH_CONVENTIONS
 from vla_r1_ros.policies.base import TextCallback
 
 log = logging.getLogger(__name__)
