@@ -25,7 +25,7 @@ from vla_r1_interfaces.srv import LogEpisode, ResetScene
 from vla_r1_ros import topics
 from vla_r1_ros.core.run_holds import hold_reason
 from vla_r1_ros.core.scene import Scene
-from vla_r1_ros.nodes.goals import send_goal_with_retry
+from vla_r1_ros.nodes.goals import send_goal_with_retry, wait_future
 from vla_r1_ros.nodes.scene_msgs import scene_from_msg
 from vla_r1_ros.nodes.spin import destroy_node
 
@@ -116,7 +116,9 @@ def _wait(predicate: Callable[[], object], timeout_s: float, what: str, held: Ca
 
 
 def future_result(future, timeout_s: float, what: str):
-    _wait(future.done, timeout_s, what)
+    """The future's result; GraphUnavailable when it is not done in `timeout_s`."""
+    if not wait_future(future, timeout_s):
+        raise GraphUnavailable(f"timed out after {timeout_s:.0f} s waiting for {what}")
     return future.result()
 
 
