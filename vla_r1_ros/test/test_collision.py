@@ -8,7 +8,6 @@ import pytest
 from vla_r1_ros.core.collision import (
     HELD_OBJECT,
     camera_mount_boxes,
-    held_object_box,
     picked_object,
     tray_boxes,
     workcell_obstacles,
@@ -16,7 +15,7 @@ from vla_r1_ros.core.collision import (
 from vla_r1_ros.core.config import load_config
 from vla_r1_ros.core.geometry import look_at
 from vla_r1_ros.core.lifting import GraspSurface
-from vla_r1_ros.core.planning import PlanningParams, plan_pick_and_place
+from vla_r1_ros.core.planning import PlanningParams, held_object_box, plan_pick_and_place
 from vla_r1_ros.core.scene import ObjectState
 
 WORKCELL, CAMERA = load_config("workcell"), load_config("camera")

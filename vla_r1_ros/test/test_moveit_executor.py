@@ -8,9 +8,9 @@ objects it was given. What the tests check is our side of the contract: the arm 
 validator's joint samples (set_robot_trajectory_msg on the arm group, apply_totg_time_parameterization
 within the plan's speed scaling, execute(trajectory, controllers=[])); IK goals are for panda_link8; the
 gripper goes to its named states through a planning component; the workcell's boxes become collision
-objects and a plan through them is refused with `collision`; an empty grasp ends at `grasp`; the
-start-drift and tracking checks; failure mapping and stop. A lab checks the real thing
-(docs/planning.md).
+objects and a plan through them is refused with `collision`; an empty grasp ends at `grasp`, judged by
+the gripper, and every other end of an executed trial is judged by nobody; the start-drift and tracking
+checks; failure mapping and stop. A lab checks the real thing (docs/planning.md).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from vla_r1_ros.core.collision import CollisionWorld
 from vla_r1_ros.core.config import load_config
 from vla_r1_ros.core.geometry import RigidTransform, look_at
 from vla_r1_ros.core.lifting import GraspSurface
+from vla_r1_ros.core.outcomes import OutcomeSource, is_judged
 from vla_r1_ros.core.planning import MotionSegment, PlanningParams, PlanRejected, SafetyLimits, plan_pick_and_place
 from vla_r1_ros.executors.base import validate_for
 
@@ -112,6 +113,8 @@ def test_the_arm_runs_exactly_the_validated_joint_path(fake_moveit):
     world.object_width_m = 0.05
     result = executor.execute(validated, lambda: False)
     assert result.success, result.message
+    # The motion ran; whether the object is in the tray nobody knows yet: not counted in a success rate.
+    assert result.outcome_source == OutcomeSource.NONE and not is_judged(result.outcome_source, result.failure_stage)
 
     segments = [s for s in validated.steps if isinstance(s, MotionSegment)]
     runs = arm_runs(world)
@@ -151,6 +154,8 @@ def test_an_empty_grasp_ends_at_grasp_and_the_arm_backs_up(fake_moveit):
     result = executor.execute(validated, lambda: False)
     assert not result.success and result.failure_stage == "grasp"
     assert "closed to 0 mm" in result.message and "nothing between the fingers" in result.message
+    # The one verdict a real arm gives by itself: the gripper says that grasp failed.
+    assert result.outcome_source == "gripper" and is_judged(result.outcome_source, result.failure_stage)
     # Open again, then back up the checked descent to the pre-grasp pose; no lift, carry or place.
     assert [c[2] for c in world.calls if c[1] == "set_goal_state"] == ["open", "close", "open"]
     assert executed_groups(world) == ["hand", "arm", "arm", "hand", "hand", "arm"]
@@ -222,6 +227,7 @@ def test_an_arm_that_moved_since_validation_does_not_start(fake_moveit):
     result = executor.execute(validated, lambda: False)
     assert not result.success and result.failure_stage == "execute"
     assert "moved 0.100 rad since validation" in result.message
+    assert result.outcome_source == "none" and not is_judged(result.outcome_source, result.failure_stage)
     assert executed_groups(world) == []
 
 
@@ -233,6 +239,7 @@ def test_a_blocked_segment_stops_the_sequence(fake_moveit):
     result = executor.execute(validated, lambda: False)
     assert not result.success and result.failure_stage == "execute"
     assert result.message.startswith("descend: the arm stopped")
+    assert result.outcome_source == "none" and not is_judged(result.outcome_source, result.failure_stage)
     assert executed_groups(world) == ["hand", "arm", "arm"]  # open the hand, the approach, the blocked descent
 
 
@@ -253,7 +260,7 @@ def test_stop_halts_execution(fake_moveit):
     executor.stop()
     assert world.stops == 1  # the trajectory execution manager was told to stop
     result = executor.execute(validated, lambda: True)
-    assert result.failure_stage == "cancelled"
+    assert result.failure_stage == "cancelled" and result.outcome_source == "none"
     assert executed_groups(world) == []
 
 

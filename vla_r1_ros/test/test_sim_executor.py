@@ -78,7 +78,7 @@ def test_pick_and_place_puts_the_instructed_object_in_the_tray(arm, seed, pick):
     result = arm.execute(validate(arm, plan), should_stop=lambda: False, instruction=instruction)
     assert result.success, result.message
     assert result.outcome_source == "simulator" and result.failure_stage == ""
-    assert result.held_object == target.name and result.target == target.name
+    assert result.held_object == target.name and target.name in result.message
     assert target.name in result.objects_in_tray == arm.workcell.objects_in_tray()
     path = np.array(result.ee_path)
     assert len(path) > 10 and np.all(path[:, 2] > 0.0)
@@ -109,7 +109,7 @@ def test_placing_another_object_than_the_instructed_one_is_wrong_object(arm):
     other = next(o for o in arm.workcell.scene().objects if o.name != picked.name and o.colour != picked.colour)
     result = arm.execute(validate(arm, plan), should_stop=lambda: False, instruction=instruction_for(arm, other.name))
     assert not result.success and result.failure_stage == "wrong_object", result.message
-    assert result.objects_in_tray == (picked.name,) and result.target == other.name
+    assert result.objects_in_tray == (picked.name,) and f"the instruction names {other.name}" in result.message
     assert result.outcome_source == "simulator"
 
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from vla_r1_ros.core.lifting import LiftedPrediction, LiftError
+from vla_r1_ros.core.outcomes import ExecutionResult
 from vla_r1_ros.core.planning import PlanRejected
 from vla_r1_ros.core.prediction import Prediction
 from vla_r1_ros.core.prompts import format_answer
 from vla_r1_ros.core.trial_flow import StageFailure, TrialFlow, TrialSteps
-from vla_r1_ros.executors.base import ExecutionResult
 
 TASKS = ("affordance", "trajectory")
 BOX_TEXT = format_answer("the cube", {"x": 0.5, "y": 0.5, "width": 0.1, "height": 0.1})

@@ -9,7 +9,8 @@ extrinsics put the camera):
   `collision.tray_when_unseen` where no scene reports it, e.g. on a real workcell);
 - `camera_housing`, `camera_pole`: the camera body behind the optical frame and the pole it sits on;
 - one box per other object of the scene (its extent, oriented), the object being picked excluded;
-- while carrying, the held object: a box hanging from the tool centre point (TCP), from the plan.
+- while carrying, the held object: a box hanging from the tool centre point (TCP), from the plan
+  (`core.planning.held_object_box`).
 
 The simulator checks these with PyBullet (`sim/collision.py`), MoveIt as collision objects in its
 planning scene (`executors/moveit.py`): both see exactly the same boxes. A check returns the first
@@ -28,7 +29,6 @@ from scipy.spatial.transform import Rotation
 from vla_r1_ros.core.geometry import RigidTransform, camera_extrinsics
 
 if TYPE_CHECKING:
-    from vla_r1_ros.core.planning import PickPlacePlan
     from vla_r1_ros.core.scene import ObjectState, Scene
 
 HELD_OBJECT = "held_object"  # the name a held object's box carries in checks and messages
@@ -176,17 +176,3 @@ class CollisionWorld:
             tuple(workcell_obstacles(workcell_config, camera_config)),
             tuple(workcell_config["collision"]["robot_links"]),
         )
-
-
-def held_object_box(plan: PickPlacePlan, table_z: float) -> Box:
-    """The object between the fingers, in the TCP frame (z down the fingers): as wide as the grasp on
-    both horizontal axes, from the grasped top down to the table it stood on."""
-    top = float(plan.grasp_surface_point[2])
-    grasp_z = float(plan.grasp.translation[2])
-    height = max(top - table_z, 1e-3)
-    # TCP z points down: the top is (top - grasp_z) above the TCP, the bottom (grasp_z - table_z) below.
-    centre_z = ((grasp_z - table_z) - (top - grasp_z)) / 2
-    width = float(plan.grasp_width_m)
-    return Box(
-        HELD_OBJECT, np.array([width, width, height]), RigidTransform(Rotation.identity(), np.array([0, 0, centre_z]))
-    )

@@ -43,12 +43,8 @@ class FrameSetSync:
             for stream, stamp in newest.items()
         )
 
-    def first_set(self, not_before_ns: int) -> dict[str, Any] | None:
-        """The earliest complete set with every stamp >= not_before_ns and a span <= slop, else None."""
-        with self._changed:
-            return self._first_set(not_before_ns)
-
     def _first_set(self, not_before_ns: int) -> dict[str, Any] | None:
+        """The earliest complete set with every stamp >= not_before_ns and a span <= slop, else None."""
         candidates = [[item for item in self._queues[s] if item[0] >= not_before_ns] for s in self.streams]
         best: tuple[int, tuple[tuple[int, Any], ...]] | None = None
         for combo in itertools.product(*candidates):
@@ -60,6 +56,8 @@ class FrameSetSync:
         return {stream: msg for stream, (_, msg) in zip(self.streams, best[1], strict=True)}
 
     def wait_for_set(self, not_before_ns: int, timeout_s: float) -> dict[str, Any] | None:
+        """The first set captured at or after `not_before_ns` (see `_first_set`), once one exists; None
+        when none does within `timeout_s` (0: only what has arrived already)."""
         found: dict[str, Any] | None = None
 
         def ready() -> bool:

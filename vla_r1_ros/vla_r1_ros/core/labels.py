@@ -6,7 +6,7 @@ An episode folder is immutable once indexed; labels go into its `labels.json` si
 | key | value |
 |---|---|
 | `success` | bool: the operator's judgement of the trial; overrides the logged outcome |
-| `failure_stage` | "" when `success`, else one of `core.trials.FAILURE_STAGES` |
+| `failure_stage` | "" when `success`, else one of `core.outcomes.FAILURE_STAGES` |
 | `note` | free text |
 | `outcome_source` | "operator" whenever `success` is set |
 | `box` | [cx, cy, w, h] normalized: the operator's reference box (affordance task) |
@@ -40,10 +40,9 @@ from typing import Any
 
 from vla_r1_ros.core import episodes, prompts
 from vla_r1_ros.core.episodes import References, ReferenceSource
-from vla_r1_ros.core.outcomes import OutcomeSource
-from vla_r1_ros.core.trials import FAILURE_STAGES, REWARD_KEYS, TrialOutcome
+from vla_r1_ros.core.outcomes import FAILURE_STAGES, OutcomeSource
+from vla_r1_ros.core.trials import REWARD_KEYS, TrialOutcome
 
-OPERATOR = "operator"
 JUDGEMENT_KEYS = ("success", "failure_stage", "note")
 REFERENCE_KEYS = ("box", "waypoints")
 NOTE_MAX_CHARS = 10_000
@@ -131,7 +130,7 @@ def check_labels(labels: Mapping[str, Any]) -> dict[str, Any]:
                 f"failure_stage must be one of {', '.join(FAILURE_STAGES)} for a failed trial, got {stage!r}"
             )
         checked["failure_stage"] = stage
-        checked["outcome_source"] = OPERATOR
+        checked["outcome_source"] = OutcomeSource.OPERATOR
     elif "failure_stage" in checked:
         raise LabelError("failure_stage needs success (false)")
     return checked
@@ -198,7 +197,7 @@ def effective_outcome(document: Mapping[str, Any], labels: Mapping[str, Any]) ->
             "success": bool(labels["success"]),
             "failure_stage": labels.get("failure_stage", ""),
             "message": labels.get("note", ""),
-            "outcome_source": OPERATOR,
+            "outcome_source": OutcomeSource.OPERATOR,
         }
     return {
         "success": bool(logged["success"]),
@@ -230,9 +229,11 @@ def effective_references(document: Mapping[str, Any], labels: Mapping[str, Any])
         (prompts.AFFORDANCE, box, logged.box),
         (prompts.TRAJECTORY, waypoints, logged.waypoints),
     ):
-        parts.append(
-            f"{task}: {OPERATOR if labelled is not None else (logged.source if trusted and fallback else 'none')}"
-        )
+        if labelled is not None:
+            source = ReferenceSource.OPERATOR
+        else:
+            source = logged.source if trusted and fallback else ReferenceSource.NONE
+        parts.append(f"{task}: {source}")
     return References(
         ReferenceSource.OPERATOR,
         box=tuple(float(v) for v in box) if box is not None else (logged.box if trusted else None),

@@ -1,8 +1,10 @@
-"""What a trial achieved, and who says so: the one failure-stage taxonomy and the simulator's judge.
+"""What a trial achieved, and who says so: the one failure-stage taxonomy, what an executor reports
+(`ExecutionResult`) and the simulator's judge.
 
 Every trial ends with `success`, a `failure_stage` (one of `FailureStage`, "" on success or while the
 outcome is unknown) and an `outcome_source` (`OutcomeSource`): who judged it. Only a judged trial counts
-in a success rate; a dry run or an executed real-arm trial nobody has looked at yet does not.
+in a success rate; a dry run or an executed real-arm trial nobody has looked at yet does not (a real
+gripper that closed on nothing is a judge: that grasp certainly failed).
 
 The simulator's judge (`judge_sim_placement`) is the only place the simulator decides success: the
 object the INSTRUCTION names (`core.scene.resolve_target`) must end resting in the tray. Another object
@@ -13,8 +15,11 @@ passes what the physics says.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Literal
+
+import numpy as np
 
 from vla_r1_ros.core.scene import ObjectState, resolve_target
 
@@ -41,7 +46,9 @@ FAILURE_STAGES: tuple[str, ...] = tuple(stage.value for stage in FailureStage)
 
 # Trials that end at these stages never moved the arm toward the object: nothing was achieved, and the
 # pipeline itself knows it (no simulator, gripper or operator needed).
-BEFORE_MOTION: frozenset[str] = frozenset({"parse", "lift", "safety", "collision", "ik"})
+BEFORE_MOTION: frozenset[str] = frozenset(
+    {FailureStage.PARSE, FailureStage.LIFT, FailureStage.SAFETY, FailureStage.COLLISION, FailureStage.IK}
+)
 
 
 class OutcomeSource(StrEnum):
@@ -78,10 +85,30 @@ def source_without_record(success: bool, failure_stage: str, judge: str) -> str:
 @dataclass(frozen=True)
 class Outcome:
     success: bool
-    failure_stage: str  # "" on success (or when not judged), else a FailureStage value
-    outcome_source: str  # an OutcomeSource value
+    failure_stage: FailureStage | Literal[""]  # "" on success (or when not judged)
+    outcome_source: OutcomeSource
     message: str
     target: str | None = None  # the object the instruction names, when it names exactly one
+
+
+@dataclass
+class ExecutionResult:
+    """What an executor (executors/) reports of one validated plan it ran."""
+
+    success: bool
+    failure_stage: FailureStage | Literal[""] = ""  # "" on success or while nobody can tell
+    message: str = ""
+    ee_path: list[np.ndarray] = field(default_factory=list)  # TCP positions during execution, base frame
+    held_object: str | None = None  # what the gripper held after closing, when the executor can tell
+    # Who judged `success` / `failure_stage`: the simulator for the sim executor; on a real arm the
+    # gripper for an empty grasp, else nobody (none) until an operator looks at the scene.
+    outcome_source: OutcomeSource = OutcomeSource.NONE
+    objects_in_tray: tuple[str, ...] = ()  # what rests in the tray at the end, when the executor can tell
+
+    def fail(self, stage: FailureStage, message: str) -> ExecutionResult:
+        """This result, ended at `stage` (success False)."""
+        self.success, self.failure_stage, self.message = False, stage, message
+        return self
 
 
 def judge_sim_placement(instruction: str, objects: Sequence[ObjectState], in_tray: Iterable[str]) -> Outcome:

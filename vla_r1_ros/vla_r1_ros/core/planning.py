@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
-from vla_r1_ros.core.collision import CollisionCheck
+from vla_r1_ros.core.collision import HELD_OBJECT, Box, CollisionCheck
 from vla_r1_ros.core.geometry import RigidTransform
 from vla_r1_ros.core.lifting import GraspSurface
 
@@ -149,6 +149,20 @@ class PickPlacePlan:
             ("place", self.place),
             ("retreat", self.retreat),
         ]
+
+
+def held_object_box(plan: PickPlacePlan, table_z: float) -> Box:
+    """The object between the fingers, in the TCP frame (z down the fingers): as wide as the grasp on
+    both horizontal axes, from the grasped top down to the table it stood on."""
+    top = float(plan.grasp_surface_point[2])
+    grasp_z = float(plan.grasp.translation[2])
+    height = max(top - table_z, 1e-3)
+    # TCP z points down: the top is (top - grasp_z) above the TCP, the bottom (grasp_z - table_z) below.
+    centre_z = ((grasp_z - table_z) - (top - grasp_z)) / 2
+    width = float(plan.grasp_width_m)
+    return Box(
+        HELD_OBJECT, np.array([width, width, height]), RigidTransform(Rotation.identity(), np.array([0, 0, centre_z]))
+    )
 
 
 def pick_waypoint_index(surface_waypoints: np.ndarray, pick_point: np.ndarray) -> int:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from vla_r1_ros.core.lifting import LiftedPrediction, LiftError
-from vla_r1_ros.core.outcomes import FailureStage, OutcomeSource, source_without_record
+from vla_r1_ros.core.outcomes import ExecutionResult, FailureStage, OutcomeSource, source_without_record
 from vla_r1_ros.core.planning import PickPlacePlan, PlanRejected, ValidatedPlan
 from vla_r1_ros.core.prediction import Prediction
 
@@ -44,7 +44,7 @@ class TrialSteps:
     lift: Callable[[Prediction, Any], LiftedPrediction]  # (prediction, frames) -> base frame; raise LiftError
     plan: Callable[[LiftedPrediction], PickPlacePlan]  # raise PlanRejected
     validate: Callable[[PickPlacePlan], ValidatedPlan]  # raise PlanRejected
-    execute: Callable[[ValidatedPlan, Callable[[], bool]], Any]  # -> executors.base.ExecutionResult
+    execute: Callable[[ValidatedPlan, Callable[[], bool]], ExecutionResult]
 
 
 @dataclass
@@ -63,7 +63,7 @@ class TrialRecord:
     plan: PickPlacePlan | None = None
     validated: ValidatedPlan | None = None
     rejection: PlanRejected | None = None
-    execution: Any = None  # ExecutionResult
+    execution: ExecutionResult | None = None
     traceback: str = ""  # an internal error's (FailureStage.INTERNAL), for the trial's log
     stage_names: list[str] = field(default_factory=list)
     stage_seconds: list[float] = field(default_factory=list)

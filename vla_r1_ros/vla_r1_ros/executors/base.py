@@ -2,38 +2,30 @@
 
 An executor does two things for the planning node: it answers kinematic questions for the safety
 validator (IK, joint limits, where the arm is) — so the plan is checked against the arm that will
-move — and it executes a `ValidatedPlan`, the only kind of plan it accepts.
+move — and it executes a `ValidatedPlan`, the only kind of plan it accepts, reporting a
+`core.outcomes.ExecutionResult`. What both executors do alike lives here once (`ExecutorBase`: the stop
+flag, a failed grasp and the retreat after it; `empty_grasp`: what the finger width says).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
-from vla_r1_ros.core.collision import Box, CollisionCheck, held_object_box
+from vla_r1_ros.core.collision import Box, CollisionCheck
 from vla_r1_ros.core.geometry import RigidTransform
-from vla_r1_ros.core.outcomes import OutcomeSource
-from vla_r1_ros.core.planning import JointLimits, PickPlacePlan, SafetyLimits, ValidatedPlan, validate_either_way
-
-# ExecutionResult.failure_stage values (a subset of core.outcomes.FailureStage).
-EXECUTION_FAILURES = ("ik", "collision", "grasp", "wrong_object", "place", "execute", "cancelled")
-
-
-@dataclass
-class ExecutionResult:
-    success: bool
-    failure_stage: str = ""  # "" on success, else one of EXECUTION_FAILURES
-    message: str = ""
-    ee_path: list[np.ndarray] = field(default_factory=list)  # TCP positions during execution, base frame
-    held_object: str | None = None  # what the gripper held after closing, when the executor can tell
-    # Who judged `success` / `failure_stage` (core.outcomes.OutcomeSource): "simulator" for the sim
-    # executor, "none" when the motion ran and nobody can tell yet whether the task was achieved.
-    outcome_source: str = OutcomeSource.NONE
-    objects_in_tray: tuple[str, ...] = ()  # what rests in the tray at the end, when the executor can tell
-    target: str | None = None  # the object the instruction names, when the executor judged against it
+from vla_r1_ros.core.outcomes import ExecutionResult, FailureStage
+from vla_r1_ros.core.planning import (
+    JointLimits,
+    PickPlacePlan,
+    SafetyLimits,
+    ValidatedPlan,
+    held_object_box,
+    validate_either_way,
+)
 
 
 class ArmExecutor(Protocol):
@@ -62,7 +54,7 @@ class ArmExecutor(Protocol):
         ...
 
     def execute(self, plan: ValidatedPlan, should_stop: Callable[[], bool], instruction: str = "") -> ExecutionResult:
-        """Run the plan; return early with failure_stage "cancelled" once `should_stop()` is true.
+        """Run the plan; return early with failure_stage `cancelled` once `should_stop()` is true.
         `instruction` is what the trial was asked to do: an executor that can see the scene (the
         simulator) judges the outcome against it."""
         ...
@@ -94,3 +86,57 @@ def require_validated(plan: object) -> ValidatedPlan:
     if not isinstance(plan, ValidatedPlan) or not plan.is_issued():
         raise TypeError(f"executors run only a ValidatedPlan issued by core.planning.validate_plan, not {plan!r:.80}")
     return plan
+
+
+def empty_grasp(width_m: float, min_held_width_m: float) -> str:
+    """Why a grasp whose fingers stopped `width_m` apart holds nothing ("" when it may hold something):
+    the finger width is what a real gripper tells, and below `min_held_width_m` nothing is between them."""
+    if width_m >= min_held_width_m:
+        return ""
+    return (
+        f"gripper closed to {width_m * 1000:.0f} mm (< {min_held_width_m * 1000:.0f} mm): nothing between the fingers"
+    )
+
+
+class ExecutorBase:
+    """What both executors do alike: the stop flag `stop()` sets from another thread, the test every step
+    polls (`stopping`), and a failed grasp — fail at `grasp`, open the hand and back up the checked
+    descent (`ValidatedPlan.retreat_after_grasp`) to the pre-grasp pose. Each executor says how its
+    hand opens (`_open_gripper`) and how its arm follows joint samples (`_follow`)."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        """Halt any motion now (from another thread)."""
+        self._stop.set()
+
+    def _stopping(self, should_stop: Callable[[], bool]) -> Callable[[], bool]:
+        """True once this executor was stopped or the trial's `should_stop()` is."""
+        return lambda: self._stop.is_set() or should_stop()
+
+    def _open_gripper(self) -> None:
+        raise NotImplementedError
+
+    def _follow(
+        self, plan: ValidatedPlan, samples: np.ndarray, from_joints: np.ndarray, stopping: Callable[[], bool]
+    ) -> list[np.ndarray]:
+        """Move the arm through checked joint `samples` from `from_joints` (not starting, or halting where
+        the executor can, once `stopping()` is true); the TCP positions on the way. The retreat after a
+        failed grasp runs through it, where nothing that happens changes the trial's outcome any more."""
+        raise NotImplementedError
+
+    def _grasp_failed(
+        self,
+        result: ExecutionResult,
+        plan: ValidatedPlan,
+        message: str,
+        at_joints: np.ndarray,
+        stopping: Callable[[], bool],
+    ) -> ExecutionResult:
+        """End `result` at `grasp`, then open the hand and back up to the pre-grasp pose: a validated pose
+        above the miss (the trial has failed already, so the retreat is best effort)."""
+        result.fail(FailureStage.GRASP, message)
+        self._open_gripper()
+        result.ee_path += self._follow(plan, plan.retreat_after_grasp(), at_joints, stopping)
+        return result

@@ -25,7 +25,9 @@ stops colliding once the allowed collision matrix permits it.
 
 Grasp verification: after closing, the hand group's joint positions (the Franka hand's finger joint
 states, as the planning scene monitor receives them) give the finger width; below `min_held_width_m`
-the grasp is empty, the trial fails at `grasp` and the arm opens and backs up the checked descent.
+the grasp is empty, the trial fails at `grasp` — judged by the gripper (outcome_source `gripper`): that
+grasp certainly failed — and the arm opens and backs up the checked descent. Everything else an executed
+trial ends with is judged by nobody (outcome_source `none`): MoveIt has no model of where the objects are.
 
 Every moveit_py name used here exists in MoveIt 2's Jazzy bindings (moveit2 `jazzy`,
 `moveit_py/src/moveit/**` and `moveit_py/moveit/**/*.pyi`); test/moveit_jazzy_double.py mirrors them.
@@ -34,7 +36,6 @@ Every moveit_py name used here exists in MoveIt 2's Jazzy bindings (moveit2 `jaz
 from __future__ import annotations
 
 import copy
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -44,24 +45,14 @@ from trajectory_msgs.msg import JointTrajectoryPoint
 
 from vla_r1_ros.core.collision import HELD_OBJECT, Box, Collision, CollisionCheck, CollisionWorld
 from vla_r1_ros.core.geometry import RigidTransform
+from vla_r1_ros.core.outcomes import ExecutionResult, FailureStage, OutcomeSource
 from vla_r1_ros.core.planning import GripperAction, JointLimits, MotionSegment, ValidatedPlan
-from vla_r1_ros.executors.base import ExecutionResult, require_validated
+from vla_r1_ros.executors.base import ExecutorBase, empty_grasp, require_validated
+from vla_r1_ros.nodes.conversions import pose_msg, transform_from_pose
 
 
 class MoveItUnavailable(RuntimeError):
     """moveit_py (or moveit_configs_utils) is not installed: the `moveit` executor needs a MoveIt 2 install."""
-
-
-def _pose_msg(transform: RigidTransform) -> Pose:
-    msg = Pose()
-    msg.position.x, msg.position.y, msg.position.z = (float(v) for v in transform.translation)
-    msg.orientation.x, msg.orientation.y, msg.orientation.z, msg.orientation.w = (float(v) for v in transform.quat_xyzw)
-    return msg
-
-
-def _transform(msg: Pose) -> RigidTransform:
-    o = msg.orientation
-    return RigidTransform.from_pose([msg.position.x, msg.position.y, msg.position.z], [o.x, o.y, o.z, o.w])
 
 
 def make_moveit_py(moveit_py_yaml: str, settings: dict[str, Any], node_name: str = "vla_r1_moveit_py") -> Any:
@@ -86,7 +77,7 @@ def make_moveit_py(moveit_py_yaml: str, settings: dict[str, Any], node_name: str
     return MoveItPy(node_name=node_name, config_dict=config.to_dict())
 
 
-class MoveItExecutor:
+class MoveItExecutor(ExecutorBase):
     name = "moveit"
 
     def __init__(self, moveit: Any, settings: dict[str, Any], world: CollisionWorld):
@@ -100,6 +91,7 @@ class MoveItExecutor:
             from shape_msgs.msg import SolidPrimitive
         except ImportError as exc:
             raise MoveItUnavailable("moveit_py is not installed (moveit.core, moveit_msgs, shape_msgs)") from exc
+        super().__init__()
         self._robot_state_type = RobotState
         self._trajectory_type = RobotTrajectory
         self._trajectory_msg_type = RobotTrajectoryMsg
@@ -130,7 +122,6 @@ class MoveItExecutor:
         # Plan poses are of the TCP; MoveIt's IK is for pose_link: base_T_link = base_T_tcp · (link_T_tcp)^-1.
         self._link_T_tcp = RigidTransform.from_config(settings["tcp_in_pose_link"])
         self._hand = moveit.get_planning_component(self.hand_group)
-        self._stop = threading.Event()
         self.obstacles = world.obstacles
         with moveit.get_planning_scene_monitor().read_write() as scene:
             for box in self.obstacles:
@@ -147,13 +138,13 @@ class MoveItExecutor:
 
     def tcp_pose(self) -> RigidTransform:
         with self.moveit.get_planning_scene_monitor().read_only() as scene:
-            link_pose = _transform(scene.current_state.get_pose(self.pose_link))
+            link_pose = transform_from_pose(scene.current_state.get_pose(self.pose_link))
         return link_pose @ self._link_T_tcp
 
     def link_pose(self, tcp: RigidTransform) -> Pose:
         """The pose of `pose_link` that puts the TCP at `tcp`; both in the robot model's root frame, which
         is the plans' base frame (camera.yaml `frames.base`)."""
-        return _pose_msg(tcp @ self._link_T_tcp.inverse())
+        return pose_msg(tcp @ self._link_T_tcp.inverse())
 
     def solve_ik(
         self, position: np.ndarray, quat_xyzw: np.ndarray, seed_joints: np.ndarray | None = None
@@ -177,7 +168,7 @@ class MoveItExecutor:
         msg.header.frame_id = frame_id
         msg.id = box.name
         msg.primitives = [primitive]
-        msg.primitive_poses = [_pose_msg(pose)]
+        msg.primitive_poses = [pose_msg(pose)]
         msg.operation = self._collision_object_type.ADD
         return msg
 
@@ -250,7 +241,7 @@ class MoveItExecutor:
     # --- execution --------------------------------------------------------------------------------
 
     def stop(self) -> None:
-        self._stop.set()
+        super().stop()
         self.moveit.get_trajectory_execution_manager().stop_execution()
 
     def finger_width(self) -> float:
@@ -282,85 +273,80 @@ class MoveItExecutor:
         )
         return trajectory if timed else None
 
-    def _retreat(self, plan: ValidatedPlan, at_joints: np.ndarray) -> None:
-        """After an empty grasp: open the hand and back up the checked descent to the pre-grasp pose
-        (best effort: the trial has failed already)."""
+    def _open_gripper(self) -> None:
         self._move_gripper(self.gripper_states["open"], "gripper open after an empty grasp")
-        trajectory = self.joint_trajectory(plan, plan.retreat_after_grasp(), at_joints)
-        if trajectory is not None:
-            self._run(trajectory, "retreat after an empty grasp")
 
-    def _move_gripper(self, state: str, what: str) -> tuple[str, str]:
-        """Plan and execute the hand to a named state; ("", "") on success, else (failure_stage, message)."""
+    def _follow(
+        self, plan: ValidatedPlan, samples: np.ndarray, from_joints: np.ndarray, stopping: Callable[[], bool]
+    ) -> list[np.ndarray]:
+        trajectory = self.joint_trajectory(plan, samples, from_joints)
+        if trajectory is None or stopping():
+            return []
+        self._run(trajectory, "retreat after an empty grasp")
+        return [self.tcp_pose().translation]
+
+    def _move_gripper(self, state: str, what: str) -> tuple[FailureStage | None, str]:
+        """Plan and execute the hand to a named state; (None, "") on success, else (failure_stage, message)."""
         self._hand.set_start_state_to_current_state()
         self._hand.set_goal_state(configuration_name=state)
         plan_result = self._hand.plan()
         if not plan_result:
-            return "execute", f"MoveIt found no motion plan for {what}"
+            return FailureStage.EXECUTE, f"MoveIt found no motion plan for {what}"
         return self._run(plan_result.trajectory, what)
 
-    def _run(self, trajectory: Any, what: str) -> tuple[str, str]:
+    def _run(self, trajectory: Any, what: str) -> tuple[FailureStage | None, str]:
         if self._stop.is_set():  # stopped while preparing: nothing is executing yet, so do not start
-            return "cancelled", f"stopped before {what}"
+            return FailureStage.CANCELLED, f"stopped before {what}"
         status = self.moveit.execute(trajectory, controllers=[])
         if self._stop.is_set():
-            return "cancelled", f"stopped during {what}"
+            return FailureStage.CANCELLED, f"stopped during {what}"
         if not status:
-            return "execute", f"execution of {what} failed: {getattr(status, 'status', status)}"
-        return "", ""
+            return FailureStage.EXECUTE, f"execution of {what} failed: {getattr(status, 'status', status)}"
+        return None, ""
 
     def execute(self, plan: ValidatedPlan, should_stop: Callable[[], bool], instruction: str = "") -> ExecutionResult:
         # `instruction` is not judged here: MoveIt has no scene model to tell which object reached the
-        # tray (outcome_source stays "none" until an operator judges the trial).
+        # tray (outcome_source none until an operator judges the trial; `gripper` for an empty grasp).
         plan = require_validated(plan)
         self._stop.clear()
-        result = ExecutionResult(success=False, outcome_source="executor")
-
-        def stopping() -> bool:
-            return self._stop.is_set() or should_stop()
-
-        def fail(stage: str, message: str) -> ExecutionResult:
-            result.failure_stage, result.message = stage, message
-            return result
-
+        stopping = self._stopping(should_stop)
+        result = ExecutionResult(success=False, outcome_source=OutcomeSource.NONE)
         drift = plan.start_drift(self.joint_positions())
         if drift:
-            return fail("execute", drift)
+            return result.fail(FailureStage.EXECUTE, drift)
         joints = plan.start_joints
         # The hand must be open before the approach, whatever it did last.
         for step in (GripperAction("open", close=False), *plan.steps):
             if stopping():
-                return fail("cancelled", f"stopped before {step.name}")
+                return result.fail(FailureStage.CANCELLED, f"stopped before {step.name}")
             if isinstance(step, MotionSegment):
                 trajectory = self.joint_trajectory(plan, step.joints, joints)
                 if trajectory is None:
-                    return fail("execute", f"TOTG could not time the validated {step.name} path")
+                    return result.fail(FailureStage.EXECUTE, f"TOTG could not time the validated {step.name} path")
                 stage, message = self._run(trajectory, step.name)
                 result.ee_path.append(self.tcp_pose().translation)
                 if stage:
-                    return fail(stage, message)
+                    return result.fail(stage, message)
                 error = plan.tracking_error(step, self.joint_positions())
                 if error:
-                    return fail("execute", error)
+                    return result.fail(FailureStage.EXECUTE, error)
                 joints = step.joints[-1]
             elif isinstance(step, GripperAction):
                 state = self.gripper_states["close" if step.close else "open"]
                 stage, message = self._move_gripper(state, f"gripper {step.name}")
                 # A real gripper closing on an object stalls before "close": that is a grasp, not an error.
-                if stage == "cancelled":
-                    return fail(stage, message)
-                if stage and not (step.close and stage == "execute"):
-                    return fail({"grasp": "grasp", "release": "place"}.get(step.name, "execute"), message)
+                if stage == FailureStage.CANCELLED:
+                    return result.fail(stage, message)
+                if stage and not (step.close and stage == FailureStage.EXECUTE):
+                    failed = {"grasp": FailureStage.GRASP, "release": FailureStage.PLACE}
+                    return result.fail(failed.get(step.name, FailureStage.EXECUTE), message)
                 if step.close:
-                    width = self.finger_width()
-                    if width < self.min_held_width_m:
-                        self._retreat(plan, joints)
-                        return fail(
-                            "grasp",
-                            f"gripper closed to {width * 1000:.0f} mm (< {self.min_held_width_m * 1000:.0f} mm): "
-                            "nothing between the fingers",
-                        )
+                    empty = empty_grasp(self.finger_width(), self.min_held_width_m)
+                    if empty:
+                        # The one certain verdict on a real arm: the fingers closed on nothing.
+                        result.outcome_source = OutcomeSource.GRIPPER
+                        return self._grasp_failed(result, plan, empty, joints, stopping)
         # Without a scene model MoveIt cannot tell whether the object reached the tray; success here
-        # means the whole validated motion executed.
+        # means the whole validated motion executed (judged by nobody: outcome_source none).
         result.success, result.message = True, "pick-and-place motion executed"
         return result

@@ -9,31 +9,30 @@ of them (`core.outcomes.judge_sim_placement`; another object there is `wrong_obj
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 import numpy as np
 
 from vla_r1_ros.core.collision import Box, CollisionCheck
 from vla_r1_ros.core.geometry import RigidTransform
-from vla_r1_ros.core.outcomes import OutcomeSource, judge_sim_placement
+from vla_r1_ros.core.outcomes import ExecutionResult, FailureStage, OutcomeSource, judge_sim_placement
 from vla_r1_ros.core.planning import GripperAction, JointLimits, MotionSegment, ValidatedPlan
-from vla_r1_ros.executors.base import ExecutionResult, require_validated
+from vla_r1_ros.executors.base import ExecutorBase, empty_grasp, require_validated
 from vla_r1_ros.sim.collision import CollisionScene
 from vla_r1_ros.sim.workcell import Workcell
 
 SETTLE_AFTER_RELEASE_S = 0.6
 
 
-class SimArmExecutor:
+class SimArmExecutor(ExecutorBase):
     name = "sim"
 
     def __init__(self, workcell: Workcell):
+        super().__init__()
         self.workcell = workcell
         self.joint_names = tuple(workcell.arm_joint_names)
         self.gripper_opening_m = 2.0 * float(workcell.config["gripper"]["open_m"])  # open_m is per finger
         self.min_held_width_m = float(workcell.config["gripper"]["min_held_width_m"])
-        self._stop = threading.Event()
 
     def joint_limits(self) -> JointLimits:
         return JointLimits(*self.workcell.joint_limits())
@@ -54,72 +53,63 @@ class SimArmExecutor:
         scene = CollisionScene(tuple(self.workcell.obstacles(grasp_point)), held)
         return self.workcell.collision.check(scene)
 
-    def stop(self) -> None:
-        self._stop.set()
+    def _open_gripper(self) -> None:
+        self.workcell.set_gripper(closed=False)
+
+    def _follow(
+        self, plan: ValidatedPlan, samples: np.ndarray, from_joints: np.ndarray, stopping: Callable[[], bool]
+    ) -> list[np.ndarray]:
+        return self.workcell.execute_joint_path(samples, plan.plan.speed_scaling, stopping)
 
     def execute(self, plan: ValidatedPlan, should_stop: Callable[[], bool], instruction: str = "") -> ExecutionResult:
         """Run the plan and judge it against `instruction` (an empty or ambiguous instruction cannot be
-        judged: success False, outcome_source "none")."""
+        judged: success False, outcome_source none)."""
         plan = require_validated(plan)
         self._stop.clear()
-
-        def stopping() -> bool:
-            return self._stop.is_set() or should_stop()
-
+        stopping = self._stopping(should_stop)
         result = ExecutionResult(success=False, outcome_source=OutcomeSource.SIMULATOR)
         drift = plan.start_drift(self.workcell.joint_positions())
         if drift:
-            result.failure_stage, result.message = "execute", drift
-            return result
-        self.workcell.set_gripper(closed=False)
+            return result.fail(FailureStage.EXECUTE, drift)
+        self._open_gripper()
         carrying = False  # between a successful grasp and the release
+        joints = plan.start_joints
         for step in plan.steps:
             if stopping():
-                return self._cancelled(result, step.name)
+                return result.fail(FailureStage.CANCELLED, f"stopped during {step.name}")
             if isinstance(step, MotionSegment):
-                result.ee_path += self.workcell.execute_joint_path(step.joints, plan.plan.speed_scaling, stopping)
+                result.ee_path += self._follow(plan, step.joints, joints, stopping)
                 if stopping():
-                    return self._cancelled(result, step.name)
+                    return result.fail(FailureStage.CANCELLED, f"stopped during {step.name}")
                 error = plan.tracking_error(step, self.workcell.joint_positions())
                 if error:
-                    result.failure_stage, result.message = "execute", error
-                    return result
+                    return result.fail(FailureStage.EXECUTE, error)
                 if carrying and not self.workcell.holding(result.held_object):
-                    result.failure_stage = "grasp"
-                    result.message = f"{result.held_object} slipped out of the gripper during {step.name}"
-                    return result
+                    return result.fail(
+                        FailureStage.GRASP, f"{result.held_object} slipped out of the gripper during {step.name}"
+                    )
+                joints = step.joints[-1]
             elif isinstance(step, GripperAction) and step.close:
                 opening = self.workcell.set_gripper(closed=True)
                 # What a real gripper tells: how far apart the fingers stopped. Which object they hold
                 # only the simulator knows (contacts).
                 held = [o.name for o in self.workcell.scene().objects if self.workcell.holding(o.name)]
-                if opening < self.min_held_width_m or len(held) != 1:
-                    result.failure_stage = "grasp"
-                    result.message = (
-                        f"gripper closed to {opening * 1000:.0f} mm (< {self.min_held_width_m * 1000:.0f} mm): "
-                        "nothing between the fingers"
-                        if opening < self.min_held_width_m or not held
-                        else f"gripper closed on several objects: {held}"
+                empty = empty_grasp(opening, self.min_held_width_m)
+                if empty or len(held) != 1:
+                    why = empty or (
+                        f"gripper closed on several objects: {held}"
+                        if held
+                        else f"gripper closed to {opening * 1000:.0f} mm on no object: nothing between the fingers"
                     )
-                    result.ee_path += self._retreat(plan, stopping)
-                    return result
+                    return self._grasp_failed(result, plan, why, joints, stopping)
                 result.held_object, carrying = held[0], True
             else:
-                self.workcell.set_gripper(closed=False)
+                self._open_gripper()
                 carrying = False
         self.workcell.step(SETTLE_AFTER_RELEASE_S)
         result.ee_path.append(self.workcell.ee_pose()[0])
         result.objects_in_tray = self.workcell.objects_in_tray()
         verdict = judge_sim_placement(instruction, self.workcell.scene().objects, result.objects_in_tray)
         result.success, result.failure_stage, result.message = verdict.success, verdict.failure_stage, verdict.message
-        result.outcome_source, result.target = verdict.outcome_source, verdict.target
-        return result
-
-    def _retreat(self, plan: ValidatedPlan, should_stop: Callable[[], bool]) -> list[np.ndarray]:
-        """After an empty grasp: open, and back up the checked descent to the pre-grasp pose."""
-        self.workcell.set_gripper(closed=False)
-        return self.workcell.execute_joint_path(plan.retreat_after_grasp(), plan.plan.speed_scaling, should_stop)
-
-    def _cancelled(self, result: ExecutionResult, during: str) -> ExecutionResult:
-        result.failure_stage, result.message = "cancelled", f"stopped during {during}"
+        result.outcome_source = verdict.outcome_source
         return result

@@ -23,6 +23,7 @@ from vla_r1_interfaces.msg import SceneState
 from vla_r1_interfaces.srv import LogEpisode, ResetScene
 
 from vla_r1_ros import topics
+from vla_r1_ros.core.outcomes import FailureStage
 from vla_r1_ros.core.run_holds import hold_reason
 from vla_r1_ros.core.scene import Scene
 from vla_r1_ros.nodes.goals import send_goal_with_retry, wait_future
@@ -207,7 +208,7 @@ class GraphClient:
             if refusal:
                 raise TrialHeld(f"the planning node refused the goal: {refusal}")
             return ExecuteInstruction.Result(
-                success=False, failure_stage="execute", message="goal rejected by the planning node"
+                success=False, failure_stage=FailureStage.EXECUTE, message="goal rejected by the planning node"
             )
         result_future = handle.get_result_async()
         try:

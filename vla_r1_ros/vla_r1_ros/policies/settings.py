@@ -11,7 +11,7 @@ A wrong value raises `ValueError` naming the setting, before anything is loaded.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any
 
 BACKENDS = ("transformers", "openai")
@@ -165,9 +165,6 @@ class TransformersSettings:
         if quantization == "int4_decode" and device_type != "cpu":
             raise ValueError(f"quantization int4_decode runs on the CPU, not on {device_type}")
         return quantization
-
-    def with_generation(self, **changes: Any) -> TransformersSettings:
-        return replace(self, generation=replace(self.generation, **changes))
 
 
 @dataclass(frozen=True)
