@@ -49,6 +49,9 @@ FAILURE_STAGES: tuple[str, ...] = tuple(stage.value for stage in FailureStage)
 BEFORE_MOTION: frozenset[str] = frozenset(
     {FailureStage.PARSE, FailureStage.LIFT, FailureStage.SAFETY, FailureStage.COLLISION, FailureStage.IK}
 )
+# Trials that end at these stages are never judged, whoever looks: a dry run tried nothing, and an
+# internal error is a bug of ours, not the policy's failure.
+NEVER_JUDGED: frozenset[str] = frozenset({FailureStage.DRY_RUN, FailureStage.INTERNAL})
 
 
 class OutcomeSource(StrEnum):
@@ -67,7 +70,7 @@ OUTCOME_SOURCES: tuple[str, ...] = tuple(source.value for source in OutcomeSourc
 def is_judged(outcome_source: str, failure_stage: str = "") -> bool:
     """Whether a trial counts in a success rate: someone judged it, and it was neither a dry run nor
     ended by a bug of ours (`internal`)."""
-    return outcome_source != OutcomeSource.NONE and failure_stage not in (FailureStage.DRY_RUN, FailureStage.INTERNAL)
+    return outcome_source != OutcomeSource.NONE and failure_stage not in NEVER_JUDGED
 
 
 def source_without_record(success: bool, failure_stage: str, judge: str) -> str:
@@ -77,7 +80,7 @@ def source_without_record(success: bool, failure_stage: str, judge: str) -> str:
     real arm until an operator judges it)."""
     if failure_stage in BEFORE_MOTION:
         return OutcomeSource.PIPELINE
-    if failure_stage in (FailureStage.DRY_RUN, FailureStage.INTERNAL) or (not success and not failure_stage):
+    if failure_stage in NEVER_JUDGED or (not success and not failure_stage):
         return OutcomeSource.NONE
     return OutcomeSource(judge)
 

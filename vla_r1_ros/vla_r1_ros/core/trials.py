@@ -15,10 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from vla_r1_ros.core.outcomes import FAILURE_STAGES, FailureStage, OutcomeSource, is_judged
+from vla_r1_ros.core.outcomes import FAILURE_STAGES, NEVER_JUDGED, FailureStage, OutcomeSource, is_judged
 
 REWARD_KEYS = ("total", "format", "region", "trajectory")
-NEVER_JUDGED = (FailureStage.DRY_RUN, FailureStage.INTERNAL)  # listed under not_judged, never as failures
 
 
 @dataclass
