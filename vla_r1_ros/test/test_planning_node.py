@@ -4,7 +4,8 @@ rejected and nothing moves; plan_only never moves; a trial's record waits for th
 disk.
 
 The planning node and the reward logger are real, and the node drives the simulated Panda
-(SimArmExecutor on a PyBullet workcell). The camera and the model are test stand-ins: a node publishes
+(SimArmExecutor on a PyBullet workcell) — or, in the MoveIt test, the MoveIt executor on a TEST DOUBLE
+of moveit_py (test/moveit_jazzy_double.py), which cannot be installed here. The camera and the model are test stand-ins: a node publishes
 the workcell's colour, depth, camera info and scene as the perception node does, and another serves
 `vla_r1/predict` by answering from the ground truth the goal carries (the reference box and waypoints of
 the object the instruction names, written in the model's text format).
@@ -149,14 +150,13 @@ def start_logger(executor, log_dir):
     return logger
 
 
-@pytest.fixture
-def graph(executor, workcell, tmp_path):
-    from vla_r1_ros.executors.sim import SimArmExecutor
+def planning_graph(executor, workcell, tmp_path, arm):
+    """The planning node driving `arm`, the reward logger, the camera and model stand-ins, and a client."""
     from vla_r1_ros.nodes.planning_node import PlanningNode
 
     planning = PlanningNode(
         ProcessContext(PackageConfig.load(), workcell),
-        arm=SimArmExecutor(workcell),
+        arm=arm,
         parameter_overrides=[Parameter("log_retry_period_s", value=0.3), Parameter("max_undelivered", value=1)],
     )
     camera, model = GroundTruthCamera(workcell), GroundTruthModel(workcell.capture()[0].intrinsics)
@@ -185,6 +185,13 @@ def graph(executor, workcell, tmp_path):
         "log_dir": tmp_path / "log",
     }
     camera.stop_camera()  # the module's workcell outlives these nodes: no capture may be in flight
+
+
+@pytest.fixture
+def graph(executor, workcell, tmp_path):
+    from vla_r1_ros.executors.sim import SimArmExecutor
+
+    yield from planning_graph(executor, workcell, tmp_path, SimArmExecutor(workcell))
 
 
 def send_goal(graph, instruction: str, plan_only: bool = False):
@@ -452,3 +459,49 @@ def test_trials_wait_for_the_logger_and_a_refused_record_is_delivered_later(grap
     assert spin_until(executor, graph["planning"].delivery.log_client.service_is_ready, 30.0)
     assert run_goal(graph, instruction, plan_only=True).failure_stage == "dry_run"
     assert len(logged(graph, 2)) == 2
+
+
+@pytest.fixture
+def moveit_graph(executor, workcell, tmp_path, monkeypatch):
+    """The graph with the planning node on the MoveIt executor, as `executor:=moveit` builds it
+    (`executors.make_executor`: moveit_py.yaml's settings, the workcell's collision world), except that
+    MoveIt itself is a TEST DOUBLE: moveit_py cannot be installed here. test/moveit_jazzy_double.py
+    mirrors moveit_py's Jazzy API (the moveit2 files and commit are in its docstring) over PyBullet's
+    Panda; only the MoveItPy construction (moveit_configs_utils, not doubled) is bypassed."""
+    import moveit_jazzy_double as double
+
+    from vla_r1_ros.core.collision import CollisionWorld
+    from vla_r1_ros.executors.moveit import MoveItExecutor
+
+    moveit, world = double.install(monkeypatch)
+    config = PackageConfig.load()
+    settings = config.moveit_py["vla_r1"]
+    arm = MoveItExecutor(moveit, settings, CollisionWorld.from_config(config.workcell, config.camera))
+    ready = np.array([0, -0.785, 0, -2.356, 0, 1.571, 0.785])  # the Panda's ready configuration
+    world.arm_q = arm.solve_ik(*workcell.ee_pose(), ready)
+    assert world.arm_q is not None
+    world.object_width_m = 0.04  # the hand closes on an object
+    try:
+        yield from (graph | {"world": world} for graph in planning_graph(executor, workcell, tmp_path, arm))
+    finally:
+        world.close()
+
+
+def test_a_trial_through_moveit_inside_the_planning_node_is_executed_logged_and_not_judged(moveit_graph, workcell):
+    """A lab's path end to end: frames -> prediction -> a plan collision-checked by MoveIt's planning
+    scene -> executed through moveit_py -> not judged (MoveIt cannot see where the object went) ->
+    logged. The simulated arm never moves: the trial ran on MoveIt's."""
+    from vla_r1_ros.core.outcomes import is_judged
+
+    _, instruction = instruction_for(workcell, seed=1)
+    sim_arm_before = workcell.joint_positions()
+    result = run_goal(moveit_graph, instruction)
+    assert result.failure_stage == "" and result.message == "pick-and-place motion executed", result.message
+    world = moveit_graph["world"]
+    assert world.arm_trajectories >= 4 and world.is_state_colliding_calls > 0  # ran and was checked by MoveIt
+    np.testing.assert_allclose(workcell.joint_positions(), sim_arm_before, atol=1e-6)
+    ((entry, document),) = logged(moveit_graph)
+    assert entry["trial_id"] == result.episode_id and document["plan"]["feasible"]
+    assert entry["outcome_source"] == document["outcome"]["outcome_source"] == "none"
+    assert not is_judged(entry["outcome_source"], entry["failure_stage"])  # no success until someone judges it
+    assert len(document["executed_ee_path"]) >= 4
