@@ -5,8 +5,9 @@ disk.
 
 The planning node and the reward logger are real, and the node drives the simulated Panda
 (SimArmExecutor on a PyBullet workcell) — or, in the MoveIt test, the MoveIt executor on a TEST DOUBLE
-of moveit_py (test/moveit_jazzy_double.py), which cannot be installed here. The camera and the model are test stand-ins: a node publishes
-the workcell's colour, depth, camera info and scene as the perception node does, and another serves
+of moveit_py (test/moveit_jazzy_double.py), which cannot be installed here. The camera and the model
+are test stand-ins: a node publishes the workcell's colour, depth, camera info and scene as the
+perception node does, and another serves
 `vla_r1/predict` by answering from the ground truth the goal carries (the reference box and waypoints of
 the object the instruction names, written in the model's text format).
 """
