@@ -11,6 +11,7 @@ own frame set now, so every episode must be complete."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -76,7 +77,9 @@ def test_trials_log_every_episode_and_summarise_them(run_dir):
     assert run_config["package_version"]
     entries = read_index(run_dir)
     assert len(entries) == TRIALS
+    run_config_sha256 = hashlib.sha256((run_dir / "run_config.json").read_bytes()).hexdigest()
     for entry in entries:
+        assert entry["run_config"] == {"file": "run_config.json", "sha256": run_config_sha256}, entry
         assert entry["success"] and entry["has_color"] and entry["has_depth"], entry
         assert entry["reference_source"] == "simulator" and entry["notes"] == [], entry
         assert entry["outcome_source"] == "simulator", entry

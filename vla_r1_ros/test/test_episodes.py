@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import signal
@@ -127,6 +128,22 @@ def test_write_round_trip(tmp_path):
     depth = episodes.load_depth(log, "000001")
     assert depth.dtype == np.uint16
     np.testing.assert_array_equal(depth, frame().depth)
+
+
+def test_episodes_name_the_run_config_of_their_log(tmp_path):
+    """`vla-r1 trials` writes run_config.json into the log before the first trial: every episode written
+    while it is there names it with the hash of its bytes, so an episode says which configuration made it
+    even after another run (attached to the same logger) replaced the file."""
+    with EpisodeStore(tmp_path) as store:
+        assert store.write(trial())["run_config"] is None  # a log without one: a lab's own launch
+        (tmp_path / episodes.RUN_CONFIG_FILE).write_text('{"arguments": {"n": 2}}')
+        first = store.write(replace(trial(), trial_id="t-second"))
+        (tmp_path / episodes.RUN_CONFIG_FILE).write_text('{"arguments": {"n": 3}}')
+        second = store.write(replace(trial(), trial_id="t-third"))
+    assert first["run_config"]["file"] == "run_config.json"
+    assert first["run_config"]["sha256"] == hashlib.sha256(b'{"arguments": {"n": 2}}').hexdigest()
+    assert second["run_config"]["sha256"] == hashlib.sha256(b'{"arguments": {"n": 3}}').hexdigest()
+    assert episodes.load_episode(tmp_path, first["episode"])["run_config"] == first["run_config"]
 
 
 def test_missing_frame_is_still_an_episode(tmp_path):

@@ -12,10 +12,32 @@ from PIL import Image
 from vla_r1_ros.cli import sweep, trials
 from vla_r1_ros.core.trials import TrialOutcome, format_summary, summarize, sweep_curve
 from vla_r1_ros.report import write_sweep_report
+from vla_r1_ros.trial_observers import SummaryWriter
 
 
 def outcome(index: int, seed: int, success: bool, stage: str = "", source: str = "simulator") -> TrialOutcome:
     return TrialOutcome(index, seed, "put the red cube in the tray", "red_cube", success, stage, outcome_source=source)
+
+
+def test_the_summary_writer_writes_the_run_folder_and_says_when_it_cannot(tmp_path, capsys):
+    """The `SummaryWriter` observer at the end of a run: the table on stdout, summary.json (with what the
+    run was, why it stopped, what never reached the log), trials.json; an unwritable folder is one line."""
+    outcomes = [outcome(0, 5, True), outcome(1, 6, False, "grasp")]
+    writer = SummaryWriter(tmp_path, 4, {"policy": "scripted", "seed": 5}, report=False)
+    writer.on_run_end(outcomes, "the camera (sim) is restarting", ["t9"])
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert (summary["n"], summary["successes"], summary["policy"], summary["seed"]) == (2, 1, "scripted", 5)
+    assert summary["stopped"] == "the camera (sim) is restarting" and summary["not_run"] == 2
+    assert summary["unlogged"] == ["t9"] and summary["run_config"] == "run_config.json"
+    assert [t["seed"] for t in json.loads((tmp_path / "trials.json").read_text())] == [5, 6]
+    assert "success" in capsys.readouterr().out and not writer.error
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    writer = SummaryWriter(blocked / "run", 2, {}, report=False)
+    writer.on_run_end(outcomes, "", [])
+    assert writer.error.startswith(f"could not write the summary into {blocked / 'run'}")
+    assert f"vla-r1: {writer.error}" in capsys.readouterr().err
 
 
 def test_an_internal_error_is_never_judged_and_the_summary_names_it():
@@ -113,3 +135,17 @@ def test_sweep_curve_and_report(tmp_path):
     with Image.open(tmp_path / "sweep.png") as png:
         assert png.size[0] > 300 and png.size[1] > 200
     assert sweep_curve("wrong_object", "paper", points)["paper_level"] is None  # the paper reports none
+
+
+@pytest.mark.parametrize("blocked", ["parent is a file", "run_config.json is a folder"])
+def test_an_unwritable_out_is_one_line_and_exit_code_2(tmp_path, capsys, blocked):
+    """`vla-r1 trials --out` where nothing can be written stops before any process starts, in one line."""
+    if blocked == "parent is a file":
+        (tmp_path / "file").write_text("")
+        out = tmp_path / "file" / "run"
+    else:
+        out = tmp_path / "run"
+        (out / "run_config.json").mkdir(parents=True)
+    assert trials.run_trials(parse_trials("--n", "1", "--out", str(out))) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"vla-r1: cannot write into --out {out}: ") and err.count("\n") == 1, err

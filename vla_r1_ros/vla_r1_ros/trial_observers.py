@@ -1,15 +1,21 @@
 """What a run of trials tells the outside world: the `TrialObserver` seam of `trial_runner`.
 
 An observer hears each finished (and judged) trial, each event the operator must know at once (a pause
-and its cause, a logging problem, a stop), and the stages of the running trial. `ProgressBar` is the
-terminal's: a tqdm bar with the running success count, events written above it.
+and its cause, a logging problem, a stop), the stages of the running trial, and the end of the run.
+`ProgressBar` is the terminal's: a tqdm bar with the running success count, events written above it.
+`SummaryWriter` is the run folder's: at the end, the summary table on stdout and `summary.json`,
+`trials.json` and `report.html` beside the episode log.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
-from vla_r1_ros.core.trials import TrialOutcome
+from vla_r1_ros.core.episodes import RUN_CONFIG_FILE, EpisodeStoreError, write_json_atomic
+from vla_r1_ros.core.trials import TrialOutcome, format_summary, summarize
 
 
 class TrialObserver:
@@ -21,6 +27,10 @@ class TrialObserver:
 
     def on_stage(self, stage: str) -> None:
         """The running trial entered `stage` (the planning node's ExecuteInstruction feedback)."""
+
+    def on_run_end(self, outcomes: Sequence[TrialOutcome], stopped: str, unlogged: Sequence[str]) -> None:
+        """The run ended: its outcomes, why it stopped early ("" when it ran every trial), and the finished
+        trials the reward logger never confirmed."""
 
 
 class ProgressBar(TrialObserver):
@@ -41,5 +51,40 @@ class ProgressBar(TrialObserver):
     def on_event(self, text: str) -> None:
         self.bar.write(f"vla-r1: {text}", file=sys.stderr)
 
+    def on_run_end(self, outcomes: Sequence[TrialOutcome], stopped: str, unlogged: Sequence[str]) -> None:
+        self.close()  # before anything prints the summary under it
+
     def close(self) -> None:
         self.bar.close()
+
+
+class SummaryWriter(TrialObserver):
+    def __init__(self, out: Path, total: int, run: Mapping[str, Any], report: bool = True) -> None:
+        """`run`: what the summary says the run was (policy, noise, seed, protocol, …) beside its figures;
+        `report`: also draw report.html. `error` holds why the files could not be written, if they could not."""
+        self.out = out
+        self.total = total
+        self.run = dict(run)
+        self.report = report
+        self.summary: dict[str, Any] = {}
+        self.error = ""
+
+    def on_run_end(self, outcomes: Sequence[TrialOutcome], stopped: str, unlogged: Sequence[str]) -> None:
+        summary = summarize(list(outcomes)) | self.run | {"run_config": RUN_CONFIG_FILE}
+        if stopped:
+            summary |= {"stopped": stopped, "not_run": self.total - len(outcomes)}
+        if unlogged:
+            summary["unlogged"] = list(unlogged)
+        self.summary = summary
+        print(format_summary(summary))
+        try:
+            write_json_atomic(self.out / "summary.json", summary)
+            write_json_atomic(self.out / "trials.json", [outcome.to_json() for outcome in outcomes])
+            if self.report:
+                from vla_r1_ros.report import write_report
+
+                print(f"report: {write_report(self.out, self.out / 'report.html', summary=summary)}")
+            print(f"summary: {self.out / 'summary.json'}")
+        except (OSError, EpisodeStoreError) as exc:  # a full or read-only disk: the table above is all there is
+            self.error = f"could not write the summary into {self.out}: {exc}"
+            print(f"vla-r1: {self.error}", file=sys.stderr)

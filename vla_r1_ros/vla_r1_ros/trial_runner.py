@@ -4,7 +4,7 @@ Per trial: the `SceneSetup` sets the scene up (`scene_setup.SimReset`: reset the
 layout and draw the target and instruction; `ManualReset`: the operator), the graph runs the trial
 (`nodes.trial_client.GraphClient`: one ExecuteInstruction goal), the run waits for the reward logger
 to confirm the episode, the judge (if any) turns the outcome into the judged one, and every
-`TrialObserver` hears of it. With `per_scene` > 1 (the paper's protocol: 4 scenes × 10 trials)
+`TrialObserver` hears of it (and of the run's end). With `per_scene` > 1 (the paper's protocol: 4 scenes × 10 trials)
 consecutive trials share a layout: trial i uses layout seed `seed + i // per_scene`, each with its own
 target draw.
 
@@ -77,6 +77,8 @@ class TrialRunner:
             for observer in self.observers:
                 observer.on_trial(outcome)
         self._wait_for_the_log(outcomes, settings)
+        for observer in self.observers:
+            observer.on_run_end(outcomes, self.stopped, self.unlogged)
         return outcomes
 
     def _run_when_possible(self, index: int, settings: TrialSettings, rng: np.random.Generator) -> TrialOutcome:

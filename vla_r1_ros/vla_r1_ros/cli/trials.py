@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from vla_r1_ros.core.episodes import write_json_atomic
+from vla_r1_ros.core.episodes import INDEX_FILE, RUN_CONFIG_FILE, EpisodeStoreError, write_json_atomic
 from vla_r1_ros.core.trials import TrialSettings
 from vla_r1_ros.graph import GraphArgs
 from vla_r1_ros.policies import PATH_CONVENTIONS, POLICIES
@@ -115,94 +115,121 @@ def run(args: argparse.Namespace) -> int:
     return run_trials(args)
 
 
+class UsageError(ValueError):
+    """Arguments that cannot make a run (the command exits 2 with the message)."""
+
+
 def trial_count(args: argparse.Namespace) -> int:
-    """How many trials the arguments ask for (raises ValueError for contradictory ones)."""
+    """How many trials the arguments ask for (UsageError for contradictory ones)."""
     if args.scenes < 0 or args.per_scene < 1:
-        raise ValueError("--scenes must be ≥ 0 and --per-scene ≥ 1")
+        raise UsageError("--scenes must be ≥ 0 and --per-scene ≥ 1")
     if not args.scenes:
         count = args.default_n if args.n is None else args.n
     elif args.manual_reset:
-        raise ValueError("--scenes resets the simulator; with --manual-reset give --n and reset by hand")
+        raise UsageError("--scenes resets the simulator; with --manual-reset give --n and reset by hand")
     elif args.n is not None and args.n != args.scenes * args.per_scene:
-        raise ValueError(f"--n {args.n} contradicts --scenes {args.scenes} × --per-scene {args.per_scene}")
+        raise UsageError(f"--n {args.n} contradicts --scenes {args.scenes} × --per-scene {args.per_scene}")
     else:
         count = args.scenes * args.per_scene
     if count < 0:
-        raise ValueError("--n must be ≥ 0")
+        raise UsageError("--n must be ≥ 0")
     return count
+
+
+def checked_arguments(args: argparse.Namespace) -> tuple[int, list[dict] | None]:
+    """The trial count and the `--judge` judgements the arguments ask for; UsageError when they contradict."""
+    if args.manual_reset and not args.instruction:
+        raise UsageError("--manual-reset needs at least one --instruction")
+    n = trial_count(args)
+    if (args.judge or args.log_dir) and not args.manual_reset:
+        raise UsageError("--judge and --log-dir go with --manual-reset (the simulator judges its own trials)")
+    if not args.judge:
+        return n, None
+    from vla_r1_ros.core.labels import LabelError, load_judgements
+
+    try:
+        return n, load_judgements(args.judge, n)
+    except LabelError as exc:
+        raise UsageError(f"--judge: {exc}") from None
+
+
+def prepared_out(args: argparse.Namespace, attach: bool) -> Path:
+    """The run's folder, created, with its run_config.json written (UsageError when it cannot be)."""
+    out = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    if not attach and (out / INDEX_FILE).exists():
+        # summary.json and the report describe one run; mixing two runs' episodes would misreport both.
+        raise UsageError(f"{out} already holds an episode log; choose another --out or remove it")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / RUN_CONFIG_FILE, run_config(args))
+    except OSError as exc:
+        raise UsageError(f"cannot write into --out {out}: {exc.strerror or exc}") from None
+    except EpisodeStoreError as exc:  # the folder exists but cannot take a file (read-only, full)
+        raise UsageError(f"cannot write into --out {out}: {exc}") from None
+    return out
+
+
+def started_graph(args: argparse.Namespace, out: Path):
+    """The graph's processes, started with the run's policy and logging into `out` (a `GraphLauncher`)."""
+    from vla_r1_ros.launcher import GraphLauncher
+
+    # A graph this command starts talks on this machine only (unless the caller chose otherwise):
+    # DDS discovery on the whole subnet would let anyone on the LAN send the goal that moves the arm.
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    graph_args = GraphArgs(
+        policy=args.policy,
+        noise=args.noise,
+        path_convention=args.path_convention,
+        model=args.model,
+        quantization=args.quantization,
+        log_dir=str(out),
+        seed=args.seed,
+    )
+    launcher = GraphLauncher(graph_args, out / "logs")
+    launcher.start()
+    print(
+        f"started {len(launcher.processes)} processes (logs: {out / 'logs'}); "
+        f"needs a ROS install, skipped: {', '.join(launcher.skipped) or 'none'}"
+    )
+    return launcher
+
+
+def summary_fields(args: argparse.Namespace, n: int) -> dict:
+    """What summary.json says the run was, beside its figures."""
+    protocol = {"scenes": args.scenes, "per_scene": args.per_scene} if args.scenes else {"scenes": n, "per_scene": 1}
+    return {
+        "policy": args.policy,
+        "noise": args.noise,
+        "path_convention": args.path_convention,
+        "seed": args.seed,
+        "protocol": protocol,
+    }
 
 
 def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
     import rclpy
     from rclpy.signals import SignalHandlerOptions
 
-    from vla_r1_ros.core.trials import format_summary, summarize
-    from vla_r1_ros.launcher import GraphLauncher
     from vla_r1_ros.nodes.trial_client import GraphClient, GraphUnavailable
     from vla_r1_ros.scene_setup import ManualReset, SimReset
-    from vla_r1_ros.trial_observers import ProgressBar
+    from vla_r1_ros.trial_observers import ProgressBar, SummaryWriter
     from vla_r1_ros.trial_runner import TrialRunner
 
-    if args.manual_reset and not args.instruction:
-        print("vla-r1: --manual-reset needs at least one --instruction", file=sys.stderr)
-        return 2
+    attach = args.attach or args.manual_reset
     try:
-        n = trial_count(args)
-    except ValueError as exc:
+        n, judgements = checked_arguments(args)
+        out = prepared_out(args, attach)
+    except UsageError as exc:
         print(f"vla-r1: {exc}", file=sys.stderr)
         return 2
-    if (args.judge or args.log_dir) and not args.manual_reset:
-        print(
-            "vla-r1: --judge and --log-dir go with --manual-reset (the simulator judges its own trials)",
-            file=sys.stderr,
-        )
-        return 2
-    judgements = None
-    if args.judge:
-        from vla_r1_ros.core.labels import LabelError, load_judgements
-
-        try:
-            judgements = load_judgements(args.judge, n)
-        except LabelError as exc:
-            print(f"vla-r1: --judge: {exc}", file=sys.stderr)
-            return 2
-    attach = args.attach or args.manual_reset
-    out = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}").resolve()
-    if not attach and (out / "index.jsonl").exists():
-        # summary.json and the report describe one run; mixing two runs' episodes would misreport both.
-        print(f"vla-r1: {out} already holds an episode log; choose another --out or remove it", file=sys.stderr)
-        return 2
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out / "run_config.json", run_config(args))
-    except OSError as exc:
-        print(f"vla-r1: cannot write into --out {out}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    launcher = None
-    if not attach:
-        # A graph this command starts talks on this machine only (unless the caller chose otherwise):
-        # DDS discovery on the whole subnet would let anyone on the LAN send the goal that moves the arm.
-        os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-        graph_args = GraphArgs(
-            policy=args.policy,
-            noise=args.noise,
-            path_convention=args.path_convention,
-            model=args.model,
-            quantization=args.quantization,
-            log_dir=str(out),
-            seed=args.seed,
-        )
-        launcher = GraphLauncher(graph_args, out / "logs")
-        launcher.start()
-        print(
-            f"started {len(launcher.processes)} processes (logs: {out / 'logs'}); "
-            f"needs a ROS install, skipped: {', '.join(launcher.skipped) or 'none'}"
-        )
+    launcher = None if attach else started_graph(args, out)
     # SIGTERM (a supervisor, `timeout`) stops the graph like Ctrl-C does, through the `finally` below;
     # rclpy's own handlers would only shut its context down and leave this loop and the graph running.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     graph = GraphClient()
+    # With --manual-reset the questions are the progress: a bar would run into the prompts.
+    progress = ProgressBar(n, enabled=not args.manual_reset)
     try:
         if args.manual_reset:
             setup = ManualReset(
@@ -220,44 +247,14 @@ def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
             hold_limit_s=args.pause_limit,
         )
         judge = operator_judge(graph, args, judgements) if args.manual_reset else None
-        # With --manual-reset the questions are the progress: a bar would run into the prompts.
-        progress = ProgressBar(n, enabled=not args.manual_reset)
-        runner = TrialRunner(graph, setup, judge, observers=[progress])
-        try:
-            outcomes = runner.run(settings)
-        finally:
-            progress.close()
-        if n:
-            protocol = (
-                {"scenes": args.scenes, "per_scene": args.per_scene} if args.scenes else {"scenes": n, "per_scene": 1}
-            )
-            summary = summarize(outcomes) | {
-                "policy": args.policy,
-                "noise": args.noise,
-                "path_convention": args.path_convention,
-                "seed": args.seed,
-                "protocol": protocol,
-                "run_config": "run_config.json",
-            }
-            if runner.stopped:
-                summary |= {"stopped": runner.stopped, "not_run": n - len(outcomes)}
-            if runner.unlogged:
-                summary["unlogged"] = runner.unlogged
-            print(format_summary(summary))
-            try:
-                write_json_atomic(out / "summary.json", summary)
-                write_json_atomic(out / "trials.json", [o.to_json() for o in outcomes])
-                if not args.no_report:
-                    from vla_r1_ros.report import write_report
-
-                    print(f"report: {write_report(out, out / 'report.html', summary=summary)}")
-                print(f"summary: {out / 'summary.json'}")
-            except OSError as exc:  # the log's disk is full or read-only: the summary above is all there is
-                print(f"vla-r1: could not write the summary into {out}: {exc}", file=sys.stderr)
-                return 1
-            if runner.stopped:
-                print(f"vla-r1: stopped after {len(outcomes)} of {n} trials: {runner.stopped}", file=sys.stderr)
-                return 1
+        writer = SummaryWriter(out, n, summary_fields(args, n), report=not args.no_report)
+        runner = TrialRunner(graph, setup, judge, observers=[progress, writer] if n else [progress])
+        outcomes = runner.run(settings)
+        if writer.error:
+            return 1
+        if runner.stopped:
+            print(f"vla-r1: stopped after {len(outcomes)} of {n} trials: {runner.stopped}", file=sys.stderr)
+            return 1
         if keep_running:
             print("graph running; Ctrl-C to stop")
             while True:
@@ -274,6 +271,7 @@ def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
         if isinstance(exc, EOFError):
             return 1
     finally:
+        progress.close()
         graph.close()
         rclpy.try_shutdown()
         if launcher:

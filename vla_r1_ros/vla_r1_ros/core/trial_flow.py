@@ -4,8 +4,9 @@ perceive -> predict -> lift -> plan (+ safety validation) -> execute. The trial 
 frame set `perceive` returns is kept in the record and handed to `predict` (the model answers about
 exactly that image) and to `lift` (its aligned depth); nothing is looked up again by timestamp. The
 planning node injects steps that talk to ROS (frame sets, the Predict action, the executor); tests
-inject plain functions. Every way a trial can end maps to one EpisodeRecord.failure_stage:
-parse | lift | safety | ik | grasp | place | execute | cancelled | timeout | dry_run; an unexpected
+inject plain functions. Every way a trial can end maps to one EpisodeRecord.failure_stage, a member of
+`core.outcomes.FailureStage`: parse | lift | safety | collision | ik | grasp | wrong_object | place |
+execute | timeout | cancelled | dry_run; an unexpected
 exception (a bug of ours) in any step is `internal`, with outcome_source none and its traceback in the
 record: it never counts as the policy's failure.
 """

@@ -13,9 +13,15 @@ from vla_r1_ros.core.prediction import Prediction
 
 
 def episode_document(
-    episode: str, record: TrialLog, frame: CameraFrame, references: References, notes: list[str]
+    episode: str,
+    record: TrialLog,
+    frame: CameraFrame,
+    references: References,
+    notes: list[str],
+    run_config: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The episode.json document of a trial (`frame` gives the camera info and which images exist)."""
+    """The episode.json document of a trial (`frame` gives the camera info and which images exist;
+    `run_config` names the configuration of the run that produced it, when the log holds one)."""
     return {
         "schema_version": SCHEMA_VERSION,
         "episode": episode,
@@ -43,6 +49,7 @@ def episode_document(
         "references": references.to_json(),
         "rewards": episode_rewards(record, references),
         "notes": notes,
+        "run_config": None if run_config is None else dict(run_config),
     }
 
 
@@ -86,4 +93,5 @@ def index_entry(document: Mapping[str, Any]) -> dict[str, Any]:
         "has_color": document["files"]["color"] is not None,
         "has_depth": document["files"]["depth"] is not None,
         "notes": document["notes"],
+        "run_config": document.get("run_config"),
     }

@@ -6,6 +6,8 @@ episodes/000001/         one finished trial
     color.png            the colour frame the model saw (RGB, 8 bit)
     depth.png            the aligned depth frame (16 bit, millimetres, 0 = no depth)
     labels.json          operator labels (sidecar, optional)
+run_config.json          what the run that wrote the log ran with (`vla-r1 trials`; optional); every
+                         episode written while it is there names it with its SHA-256
 episodes/.tmp-000002/    an episode being written; never listed in the index
 .lock                    held by the one writer
 """
@@ -27,6 +29,7 @@ EPISODE_FILE = "episode.json"
 LABELS_FILE = "labels.json"
 COLOR_FILE = "color.png"
 DEPTH_FILE = "depth.png"
+RUN_CONFIG_FILE = "run_config.json"
 LOCK_FILE = ".lock"
 TMP_PREFIX = ".tmp-"
 EPISODE_NAME = re.compile(r"\A[0-9]{6,}\Z")  # \Z: "000001\n" is not a name

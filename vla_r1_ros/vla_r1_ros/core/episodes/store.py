@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -51,6 +52,7 @@ from vla_r1_ros.core.episodes.layout import (
     EPISODES_DIR,
     INDEX_FILE,
     LOCK_FILE,
+    RUN_CONFIG_FILE,
     TMP_PREFIX,
     EpisodeIndexPending,
     EpisodeStoreError,
@@ -175,7 +177,7 @@ class EpisodeStore:
                 COLOR_FILE: None if frame.color is None else encode_png(frame.color, "colour"),
                 DEPTH_FILE: None if frame.depth is None else encode_png(np.asarray(frame.depth, np.uint16), "depth"),
             }
-            document = episode_document(episode, record, frame, references, list(notes))
+            document = episode_document(episode, record, frame, references, list(notes), self._run_config())
             tmp = self.episodes / f"{TMP_PREFIX}{episode}"
             final = self.episodes / episode
             try:
@@ -204,6 +206,17 @@ class EpisodeStore:
                     f"({exc}); it is indexed on the next write or the next open"
                 ) from exc
             return entry
+
+    def _run_config(self) -> dict[str, str] | None:
+        """The log's run_config.json as an episode names it (file and SHA-256), read at each write: a run
+        attached to a running logger writes its own config into the folder before its first trial."""
+        try:
+            data = (self.root / RUN_CONFIG_FILE).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise store_error("read", self.root / RUN_CONFIG_FILE, exc) from exc
+        return {"file": RUN_CONFIG_FILE, "sha256": hashlib.sha256(data).hexdigest()}
 
     def _retry_unindexed(self) -> None:
         while self._unindexed:
