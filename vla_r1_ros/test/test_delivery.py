@@ -1,10 +1,17 @@
-"""At-least-once delivery (core.delivery.Outbox): kept until confirmed, in order, never lost."""
+"""At-least-once delivery (core.delivery.Outbox): kept until confirmed, in order, never lost — in memory
+and, with a `Spool`, across the death of the producer."""
 
 from __future__ import annotations
 
+import errno
+import json
 import threading
 
-from vla_r1_ros.core.delivery import DeliveryResult, Outbox
+import pytest
+
+from vla_r1_ros.core import delivery
+from vla_r1_ros.core.delivery import DAMAGED_SUFFIX, SPOOL_SUFFIX, DeliveryResult, Outbox, Spool
+from vla_r1_ros.core.episodes import EpisodeStoreError
 
 
 class Receiver:
@@ -74,3 +81,62 @@ def test_a_flush_during_a_flush_returns_at_once():
     release.set()
     worker.join(5)
     assert len(outbox) == 0
+
+
+def spool(directory) -> Spool:
+    return Spool(directory, lambda record: json.dumps(record).encode(), lambda data: json.loads(data))
+
+
+def test_a_producer_that_dies_loses_nothing_its_successor_delivers_the_spool_in_order(tmp_path):
+    receiver = Receiver()
+    receiver.up = False
+    first = spool(tmp_path)
+    outbox = Outbox(receiver.deliver, spool=first)
+    for key in ("t1", "t2", "t3"):
+        outbox.put(key, {"trial": key})
+    outbox.flush()
+    first.close()  # the process dies here: nothing was delivered, nothing is in memory any more
+
+    receiver.up = True
+    successor = Outbox(receiver.deliver, spool=spool(tmp_path))
+    assert successor.restore() == (["t1", "t2", "t3"], [])
+    successor.put("t4", {"trial": "t4"})  # a new trial queues behind what the dead producer left
+    successor.flush()
+    assert list(receiver.written) == ["t1", "t2", "t3", "t4"] and receiver.written["t2"] == {"trial": "t2"}
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(SPOOL_SUFFIX)]  # delivered: gone from disk
+
+
+def test_a_damaged_spool_file_is_set_aside_and_never_delivered(tmp_path):
+    first = spool(tmp_path)
+    Outbox(Receiver().deliver, spool=first).put("t1", {"trial": "t1"})
+    first.close()
+    (tmp_path / f"000000002-t2{SPOOL_SUFFIX}").write_bytes(b"{not json")
+    receiver = Receiver()
+    successor = Outbox(receiver.deliver, spool=spool(tmp_path))
+    keys, damaged = successor.restore()
+    assert keys == ["t1"] and len(damaged) == 1 and damaged[0].startswith(f"000000002-t2{SPOOL_SUFFIX}: ")
+    assert (tmp_path / f"000000002-t2{SPOOL_SUFFIX}{DAMAGED_SUFFIX}").exists()
+
+
+def test_a_full_disk_keeps_the_record_in_memory_and_says_so(tmp_path, monkeypatch):
+    def disk_full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(delivery, "write_durable", disk_full)
+    receiver = Receiver()
+    receiver.up = False
+    outbox = Outbox(receiver.deliver, spool=spool(tmp_path))
+    outbox.put("t1", {"trial": "t1"})
+    assert outbox.pending_keys() == ["t1"]
+    assert outbox.spool_error == f"cannot spool t1 to {tmp_path}: No space left on device"
+    receiver.up = True
+    outbox.flush()
+    assert receiver.written == {"t1": {"trial": "t1"}}
+
+
+def test_one_producer_per_spool(tmp_path):
+    held = spool(tmp_path)
+    with pytest.raises(EpisodeStoreError, match="used by another process"):
+        spool(tmp_path)
+    held.close()
+    spool(tmp_path).close()

@@ -89,8 +89,12 @@ def test_default_graph_composes_the_simulator_nodes_and_runs_the_rest_alone():
     assert [n.name for n in processes["sim_stack"].nodes] == ["workcell", "perception", "planning"]
     assert processes["inference"].nodes[0].parameters["policy"] == "scripted"
     real = {p.name: p for p in build_graph(GraphArgs(camera="realsense", executor="moveit", policy="vla_r1"))}
-    assert real["perception"].respawn and not real["planning"].respawn
     assert "sim_stack" not in real
+    # Every process holding a planning node respawns, and it spools into the log folder: a planning process
+    # that dies loses no finished trial (the one started again delivers them).
+    assert real["perception"].respawn and real["planning"].respawn and processes["sim_stack"].respawn
+    spool = real["planning"].nodes[0].parameters["spool_dir"]
+    assert spool == str(Path(GraphArgs().log_dir) / ".planning_outbox")
 
 
 def test_process_command_matches_launch_ros_conventions(tmp_path):

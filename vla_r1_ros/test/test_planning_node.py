@@ -126,6 +126,9 @@ class GroundTruthModel(Node):
         return Predict.Result(prediction=prediction_msg(prediction, goal.image.header.stamp, OPTICAL))
 
 
+IDLE_STATUS = {"refusal": "", "undelivered": 0, "log_error": "", "spool_error": ""}  # planning/status
+
+
 def graph_discovered(executor, action: ActionClient, planning) -> bool:
     """Every endpoint a trial needs has found its peer: the goal's client its server, and the planning
     node its Predict server and its logger (a trial started earlier fails `timeout` on the Predict
@@ -424,7 +427,7 @@ def test_trials_wait_for_the_logger_and_a_refused_record_is_delivered_later(grap
     """...and planning/status says why, as `vla-r1 trials` reads it to pause and tell the operator."""
     executor, logger = graph["executor"], graph["logger"]
     # Goals are refused until the logger is discovered, then taken.
-    assert status_says(graph, lambda s: not s["refusal"]) == {"refusal": "", "undelivered": 0, "log_error": ""}
+    assert status_says(graph, lambda s: not s["refusal"]) == IDLE_STATUS
     real_write = logger.store.write
 
     def disk_full(*args, **kwargs):
@@ -448,7 +451,7 @@ def test_trials_wait_for_the_logger_and_a_refused_record_is_delivered_later(grap
     ((entry, document),) = logged(graph)
     assert entry["trial_id"] == result.episode_id and document["files"]["color"] == "color.png"
     assert spin_until(executor, lambda: not graph["planning"].delivery.outbox.pending_keys(), 5.0)
-    assert status_says(graph, lambda s: s["undelivered"] == 0) == {"refusal": "", "undelivered": 0, "log_error": ""}
+    assert status_says(graph, lambda s: s["undelivered"] == 0) == IDLE_STATUS
 
     # No logger listening: no trial starts (its record would have nowhere to go).
     executor.remove_node(logger)

@@ -31,4 +31,6 @@ def test_records_that_cannot_be_logged_are_named_with_the_loggers_answer():
     alert = logging_alert(waiting)
     assert "No space left on device" in alert and "2 finished trials kept by the planning node" in alert
     assert "1 finished trial kept" in logging_alert(waiting | {"undelivered": 1})
+    full = logging_alert(waiting | {"spool_error": "cannot spool t1 to /log/.planning_outbox: No space left"})
+    assert "kept by the planning node in memory only (cannot spool t1 to /log/.planning_outbox" in full
     assert "not confirmed" in logging_alert(waiting | {"log_error": ""})  # waiting, no answer from the logger yet

@@ -149,3 +149,12 @@ def test_an_unwritable_out_is_one_line_and_exit_code_2(tmp_path, capsys, blocked
     assert trials.run_trials(parse_trials("--n", "1", "--out", str(out))) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"vla-r1: cannot write into --out {out}: ") and err.count("\n") == 1, err
+
+
+def test_a_run_whose_log_has_holes_exits_1_and_names_them(capsys):
+    assert trials.exit_status(3, 3, "", [], "") == 0 and capsys.readouterr().err == ""
+    assert trials.exit_status(3, 3, "", ["t2", "t3"], "") == 1
+    assert capsys.readouterr().err == "vla-r1: finished trials missing from the log: t2, t3\n"
+    assert trials.exit_status(5, 2, "the camera (sim) is restarting", [], "") == 1
+    assert "stopped after 2 of 5 trials: the camera (sim) is restarting" in capsys.readouterr().err
+    assert trials.exit_status(3, 3, "", [], "could not write the summary") == 1

@@ -24,11 +24,13 @@ import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from vla_r1_ros.cameras import SOURCES
 from vla_r1_ros.core.config import package_share_path
+from vla_r1_ros.core.episodes.layout import PLANNING_SPOOL_DIR
 from vla_r1_ros.core.error_model import ErrorModelError, parse_error_model
 from vla_r1_ros.die_with_launcher import launch_prefix
 from vla_r1_ros.executors import EXECUTORS
@@ -299,7 +301,12 @@ def build_graph(args: GraphArgs) -> list[ProcessSpec]:
         "planning_node",
         # Only the simulator publishes a scene (ground truth) with each frame, and only a replay the
         # recorded stamp of each (playback-stamped) frame: a trial waits for them there.
-        {"executor": args.executor, "scene": args.camera == "sim", "recorded_stamps": args.camera == "replay"},
+        {
+            "executor": args.executor,
+            "scene": args.camera == "sim",
+            "recorded_stamps": args.camera == "replay",
+            "spool_dir": str(Path(args.log_dir) / PLANNING_SPOOL_DIR),
+        },
         remappings=camera_topics,
     )
     inference = NodeSpec(
@@ -349,7 +356,9 @@ def build_graph(args: GraphArgs) -> list[ProcessSpec]:
         workcell = NodeSpec(
             "workcell", "vla_r1_ros.nodes.workcell_node:WorkcellNode", "workcell_node", {"seed": args.seed}
         )
-        processes.insert(0, ProcessSpec("sim_stack", (workcell, perception, planning)))
+        # Respawned like every process with the planning node in it: the finished trials it had not yet
+        # seen logged wait in its spool and are delivered by the process started again.
+        processes.insert(0, ProcessSpec("sim_stack", (workcell, perception, planning), respawn=True))
     elif args.camera == "realsense_ros":
         driver = NodeSpec(
             REALSENSE_NAME, "", "realsense2_camera_node", realsense_driver_parameters(), namespace=REALSENSE_NAMESPACE
@@ -357,9 +366,12 @@ def build_graph(args: GraphArgs) -> list[ProcessSpec]:
         started = (
             [ProcessSpec("realsense2_camera", (driver,), package="realsense2_camera")] if args.camera_driver else []
         )
-        processes[:0] = [*started, ProcessSpec("planning", (planning,))]
+        processes[:0] = [*started, ProcessSpec("planning", (planning,), respawn=True)]
     else:
-        processes[:0] = [ProcessSpec("perception", (perception,), respawn=True), ProcessSpec("planning", (planning,))]
+        processes[:0] = [
+            ProcessSpec("perception", (perception,), respawn=True),
+            ProcessSpec("planning", (planning,), respawn=True),
+        ]
     return processes
 
 

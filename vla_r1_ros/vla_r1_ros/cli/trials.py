@@ -250,11 +250,8 @@ def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
         writer = SummaryWriter(out, n, summary_fields(args, n), report=not args.no_report)
         runner = TrialRunner(graph, setup, judge, observers=[progress, writer] if n else [progress])
         outcomes = runner.run(settings)
-        if writer.error:
-            return 1
-        if runner.stopped:
-            print(f"vla-r1: stopped after {len(outcomes)} of {n} trials: {runner.stopped}", file=sys.stderr)
-            return 1
+        if status := exit_status(n, len(outcomes), runner.stopped, runner.unlogged, writer.error):
+            return status
         if keep_running:
             print("graph running; Ctrl-C to stop")
             while True:
@@ -277,6 +274,17 @@ def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
         if launcher:
             launcher.stop()
     return 0
+
+
+def exit_status(n: int, ran: int, stopped: str, unlogged: list[str], summary_error: str) -> int:
+    """1, with the reason on stderr, for a run whose log is not the whole run: it stopped early, finished
+    trials never reached the log (a lab must not mistake a log with holes for the run), or the summary
+    could not be written; else 0."""
+    if unlogged:
+        print(f"vla-r1: finished trials missing from the log: {', '.join(unlogged)}", file=sys.stderr)
+    if stopped:
+        print(f"vla-r1: stopped after {ran} of {n} trials: {stopped}", file=sys.stderr)
+    return 1 if stopped or unlogged or summary_error else 0
 
 
 def run_config(args: argparse.Namespace) -> dict:

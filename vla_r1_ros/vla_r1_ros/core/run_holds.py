@@ -35,7 +35,9 @@ def logging_alert(planning: Status) -> str:
         return ""
     waiting = int(planning["undelivered"])
     cause = planning.get("log_error") or "the reward logger has not confirmed them"
+    # Not spooled: a planning process that dies now loses them, and the operator must know that.
+    memory_only = f" in memory only ({planning['spool_error']})" if planning.get("spool_error") else ""
     return (
         f"episodes are not being logged: {cause} — {waiting} finished trial{'s' if waiting != 1 else ''} "
-        "kept by the planning node, logged automatically once the logger can write"
+        f"kept by the planning node{memory_only}, logged automatically once the logger can write"
     )

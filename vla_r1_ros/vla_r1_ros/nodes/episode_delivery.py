@@ -3,8 +3,10 @@ at least once, and `planning/status` says what keeps trials from starting or rec
 
 Each record goes into an `Outbox` (`core.delivery`) and is delivered through the `vla_r1/log_episode`
 service (the logger answers once the episode is durably on disk); what is not confirmed is retried
-every `log_retry_period_s`, in order. A trial must not start while its record would have nowhere to
-go (`refusal_reason`: no logger with `require_logger`, or `max_undelivered` records waiting).
+every `log_retry_period_s`, in order. With `spool_dir` each record is also on disk (CDR, as DDS carries
+it) until the logger confirms it: a planning process that dies is respawned and delivers those first.
+A trial must not start while its record would have nowhere to go (`refusal_reason`: no logger with
+`require_logger`, or `max_undelivered` records waiting).
 `planning/status` (JSON, latched; published when it changes) carries that refusal, how many records
 wait and the logger's last answer about them, so that a run of trials can pause and tell its operator
 the cause (`core.run_holds`).
@@ -20,12 +22,13 @@ from typing import Any
 from rclpy.callback_groups import CallbackGroup
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message, serialize_message
 from std_msgs.msg import String
 from vla_r1_interfaces.msg import EpisodeRecord
 from vla_r1_interfaces.srv import LogEpisode
 
 from vla_r1_ros import topics
-from vla_r1_ros.core.delivery import DeliveryResult, Outbox
+from vla_r1_ros.core.delivery import DeliveryResult, Outbox, Spool
 from vla_r1_ros.nodes.goals import wait_future
 
 LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
@@ -34,12 +37,27 @@ LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, relia
 class EpisodeDelivery:
     def __init__(self, node: Node, params: Mapping[str, Any], group: CallbackGroup) -> None:
         """`params`: the planning node's `log_timeout_s`, `log_retry_period_s`, `max_undelivered`,
-        `require_logger`."""
+        `require_logger`, `spool_dir` ("": records wait in memory only). Raises EpisodeStoreError when the
+        spool cannot be opened (another planning process uses it, the folder cannot be created)."""
         self._node = node
         self._log_timeout_s = float(params["log_timeout_s"])
         self._max_undelivered = int(params["max_undelivered"])
         self._require_logger = bool(params["require_logger"])
-        self.outbox = Outbox(self._deliver)
+        spool_dir = str(params["spool_dir"])
+        self.spool = (
+            Spool(spool_dir, serialize_message, lambda data: deserialize_message(data, EpisodeRecord))
+            if spool_dir
+            else None
+        )
+        self.outbox = Outbox(self._deliver, spool=self.spool)
+        restored, damaged = self.outbox.restore()
+        if restored:
+            node.get_logger().warning(
+                f"{len(restored)} finished trials spooled by an earlier planning process are delivered first: "
+                + ", ".join(restored)
+            )
+        for problem in damaged:
+            node.get_logger().error(f"unreadable record in the spool {spool_dir}, set aside: {problem}")
         self.log_client = node.create_client(LogEpisode, topics.LOG_EPISODE, callback_group=group)
         self._status_pub = node.create_publisher(String, topics.PLANNING_STATUS, LATCHED)
         self._status = ""
@@ -80,11 +98,16 @@ class EpisodeDelivery:
                     "refusal": self.refusal_reason() if refusal is None else refusal,
                     "undelivered": waiting,
                     "log_error": self.outbox.last_error if waiting else "",
+                    "spool_error": self.outbox.spool_error if waiting else "",
                 }
             )
             if status != self._status:
                 self._status = status
                 self._status_pub.publish(String(data=status))
+
+    def close(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
 
     def _flush(self) -> dict[str, DeliveryResult]:
         return self.outbox.flush() if len(self.outbox) else {}

@@ -267,6 +267,7 @@ class PlanningNode(Node):
 
     def destroy_node(self) -> None:
         self.arm.stop()  # a node going away must not leave the arm moving
+        self.delivery.close()
         super().destroy_node()
 
 

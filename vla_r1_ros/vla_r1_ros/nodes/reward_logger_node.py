@@ -22,7 +22,7 @@ from typing import Any
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 from vla_r1_interfaces.srv import LogEpisode
 
@@ -41,6 +41,11 @@ from vla_r1_ros.nodes.episode_msgs import frame_from_msg, scene_of, trial_from_m
 from vla_r1_ros.nodes.parameters import declare_parameters
 from vla_r1_ros.nodes.spin import spin_nodes
 
+# Kept for late joiners: a logger respawned mid-run announces its first episodes before every listener
+# has discovered the new publisher, and a volatile topic would drop them (the run would call logged
+# trials missing). A listener asking for TRANSIENT_LOCAL gets the last 50 lines on discovery.
+LOGGED_QOS = QoSProfile(depth=50, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
+
 
 class RewardLoggerNode(Node):
     def __init__(self, context: ProcessContext, **kwargs: Any) -> None:
@@ -55,8 +60,7 @@ class RewardLoggerNode(Node):
         if self.store.recovered:
             self.get_logger().warning(f"re-indexed episodes left by a crash: {', '.join(self.store.recovered)}")
 
-        reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-        self.logged_pub = self.create_publisher(String, topics.EPISODE_LOGGED, reliable)
+        self.logged_pub = self.create_publisher(String, topics.EPISODE_LOGGED, LOGGED_QOS)
         self.create_service(
             LogEpisode, topics.LOG_EPISODE, self._on_log_episode, callback_group=MutuallyExclusiveCallbackGroup()
         )
@@ -76,8 +80,10 @@ class RewardLoggerNode(Node):
             return response
         response.logged, response.episode = True, entry["episode"]
         response.index_line = json.dumps(entry)
+        # Announced again for a repeated delivery: the first announcement may have died with the logger
+        # that wrote the episode (kill -9 between the write and the publish). Listeners key by trial id.
+        self.logged_pub.publish(String(data=response.index_line))
         if already is None:
-            self.logged_pub.publish(String(data=response.index_line))
             rewards = entry["rewards"]
             self.get_logger().info(
                 f"episode {entry['episode']} ({record.trial_id}): success={entry['success']} total={rewards['total']}"

@@ -27,6 +27,7 @@ from vla_r1_ros.core.outcomes import FailureStage
 from vla_r1_ros.core.run_holds import hold_reason
 from vla_r1_ros.core.scene import Scene
 from vla_r1_ros.nodes.goals import send_goal_with_retry, wait_future
+from vla_r1_ros.nodes.reward_logger_node import LOGGED_QOS
 from vla_r1_ros.nodes.scene_msgs import scene_from_msg
 from vla_r1_ros.nodes.spin import destroy_node
 
@@ -67,7 +68,7 @@ class TrialClient(Node):
         self.create_subscription(
             SceneState, topics.SCENE, self._on_scene, qos_profile_sensor_data, callback_group=group
         )
-        self.create_subscription(String, topics.EPISODE_LOGGED, self._on_logged, 50, callback_group=group)
+        self.create_subscription(String, topics.EPISODE_LOGGED, self._on_logged, LOGGED_QOS, callback_group=group)
 
     def _on_scene(self, msg: SceneState) -> None:
         with self._lock:

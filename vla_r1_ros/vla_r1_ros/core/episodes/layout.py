@@ -9,6 +9,7 @@ episodes/000001/         one finished trial
 run_config.json          what the run that wrote the log ran with (`vla-r1 trials`; optional); every
                          episode written while it is there names it with its SHA-256
 episodes/.tmp-000002/    an episode being written; never listed in the index
+.planning_outbox/        finished trials the planning node has not yet seen logged (`core.delivery.Spool`)
 .lock                    held by the one writer
 """
 
@@ -30,6 +31,7 @@ LABELS_FILE = "labels.json"
 COLOR_FILE = "color.png"
 DEPTH_FILE = "depth.png"
 RUN_CONFIG_FILE = "run_config.json"
+PLANNING_SPOOL_DIR = ".planning_outbox"  # the planning node's finished trials not yet confirmed (graph.py)
 LOCK_FILE = ".lock"
 TMP_PREFIX = ".tmp-"
 EPISODE_NAME = re.compile(r"\A[0-9]{6,}\Z")  # \Z: "000001\n" is not a name
