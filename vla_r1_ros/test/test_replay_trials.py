@@ -62,7 +62,13 @@ def graph(executor, config, workcell, recording, tmp_path):
     from vla_r1_ros.nodes.perception_node import PerceptionNode
     from vla_r1_ros.nodes.planning_node import PlanningNode
 
-    replay = GraphArgs(camera="replay", executor="moveit", policy="vla_r1", recording=str(recording["path"]))
+    replay = GraphArgs(
+        camera="replay",
+        executor="moveit",
+        policy="vla_r1",
+        recording=str(recording["path"]),
+        log_dir=str(tmp_path / "log"),  # the planning node spools into the log folder
+    )
     # Separate processes in the graph, each with a context of its own; neither has a simulated world.
     perception = PerceptionNode(ProcessContext(config), parameter_overrides=node_parameters(replay, "perception"))
     planning = PlanningNode(
