@@ -238,6 +238,7 @@ def test_execute_instruction_puts_the_object_in_the_tray_and_logs_its_own_frame(
     assert entry["trial_id"] == result.episode_id and entry["success"] and document["instruction"] == instruction
     assert list(document["timings"]) == ["perceive", "predict", "lift", "plan", "execute"]
     assert len(document["executed_ee_path"]) > 10 and document["plan"]["feasible"]
+    assert document["plan"]["grasps_tried"][-1].endswith(": ok")  # the grasp that ran, after any refused
     assert document["outcome"]["outcome_source"] == "simulator"
     # The model was asked about exactly the frame the episode holds, with that frame's ground truth.
     (goal,) = graph["model"].goals
@@ -262,8 +263,10 @@ def test_plan_outside_the_workspace_is_rejected_and_nothing_moves(graph, workcel
 
     plan = graph["received"]["plans"][-1]
     assert not plan.feasible and plan.failed_check == "workspace" and plan.reason
+    assert list(plan.grasps_tried) == [f"yaw +0 deg: workspace: {plan.reason}"]  # no other grasp can fix a place
     ((entry, document),) = logged(graph)
     assert entry["failure_stage"] == "safety" and document["plan"]["failed_check"] == "workspace"
+    assert document["plan"]["grasps_tried"] == list(plan.grasps_tried)
     assert document["executed_ee_path"] == []
 
 

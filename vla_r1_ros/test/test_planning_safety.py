@@ -9,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from vla_r1_ros.core.collision import Collision
 from vla_r1_ros.core.config import load_config
 from vla_r1_ros.core.geometry import RigidTransform
 from vla_r1_ros.core.lifting import GraspSurface
@@ -18,10 +19,12 @@ from vla_r1_ros.core.planning import (
     PlanRejected,
     SafetyLimits,
     ValidatedPlan,
+    grasp_candidates,
     grasp_yaw,
     pick_waypoint_index,
     plan_pick_and_place,
     top_down_orientation,
+    validate_candidates,
     validate_either_way,
     validate_plan,
 )
@@ -256,3 +259,53 @@ def test_half_turned_grasp_is_tried_when_the_wrist_runs_out(params, limits):
     with pytest.raises(PlanRejected) as info:  # a workspace violation is not the wrist's fault: no retry
         validate_either_way(plan_pick_and_place(surface(), waypoints(end=(0.6, 0.7, 0.0)), params), *args, **gripper)
     assert info.value.check == "workspace"
+
+
+def test_a_grasp_turned_about_the_vertical_spans_the_footprint_across_its_new_direction(params):
+    long_box = replace(surface(), length_m=0.07, width_m=0.03)
+    plan = plan_pick_and_place(long_box, waypoints(), params)
+    across = plan.turned(np.pi / 2)
+    assert (across.grasp_width_m, across.grasp_length_m) == pytest.approx((0.07, 0.03))
+    np.testing.assert_allclose(across.grasp.rotation.apply([1, 0, 0]), [0, 1, 0], atol=1e-9)
+    np.testing.assert_allclose(across.grasp.translation, plan.grasp.translation)  # same point, other fingers
+    assert plan.turned(np.radians(30)).grasp_width_m == pytest.approx(0.03 * np.cos(np.pi / 6) + 0.07 * 0.5)
+    assert plan.turned_half().grasp_width_m == pytest.approx(0.03)
+
+
+def test_grasp_candidates_are_tried_in_order_and_every_refusal_is_named(params, limits):
+    """The first grasp that passes runs and names those refused before it; when none passes the
+    rejection names every one; a check no other grasp can pass (the place is outside the workspace) is
+    not retried. The collision model here hits whichever hand comes down with its fingers along x."""
+    plan = plan_pick_and_place(surface(), waypoints(), params)
+    candidates = grasp_candidates(plan, (0.0, 90.0, 30.0))
+    assert [name for name, _ in candidates] == ["yaw +0 deg", "yaw +90 deg", "yaw +30 deg"]
+
+    def validate_with(collides):
+        def validate_candidate(candidate, grasps_tried):
+            q0 = smooth_ik(HOME.translation, HOME.quat_xyzw)
+            return validate_plan(
+                candidate, limits, smooth_ik, LIMITS, JOINTS, q0, HOME,
+                gripper_opening_m=GRIPPER_OPENING_M, collides=collides, grasps_tried=grasps_tried,
+            )  # fmt: skip
+
+        return validate_candidate
+
+    def fingers_along_x_hit_the_neighbour(joints, carrying):
+        fingers_along_x = abs(np.cos(joints[6])) > 0.99  # smooth_ik's last joint is the yaw
+        return Collision("panda_hand", "purple_cylinder", -0.008) if fingers_along_x and joints[3] < 0.07 else None
+
+    validated = validate_candidates(candidates, validate_with(fingers_along_x_hit_the_neighbour))
+    assert validated.plan is candidates[1][1]
+    assert validated.grasps_tried[0].startswith("yaw +0 deg: collision: descend sample")
+    assert "panda_hand 8 mm into purple_cylinder" in validated.grasps_tried[0]
+    assert validated.grasps_tried[1:] == ("yaw +90 deg: ok",)
+
+    with pytest.raises(PlanRejected) as info:
+        validate_candidates(candidates, validate_with(lambda joints, carrying: Collision("panda_hand", "tray", -0.01)))
+    assert info.value.check == "collision" and "none of 3 grasps passed" in info.value.reason
+    assert [line.split(":")[0] for line in info.value.grasps_tried] == ["yaw +0 deg", "yaw +90 deg", "yaw +30 deg"]
+
+    outside = plan_pick_and_place(surface(), waypoints(end=(0.6, 0.7, 0.0)), params)
+    with pytest.raises(PlanRejected) as info:
+        validate_candidates(grasp_candidates(outside, (0.0, 90.0)), validate_with(None))
+    assert info.value.check == "workspace" and len(info.value.grasps_tried) == 1

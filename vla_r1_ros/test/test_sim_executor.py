@@ -294,3 +294,27 @@ def test_a_carry_through_the_camera_mount_is_refused(side_camera_cell):
     assert rejected.value.check == "collision", (seed, rejected.value)
     assert re.search(r"panda_\w+ (touches|\d+ mm into) camera_(pole|housing)", rejected.value.reason)
     np.testing.assert_array_equal(side_camera_cell.joint_positions(), before)
+
+
+@pytest.mark.parametrize(
+    ("seed", "pick", "refused"),
+    [(513, 1, "collision"), (531, 3, "collision"), (528, 2, "joint_limits")],
+    ids=["sphere-beside-a-cylinder", "duck-beside-a-cylinder", "duck-out-of-wrist-range"],
+)
+def test_another_grasp_is_tried_when_the_first_is_refused(arm, seed, pick, refused):
+    """Layouts where the expert's exact answer was refused (measured: `vla-r1 trials --n 60 --seed 500`,
+    3 of 60): the grasp across the object's long axis puts the hand into a neighbour, or the wrist out of
+    range. The grasp candidates of config/workspace.yaml find one that is not, and it puts the object in
+    the tray; the plan names the grasp refused before it."""
+    target, plan = scripted_plan(arm, seed, pick)
+    with pytest.raises(PlanRejected) as info:
+        validate(arm, plan)  # the first grasp only
+    assert info.value.check == refused
+    validated = validate_for(
+        arm, plan, SafetyLimits.from_config(WORKSPACE), PlanningParams.from_config(WORKSPACE).grasp_yaw_offsets_deg
+    )
+    assert validated.grasps_tried[0].startswith(f"yaw +0 deg: {refused}: ")
+    assert validated.grasps_tried[-1].endswith(": ok") and len(validated.grasps_tried) >= 2
+    result = arm.execute(validated, should_stop=lambda: False, instruction=instruction_for(arm, target.name))
+    assert result.success, result.message
+    assert arm.workcell.object_in_tray(target.name)

@@ -134,16 +134,17 @@ def replay(
         "pick_waypoint": pick_waypoint_index(lifted.surface_waypoints, lifted.grasp.point),
     }
     try:
-        plan = plan_pick_and_place(lifted.grasp, lifted.surface_waypoints, PlanningParams.from_config(workspace))
+        planning = PlanningParams.from_config(workspace)
+        plan = plan_pick_and_place(lifted.grasp, lifted.surface_waypoints, planning)
         result |= {
             "pick": _points(plan.grasp.translation)[0],
             "place": _points(plan.place.translation)[0],
             "path": _points([pose.translation for pose in plan.carry_waypoints]),
         }
-        validate_for(arm, plan, SafetyLimits.from_config(workspace))
+        validated = validate_for(arm, plan, SafetyLimits.from_config(workspace), planning.grasp_yaw_offsets_deg)
     except PlanRejected as exc:
-        return result | {"failed_check": exc.check, "reason": exc.reason}
-    return result | {"feasible": True}
+        return result | {"failed_check": exc.check, "reason": exc.reason, "grasps_tried": list(exc.grasps_tried)}
+    return result | {"feasible": True, "grasps_tried": list(validated.grasps_tried)}
 
 
 def run(args: argparse.Namespace) -> int:

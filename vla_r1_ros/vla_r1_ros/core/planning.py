@@ -38,10 +38,12 @@ IkSolver = Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray | No
 class PlanRejected(Exception):
     """A plan cannot be made or fails a safety check; `check` names which (see CHECKS, or "lift")."""
 
-    def __init__(self, check: str, reason: str):
+    def __init__(self, check: str, reason: str, grasps_tried: Sequence[str] = ()):
+        """`grasps_tried`: each grasp candidate refused before this, "<name>: <check>: <reason>"."""
         super().__init__(f"{check}: {reason}")
         self.check = check
         self.reason = reason
+        self.grasps_tried = tuple(grasps_tried)
 
 
 @dataclass(frozen=True)
@@ -51,10 +53,16 @@ class PlanningParams:
     carry_height_m: float = 0.15  # carried waypoints: this far above the surface under them
     release_gap_m: float = 0.015  # the held object's bottom this far above the surface at release
     speed_scaling: float = 0.5  # fraction of the arm's maximum joint speed
+    # The grasps tried, in order, as turns of the gripper about the vertical from the one across the
+    # object's long axis; the first that is reachable and collision-free is executed.
+    grasp_yaw_offsets_deg: tuple[float, ...] = (0.0,)
 
     @classmethod
     def from_config(cls, workspace_config: dict[str, Any]) -> PlanningParams:
-        return cls(**workspace_config.get("planning", {}))
+        values = dict(workspace_config.get("planning", {}))
+        if "grasp_yaw_offsets_deg" in values:
+            values["grasp_yaw_offsets_deg"] = tuple(float(v) for v in values["grasp_yaw_offsets_deg"])
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -111,6 +119,7 @@ class PickPlacePlan:
     place: RigidTransform  # release pose
     speed_scaling: float
     grasp_width_m: float  # what the fingers must span: the object's footprint across the grasp
+    grasp_length_m: float = 0.0  # the footprint at right angles to that, along the fingers (0: unknown)
 
     @property
     def lift(self) -> RigidTransform:
@@ -125,10 +134,17 @@ class PickPlacePlan:
     def turned_half(self) -> PickPlacePlan:
         """The same plan with the gripper turned 180 degrees about the vertical: a parallel gripper grasps
         the same way, but the wrist joint ends up elsewhere (it may be the one that is within limits)."""
-        half = Rotation.from_euler("z", np.pi)
+        return self.turned(np.pi)
+
+    def turned(self, yaw: float) -> PickPlacePlan:
+        """The same pick and place with the gripper turned `yaw` about the vertical at every pose: the
+        fingers close across another direction of the footprint, so they span its extent along that
+        direction (w |cos| + l |sin| of a rectangle w across and l along), and come down elsewhere."""
+        turn_by = Rotation.from_euler("z", yaw)
+        cos, sin = abs(np.cos(yaw)), abs(np.sin(yaw))
 
         def turn(pose: RigidTransform) -> RigidTransform:
-            return RigidTransform(half * pose.rotation, pose.translation)
+            return RigidTransform(turn_by * pose.rotation, pose.translation)
 
         return replace(
             self,
@@ -136,6 +152,8 @@ class PickPlacePlan:
             grasp=turn(self.grasp),
             carry_waypoints=tuple(turn(p) for p in self.carry_waypoints),
             place=turn(self.place),
+            grasp_width_m=float(cos * self.grasp_width_m + sin * self.grasp_length_m),
+            grasp_length_m=float(sin * self.grasp_width_m + cos * self.grasp_length_m),
         )
 
     def key_poses(self) -> list[tuple[str, RigidTransform]]:
@@ -221,7 +239,42 @@ def plan_pick_and_place(grasp: GraspSurface, surface_waypoints: np.ndarray, para
         place=RigidTransform(orientation, np.array([*transport[-1, :2], place_z])),
         speed_scaling=params.speed_scaling,
         grasp_width_m=float(grasp.width_m),
+        grasp_length_m=float(grasp.length_m),
     )
+
+
+def grasp_candidates(plan: PickPlacePlan, yaw_offsets_deg: Sequence[float]) -> list[tuple[str, PickPlacePlan]]:
+    """The grasps to try, named, in order: `plan` turned by each offset about the vertical through the
+    grasp (as MoveIt Task Constructor's GenerateGraspPose samples grasps around an object's axis)."""
+    return [
+        (f"yaw {offset:+.0f} deg", plan.turned(np.radians(offset)) if offset else plan) for offset in yaw_offsets_deg
+    ]
+
+
+# Checks another grasp can pass: where the arm must reach, how its joints end up, what the hand touches,
+# what the fingers span. The others (speed, workspace, clearance of the place) are the same for every grasp.
+GRASP_DEPENDENT_CHECKS = frozenset({"reachability", "joint_limits", "step", "collision", "grasp_width"})
+
+
+def validate_candidates(
+    candidates: Sequence[tuple[str, PickPlacePlan]], validate: Callable[[PickPlacePlan, tuple[str, ...]], ValidatedPlan]
+) -> ValidatedPlan:
+    """The first candidate `validate(plan, grasps_tried)` accepts; the ValidatedPlan names every grasp
+    tried before it and why it was refused. Raises PlanRejected (the first candidate's check, every
+    candidate's reason) when none passes, or at once for a check no other grasp can pass."""
+    tried: list[str] = []
+    first: PlanRejected | None = None
+    for name, plan in candidates:
+        try:
+            return validate(plan, (*tried, f"{name}: ok"))
+        except PlanRejected as exc:
+            tried.append(f"{name}: {exc.check}: {exc.reason}")
+            if exc.check not in GRASP_DEPENDENT_CHECKS:
+                raise PlanRejected(exc.check, exc.reason, tried) from None
+            first = first or exc
+    if first is None:
+        raise ValueError("validate_candidates needs at least one candidate")
+    raise PlanRejected(first.check, f"{first.reason} (none of {len(tried)} grasps passed)", tried)
 
 
 # --- validated plans ----------------------------------------------------------------------------
@@ -255,6 +308,7 @@ class ValidatedPlan:
     start_joints: np.ndarray
     steps: tuple[MotionSegment | GripperAction, ...]
     limits: SafetyLimits  # what it was checked against; executors take their tolerances from here
+    grasps_tried: tuple[str, ...] = ()  # the grasp candidates tried, in order, this one last ("<name>: ok")
 
     def is_issued(self) -> bool:
         """True only for the very object `validate_plan` returned."""
@@ -371,6 +425,7 @@ def validate_plan(
     *,
     gripper_opening_m: float,
     collides: CollisionCheck | None = None,
+    grasps_tried: Sequence[str] = (),
 ) -> ValidatedPlan:
     """Every check, cheapest first; raises PlanRejected naming the first that fails.
 
@@ -447,6 +502,7 @@ def validate_plan(
         start_joints=np.asarray(start_joints, dtype=float),
         steps=tuple(steps),
         limits=limits,
+        grasps_tried=tuple(grasps_tried),
     )
     _ISSUED[id(validated)] = validated
     return validated

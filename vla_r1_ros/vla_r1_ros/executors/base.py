@@ -10,7 +10,7 @@ flag, a failed grasp and the retreat after it; `empty_grasp`: what the finger wi
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -23,7 +23,9 @@ from vla_r1_ros.core.planning import (
     PickPlacePlan,
     SafetyLimits,
     ValidatedPlan,
+    grasp_candidates,
     held_object_box,
+    validate_candidates,
     validate_either_way,
 )
 
@@ -64,21 +66,30 @@ class ArmExecutor(Protocol):
         ...
 
 
-def validate_for(arm: ArmExecutor, plan: PickPlacePlan, limits: SafetyLimits) -> ValidatedPlan:
+def validate_for(
+    arm: ArmExecutor, plan: PickPlacePlan, limits: SafetyLimits, yaw_offsets_deg: Sequence[float] = (0.0,)
+) -> ValidatedPlan:
     """Validate `plan` against this arm as it is now: its IK, joint limits, gripper and workcell
-    collisions, from where it stands (raises PlanRejected)."""
-    collides = arm.collision_check(plan.grasp_surface_point, held_object_box(plan, limits.table_z))
-    return validate_either_way(
-        plan,
-        limits,
-        arm.solve_ik,
-        arm.joint_limits(),
-        arm.joint_names,
-        arm.joint_positions(),
-        arm.tcp_pose(),
-        gripper_opening_m=arm.gripper_opening_m,
-        collides=collides,
-    )
+    collisions, from where it stands. Each grasp candidate (`plan` turned by each of `yaw_offsets_deg`,
+    `core.planning.grasp_candidates`) is tried in order, and the first that passes is returned, naming
+    the ones refused before it; PlanRejected names every grasp tried when none passes."""
+
+    def validate(candidate: PickPlacePlan, grasps_tried: tuple[str, ...]) -> ValidatedPlan:
+        collides = arm.collision_check(candidate.grasp_surface_point, held_object_box(candidate, limits.table_z))
+        return validate_either_way(
+            candidate,
+            limits,
+            arm.solve_ik,
+            arm.joint_limits(),
+            arm.joint_names,
+            arm.joint_positions(),
+            arm.tcp_pose(),
+            gripper_opening_m=arm.gripper_opening_m,
+            collides=collides,
+            grasps_tried=grasps_tried,
+        )
+
+    return validate_candidates(grasp_candidates(plan, yaw_offsets_deg), validate)
 
 
 def require_validated(plan: object) -> ValidatedPlan:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ def plan_msg(
     validated: ValidatedPlan | None = None,
     failed_check: str = "",
     reason: str = "",
+    grasps_tried: Sequence[str] = (),
 ) -> ManipulationPlan:
     """The message for a plan. `feasible` is true only with a ValidatedPlan (its joint path is included);
     without a plan (lifting failed) only the failure fields are set."""
@@ -38,6 +40,7 @@ def plan_msg(
     msg.feasible = validated is not None and not failed_check
     msg.failed_check = failed_check
     msg.reason = reason
+    msg.grasps_tried = list(grasps_tried)
     if plan is not None:
         msg.pre_grasp_pose = pose_msg(plan.pre_grasp)
         msg.grasp_pose = pose_msg(plan.grasp)
@@ -58,12 +61,15 @@ def plan_msg(
 def trial_plan_msg(record: TrialRecord, frame_id: str, now: Time) -> ManipulationPlan:
     """A trial's plan with its fate: the failed check and reason when lifting or validation refused it,
     stamped with the frame set the trial acted on (`now` when it had none)."""
+    grasps_tried: tuple[str, ...] = ()
     if record.lift_error is not None:
         check, reason = "lift", str(record.lift_error)
     elif record.rejection is not None:
         check, reason = record.rejection.check, record.rejection.reason
+        grasps_tried = record.rejection.grasps_tried
     else:
         check, reason = "", ""
+        grasps_tried = record.validated.grasps_tried if record.validated is not None else ()
     return plan_msg(
         record.plan,
         trial_id=record.trial_id,
@@ -72,6 +78,7 @@ def trial_plan_msg(record: TrialRecord, frame_id: str, now: Time) -> Manipulatio
         validated=record.validated,
         failed_check=check,
         reason=reason,
+        grasps_tried=grasps_tried,
     )
 
 
@@ -83,6 +90,8 @@ def _pose_json(pose: Pose) -> dict[str, list[float]]:
 def plan_json(msg: ManipulationPlan) -> dict[str, Any]:
     """The plan as episode JSON; poses only when the plan carries any (lifting failed: it carries none)."""
     data: dict[str, Any] = {"feasible": bool(msg.feasible), "failed_check": msg.failed_check, "reason": msg.reason}
+    if msg.grasps_tried:
+        data["grasps_tried"] = list(msg.grasps_tried)
     if msg.carry_waypoints:
         point = msg.grasp_surface_point
         data.update(

@@ -148,7 +148,7 @@ class PlanningNode(Node):
         return plan_pick_and_place(lifted.grasp, lifted.surface_waypoints, self.planning_params)
 
     def _validate(self, plan: PickPlacePlan) -> ValidatedPlan:
-        return validate_for(self.arm, plan, self.limits)
+        return validate_for(self.arm, plan, self.limits, self.planning_params.grasp_yaw_offsets_deg)
 
     def _publish_plan(self, record: TrialRecord) -> None:
         msg = trial_plan_msg(record, self.base_frame, self.get_clock().now().to_msg())
