@@ -38,6 +38,10 @@ from vla_r1_ros.policies import PATH_CONVENTIONS, POLICIES
 from vla_r1_ros.policies.settings import BACKENDS, QUANTIZATIONS
 
 PACKAGE = "vla_r1_ros"
+# The graph talks on this machine only unless ROS_AUTOMATIC_DISCOVERY_RANGE says otherwise: DDS discovery
+# on the whole subnet would let anyone on the LAN send the goal that moves the arm.
+DISCOVERY_RANGE_VARIABLE = "ROS_AUTOMATIC_DISCOVERY_RANGE"
+DEFAULT_DISCOVERY_RANGE = "LOCALHOST"
 
 # Each package owns its registry; the graph adds only what is its own: `realsense_ros` is not a camera
 # source of ours but Intel's driver in place of the perception node.

@@ -24,6 +24,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "make-test-model": ("vla_r1_ros.cli.make_test_model", "build a tiny random Qwen2.5-VL checkpoint offline"),
     "demo": ("vla_r1_ros.cli.demo", "start the node graph (what demo.launch.py starts) and run trials"),
     "trials": ("vla_r1_ros.cli.trials", "run teleop-free pick-and-place trials through the node graph"),
+    "doctor": (
+        "vla_r1_ros.cli.doctor",
+        "check a cell before a night: camera, extrinsics, tray, arm, gripper, log, DDS",
+    ),
     "sweep": ("vla_r1_ros.cli.sweep", "trials over a grid of policy error levels: success-vs-error curves"),
     "report": ("vla_r1_ros.cli.report", "write the HTML evaluation report of an episode log"),
     "label": ("vla_r1_ros.cli.label", "web page to review episodes and label outcome, reference box and path"),

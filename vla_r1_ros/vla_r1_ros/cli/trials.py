@@ -15,7 +15,7 @@ from pathlib import Path
 
 from vla_r1_ros.core.episodes import INDEX_FILE, RUN_CONFIG_FILE, EpisodeStoreError, write_json_atomic
 from vla_r1_ros.core.trials import TrialSettings
-from vla_r1_ros.graph import GraphArgs
+from vla_r1_ros.graph import DEFAULT_DISCOVERY_RANGE, DISCOVERY_RANGE_VARIABLE, GraphArgs
 from vla_r1_ros.policies import PATH_CONVENTIONS, POLICIES
 from vla_r1_ros.policies.settings import QUANTIZATIONS
 
@@ -173,9 +173,7 @@ def started_graph(args: argparse.Namespace, out: Path):
     """The graph's processes, started with the run's policy and logging into `out` (a `GraphLauncher`)."""
     from vla_r1_ros.launcher import GraphLauncher
 
-    # A graph this command starts talks on this machine only (unless the caller chose otherwise):
-    # DDS discovery on the whole subnet would let anyone on the LAN send the goal that moves the arm.
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    os.environ.setdefault(DISCOVERY_RANGE_VARIABLE, DEFAULT_DISCOVERY_RANGE)
     graph_args = GraphArgs(
         policy=args.policy,
         noise=args.noise,

@@ -170,7 +170,7 @@ def _pixel_grid_points(depth_m: np.ndarray, intrinsics: CameraIntrinsics, mask: 
     return intrinsics.deproject(us, vs, depth_m[vs, us])
 
 
-def _fit_plane(points: np.ndarray, inlier_m: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def fit_plane(points: np.ndarray, inlier_m: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """RANSAC plane through (N, 3) points, refined by least squares on its inliers -> (point, unit normal)."""
     best = np.zeros(len(points), dtype=bool)
     for _ in range(64):
@@ -228,7 +228,7 @@ def grasp_surface(
     support = _pixel_grid_points(depth_m, intrinsics, ring)
     if len(support) > 2000:  # a subsample fits the plane as well and keeps RANSAC cheap
         support = support[rng.choice(len(support), 2000, replace=False)]
-    plane_point, up = _fit_plane(support, params.plane_inlier_m, rng)
+    plane_point, up = fit_plane(support, params.plane_inlier_m, rng)
     if np.dot(up, -plane_point) < 0:  # orient the normal towards the camera (the optical origin)
         up = -up
 

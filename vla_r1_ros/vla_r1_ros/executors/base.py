@@ -65,6 +65,11 @@ class ArmExecutor(Protocol):
         """Halt any motion now (from another thread)."""
         ...
 
+    def cycle_gripper(self) -> tuple[float, float]:
+        """Open the (empty) gripper, close it, open it again: the finger widths it reported open and
+        closed (`vla-r1 doctor`). Raises RuntimeError when the gripper does not move."""
+        ...
+
 
 def validate_for(
     arm: ArmExecutor, plan: PickPlacePlan, limits: SafetyLimits, yaw_offsets_deg: Sequence[float] = (0.0,)

@@ -276,6 +276,16 @@ class MoveItExecutor(ExecutorBase):
     def _open_gripper(self) -> None:
         self._move_gripper(self.gripper_states["open"], "gripper open after an empty grasp")
 
+    def cycle_gripper(self) -> tuple[float, float]:
+        widths = []
+        for state in ("open", "close", "open"):
+            stage, message = self._move_gripper(self.gripper_states[state], f"gripper {state}")
+            # An empty gripper reaches each named state: anything else is a gripper that does not work.
+            if stage is not None:
+                raise RuntimeError(message)
+            widths.append(self.finger_width())
+        return widths[0], widths[1]
+
     def _follow(
         self, plan: ValidatedPlan, samples: np.ndarray, from_joints: np.ndarray, stopping: Callable[[], bool]
     ) -> list[np.ndarray]:

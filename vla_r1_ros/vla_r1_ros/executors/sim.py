@@ -56,6 +56,12 @@ class SimArmExecutor(ExecutorBase):
     def _open_gripper(self) -> None:
         self.workcell.set_gripper(closed=False)
 
+    def cycle_gripper(self) -> tuple[float, float]:
+        opened = self.workcell.set_gripper(closed=False)
+        closed = self.workcell.set_gripper(closed=True)
+        self.workcell.set_gripper(closed=False)
+        return opened, closed
+
     def _follow(
         self, plan: ValidatedPlan, samples: np.ndarray, from_joints: np.ndarray, stopping: Callable[[], bool]
     ) -> list[np.ndarray]:
