@@ -38,10 +38,11 @@ from vla_r1_ros.policies import PATH_CONVENTIONS, POLICIES
 from vla_r1_ros.policies.settings import BACKENDS, QUANTIZATIONS
 
 PACKAGE = "vla_r1_ros"
-# The graph talks on this machine only unless ROS_AUTOMATIC_DISCOVERY_RANGE says otherwise: DDS discovery
-# on the whole subnet would let anyone on the LAN send the goal that moves the arm.
+# The graph talks on this machine only unless `discovery_range` says otherwise: DDS discovery on the whole
+# subnet would let anyone on the LAN send the goal that moves the arm. Jazzy's values of the variable.
 DISCOVERY_RANGE_VARIABLE = "ROS_AUTOMATIC_DISCOVERY_RANGE"
 DEFAULT_DISCOVERY_RANGE = "LOCALHOST"
+DISCOVERY_RANGES = ("LOCALHOST", "SUBNET", "OFF", "SYSTEM_DEFAULT")
 
 # Each package owns its registry; the graph adds only what is its own: `realsense_ros` is not a camera
 # source of ours but Intel's driver in place of the perception node.
@@ -67,6 +68,10 @@ ARGUMENT_HELP: dict[str, str] = {
     "use_rviz": "start RViz with the workcell view: true | false",
     "robot_description": "own (start robot_state_publisher with urdf/workcell.urdf) | external (another node, "
     "e.g. MoveIt's bring-up, already publishes /robot_description)",
+    "discovery_range": "DDS discovery: LOCALHOST (this machine only) | SUBNET (a robot PC and a GPU host) | OFF | "
+    "SYSTEM_DEFAULT",
+    "keystore": "SROS2 keystore folder: every process runs in its enclave of config/sros2_policy.xml with access "
+    "control enforced (empty: security off)",
 }
 
 ROBOT_DESCRIPTIONS = ("own", "external")
@@ -111,6 +116,8 @@ class GraphArgs:
     seed: int = 0
     use_rviz: bool = False
     robot_description: str = "own"
+    discovery_range: str = DEFAULT_DISCOVERY_RANGE
+    keystore: str = ""
 
     def __post_init__(self) -> None:
         """Every value is checked here, with the argument's name and what it may be: a wrong launch
@@ -123,6 +130,7 @@ class GraphArgs:
             ("backend", BACKENDS),
             ("path_convention", PATH_CONVENTIONS),
             ("robot_description", ROBOT_DESCRIPTIONS),
+            ("discovery_range", DISCOVERY_RANGES),
         )
         for name, allowed in choices:
             if getattr(self, name) not in allowed:
@@ -248,6 +256,9 @@ class ProcessSpec:
     def composed(self) -> bool:
         return len(self.nodes) > 1
 
+    def ros_arguments(self, args: GraphArgs) -> list[str]:
+        return ["--enclave", enclave_of(self)] if args.keystore else []
+
     def launch_kwargs(self, args: GraphArgs) -> dict[str, Any]:
         """Keyword arguments for `launch_ros.actions.Node` — the launch file passes exactly these. Called by
         the process that starts the node (launch, `vla-r1 demo`): its `prefix` makes the node die with
@@ -266,6 +277,8 @@ class ProcessSpec:
                 "prefix": prefix,
                 "exec_name": self.name,
                 "output": "screen",
+                "additional_env": process_environment(args),
+                "ros_arguments": self.ros_arguments(args),
             }
         node = self.nodes[0]
         return {
@@ -281,7 +294,32 @@ class ProcessSpec:
             "prefix": prefix,
             "exec_name": self.name,
             "output": "screen",
+            "additional_env": process_environment(args),
+            "ros_arguments": self.ros_arguments(args),
         }
+
+
+def process_environment(args: GraphArgs) -> dict[str, str]:
+    """What each process's environment adds (launch's `additional_env`): the discovery range, and with a
+    keystore SROS2 enforcing the policy (each process in its enclave, `enclave_of`)."""
+    env = {DISCOVERY_RANGE_VARIABLE: args.discovery_range}
+    if args.keystore:
+        env |= {
+            "ROS_SECURITY_ENABLE": "true",
+            "ROS_SECURITY_STRATEGY": "Enforce",
+            "ROS_SECURITY_KEYSTORE": args.keystore,
+        }
+    return env
+
+
+# `vla-r1 trials` (its trial client node) and the operator's console: not a process of the graph.
+TRIALS_ENCLAVE = "/vla_r1/trials"
+
+
+def enclave_of(process: ProcessSpec) -> str:
+    """The SROS2 enclave a process runs in (config/sros2_policy.xml): one per process, as rclpy has one
+    security context per process, so the nodes composed in `sim_stack` share one."""
+    return f"/vla_r1/{process.name}"
 
 
 def build_graph(args: GraphArgs) -> list[ProcessSpec]:

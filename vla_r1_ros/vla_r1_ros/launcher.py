@@ -41,6 +41,7 @@ def process_command(kwargs: dict[str, Any], params_dir: Path) -> list[str]:
         ros_args += ["-r", f"__node:={name}"]
     for source, target in kwargs.get("remappings", []):
         ros_args += ["-r", f"{source}:={target}"]
+    ros_args += kwargs.get("ros_arguments", [])
     parameters: dict[str, Any] = {}
     for block in kwargs.get("parameters", []):
         parameters.update(block)
@@ -56,6 +57,7 @@ class RunningProcess:
     spec: ProcessSpec
     command: list[str]
     log_path: Path
+    env: dict[str, str]  # added to this process's environment, as launch's `additional_env`
     popen: subprocess.Popen | None = None
     restarts: int = 0
     died_at: float | None = None  # monotonic time the watcher saw it exit (respawned after the delay)
@@ -78,8 +80,12 @@ class GraphLauncher:
             if spec.package != PACKAGE:
                 self.skipped.append(f"{spec.package}/{spec.nodes[0].executable}")
                 continue
+            kwargs = spec.launch_kwargs(self.args)
             running = RunningProcess(
-                spec, process_command(spec.launch_kwargs(self.args), self.log_dir), self.log_dir / f"{spec.name}.log"
+                spec,
+                process_command(kwargs, self.log_dir),
+                self.log_dir / f"{spec.name}.log",
+                dict(kwargs["additional_env"]),
             )
             self._spawn(running)
             self.processes.append(running)
@@ -94,7 +100,7 @@ class GraphLauncher:
             running.command,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=os.environ.copy(),
+            env=os.environ | running.env,
             start_new_session=True,
         )
         log.close()

@@ -36,7 +36,7 @@ from vla_r1_ros.doctor import (
     workspace_pixels,
 )
 from vla_r1_ros.executors import EXECUTORS, make_executor
-from vla_r1_ros.graph import GraphArgs
+from vla_r1_ros.graph import DISCOVERY_RANGE_VARIABLE, GraphArgs, process_environment
 from vla_r1_ros.policies import POLICIES
 
 INSTRUCTION = "put the red cube in the tray"  # the model check's question: any instruction of the task
@@ -52,6 +52,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-dir", type=Path, default=Path(GraphArgs.log_dir), help="where episodes will go")
     parser.add_argument("--trials", type=int, default=1000, help="trials the log folder must have room for")
     parser.add_argument("--skip-model", action="store_true", help="do not load the model (a quick check)")
+    parser.add_argument("--keystore", default=GraphArgs.keystore, help="the graph's SROS2 keystore (keystore:=)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,7 +101,11 @@ def run_doctor(args: argparse.Namespace, config: PackageConfig) -> list[Check]:
         camera.stop()
         checks += arm_checks(args, config, workcell)
         checks.append(check_log_dir(args.log_dir, args.trials, settings.episode_bytes))
-        checks.append(check_dds(os.environ))
+        # What the graph's processes will run with: this environment plus what the graph adds.
+        range_ = os.environ.get(DISCOVERY_RANGE_VARIABLE) or GraphArgs.discovery_range
+        checks.append(
+            check_dds(os.environ | process_environment(GraphArgs(discovery_range=range_, keystore=args.keystore)))
+        )
         if not args.skip_model:
             checks.append(check_decision(lambda: decide(args, config, frames, workcell)))
     finally:

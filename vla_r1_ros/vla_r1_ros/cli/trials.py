@@ -11,11 +11,18 @@ import os
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from vla_r1_ros.core.episodes import INDEX_FILE, RUN_CONFIG_FILE, EpisodeStoreError, write_json_atomic
 from vla_r1_ros.core.trials import TrialSettings
-from vla_r1_ros.graph import DEFAULT_DISCOVERY_RANGE, DISCOVERY_RANGE_VARIABLE, GraphArgs
+from vla_r1_ros.graph import (
+    DEFAULT_DISCOVERY_RANGE,
+    DISCOVERY_RANGE_VARIABLE,
+    TRIALS_ENCLAVE,
+    GraphArgs,
+    process_environment,
+)
 from vla_r1_ros.policies import PATH_CONVENTIONS, POLICIES
 from vla_r1_ros.policies.settings import QUANTIZATIONS
 
@@ -109,6 +116,12 @@ def configure(parser: argparse.ArgumentParser, default_n: int = 10, default_out:
         "(default: asked from the reward_logger node's log_dir parameter)",
     )
     parser.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    parser.add_argument(
+        "--keystore",
+        default=GraphArgs.keystore,
+        help="SROS2 keystore: the graph and this command run in their enclaves of config/sros2_policy.xml, "
+        "access control enforced (docs/unattended.md#sros2)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -169,12 +182,23 @@ def prepared_out(args: argparse.Namespace, attach: bool) -> Path:
     return out
 
 
-def started_graph(args: argparse.Namespace, out: Path):
+def graph_security(args: argparse.Namespace) -> GraphArgs:
+    """Who may talk to the run's graph, as graph arguments: the discovery range (this environment's, else
+    the graph's default) and the SROS2 keystore. UsageError for a range Jazzy does not know."""
+    try:
+        return GraphArgs(
+            discovery_range=os.environ.get(DISCOVERY_RANGE_VARIABLE) or DEFAULT_DISCOVERY_RANGE, keystore=args.keystore
+        )
+    except ValueError as exc:
+        raise UsageError(f"{DISCOVERY_RANGE_VARIABLE}: {exc}") from None
+
+
+def started_graph(args: argparse.Namespace, out: Path, security: GraphArgs):
     """The graph's processes, started with the run's policy and logging into `out` (a `GraphLauncher`)."""
     from vla_r1_ros.launcher import GraphLauncher
 
-    os.environ.setdefault(DISCOVERY_RANGE_VARIABLE, DEFAULT_DISCOVERY_RANGE)
-    graph_args = GraphArgs(
+    graph_args = replace(
+        security,
         policy=args.policy,
         noise=args.noise,
         path_convention=args.path_convention,
@@ -216,15 +240,19 @@ def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
     attach = args.attach or args.manual_reset
     try:
         n, judgements = checked_arguments(args)
+        security = graph_security(args)
         out = prepared_out(args, attach)
     except UsageError as exc:
         print(f"vla-r1: {exc}", file=sys.stderr)
         return 2
-    launcher = None if attach else started_graph(args, out)
+    launcher = None if attach else started_graph(args, out, security)
+    # This process's trial client talks as the graph's processes do, in its own enclave.
+    os.environ |= process_environment(security)
+    rclpy_args = ["--ros-args", "--enclave", TRIALS_ENCLAVE] if args.keystore else None
     # SIGTERM (a supervisor, `timeout`) stops the graph like Ctrl-C does, through the `finally` below;
     # rclpy's own handlers would only shut its context down and leave this loop and the graph running.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    rclpy.init(args=rclpy_args, signal_handler_options=SignalHandlerOptions.NO)
     graph = GraphClient()
     # With --manual-reset the questions are the progress: a bar would run into the prompts.
     progress = ProgressBar(n, enabled=not args.manual_reset)
