@@ -4,6 +4,10 @@ own process, every node a real process over DDS).
 - a graph started with no DDS settings keeps discovery on this machine (LOCALHOST);
 - kill -9 of the reward logger mid-run: the launcher respawns it, the planning node delivers the records
   it kept, the store writes each trial once: every trial runs and every episode is logged whole, once;
+- kill -9 of the planning process (the simulator's `sim_stack`) while a finished trial cannot reach the
+  stopped logger: the record is in the planning node's spool, the launcher respawns the process, which
+  delivers it once the logger runs again; the trial that was running is `internal` (never the policy's
+  failure) and the run goes on to its last trial;
 - the log's disk fills up mid-run, then has room again: the console names the cause as the first trial
   that cannot be logged ends, the planning node keeps the records (pixels included) and they are logged,
   whole and once, when the disk has room; the run waits for them and ends with its summary. The disk is
@@ -26,7 +30,9 @@ from pathlib import Path
 
 import pytest
 
+from vla_r1_ros.core.delivery import SPOOL_SUFFIX
 from vla_r1_ros.core.episodes import read_index
+from vla_r1_ros.core.episodes.layout import PLANNING_SPOOL_DIR
 
 TRIALS = 4
 
@@ -83,6 +89,43 @@ def test_kill_9_of_the_logger_mid_run_loses_no_trial_and_logs_none_twice(tmp_pat
     assert summary["n"] == TRIALS and summary["successes"] == TRIALS, summary["failures"]
     log = (out / "logs" / "reward_logger.log").read_text(errors="replace")
     assert log.count("logging episodes to") == 2  # the first logger and the one the launcher respawned
+
+
+def test_kill_9_of_the_planning_process_mid_run_loses_no_finished_trial(tmp_path):
+    out = tmp_path / "run"
+    run = run_trials(out, TRIALS, 50)
+    console = Console(run)
+    try:
+        deadline = time.monotonic() + 240
+        while len(read_index(out)) < 1:  # the first trial is on disk
+            assert run.poll() is None and time.monotonic() < deadline, console.text()[-3000:]
+            time.sleep(0.1)
+        (logger_pid,) = processes_with("vla_r1_ros.nodes.reward_logger_node", str(out))
+        os.kill(logger_pid, signal.SIGSTOP)  # finished trials now wait in the planning node
+        try:
+            spool = out / PLANNING_SPOOL_DIR
+            while not (spooled := sorted(spool.glob(f"*{SPOOL_SUFFIX}"))):
+                assert run.poll() is None and time.monotonic() < deadline, console.text()[-3000:]
+                time.sleep(0.05)
+            spooled_trials = [path.name.split("-", 1)[1].removesuffix(SPOOL_SUFFIX) for path in spooled]
+            (planning_pid,) = processes_with("vla_r1_ros.nodes.stack", "sim_stack", str(out))
+            os.kill(planning_pid, signal.SIGKILL)  # the only copy of that trial is now on disk
+        finally:
+            os.kill(logger_pid, signal.SIGCONT)
+        run.wait(timeout=400)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    output = console.text()
+    assert run.returncode == 0, output[-3000:]
+    logged = [entry["trial_id"] for entry in read_index(out)]
+    assert set(spooled_trials) <= set(logged) and len(set(logged)) == len(logged), (spooled_trials, logged)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["trials"] == TRIALS and "stopped" not in summary and "unlogged" not in summary, summary
+    assert summary["failures"].get("internal") is None  # the killed trial is not the policy's failure
+    stack_log = (out / "logs" / "sim_stack.log").read_text(errors="replace")
+    assert "spooled by an earlier planning process are delivered first" in stack_log
 
 
 @contextlib.contextmanager

@@ -155,10 +155,11 @@ class TrialRunner:
             message=result.message,
             episode_id=result.episode_id,
             wall_seconds=time.monotonic() - start,
-            outcome_source=(
-                OutcomeSource.PIPELINE
-                if not result.episode_id  # rejected: nothing ran
-                else source_without_record(bool(result.success), result.failure_stage, judged_by)
+            outcome_source=source_without_record(
+                bool(result.success),
+                result.failure_stage,
+                # No episode: rejected before anything ran, or the planning process died (internal).
+                judged_by if result.episode_id else OutcomeSource.PIPELINE,
             ),
         )
         # Unconfirmed in time: the planning node keeps the record and delivers it when the logger is back

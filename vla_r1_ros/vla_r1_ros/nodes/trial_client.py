@@ -33,6 +33,10 @@ from vla_r1_ros.nodes.spin import destroy_node
 
 GOAL_ACCEPT_WAIT_S = 5.0  # an ExecuteInstruction goal unanswered this long is sent again ...
 GOAL_SENDS = 6  # ... this many times in all (30 s)
+# A server gone this long is a process that died (kill -9, a crash): the graph respawns it within seconds.
+SERVER_GONE_S = 2.0
+RESPAWN_WAIT_S = 120.0  # how long a call waits for the respawned server (a process restarts in ~10 s)
+RESET_ANSWER_S = 20.0  # a workcell reset unanswered this long is sent again (to a respawned simulator)
 
 
 class GraphUnavailable(RuntimeError):
@@ -124,6 +128,25 @@ def future_result(future, timeout_s: float, what: str):
     return future.result()
 
 
+class ServerGone(RuntimeError):
+    """The server of a pending call left the graph: its process died (it is respawned)."""
+
+
+def result_while_served(future, timeout_s: float, what: str, served: Callable[[], bool]):
+    """`future_result`, but ServerGone as soon as `served()` has been false for SERVER_GONE_S: a reply
+    from a process that died never comes, and waiting out `timeout_s` for it would stall the run."""
+    deadline = time.monotonic() + timeout_s
+    gone_since = None
+    while not wait_future(future, 0.2):
+        now = time.monotonic()
+        if now >= deadline:
+            raise GraphUnavailable(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        gone_since = None if served() else (gone_since or now)
+        if gone_since is not None and now - gone_since >= SERVER_GONE_S:
+            raise ServerGone(f"the server left the graph while {what} was pending")
+    return future.result()
+
+
 class GraphClient:
     """A TrialClient spinning in a background executor, and the graph calls of a run of trials."""
 
@@ -166,13 +189,33 @@ class GraphClient:
         response = future_result(client.get_parameters(["log_dir"]), timeout_s, "the reward logger's log_dir")
         return response.values[0].string_value
 
+    def _action_server_gids(self) -> set[bytes]:
+        """The ExecuteInstruction servers now on the graph, by their status publishers' GIDs: a respawned
+        planning process serves under a new one, so the goal's own server leaving is seen even while the
+        new one is up."""
+        topic = self.node.resolve_topic_name(topics.EXECUTE_INSTRUCTION) + "/_action/status"
+        return {bytes(info.endpoint_gid) for info in self.node.get_publishers_info_by_topic(topic)}
+
     def reset_layout(self, seed: int, num_objects: int) -> Scene:
-        """Reset the simulated workcell to layout `seed` and return the scene the camera then shows."""
-        response = future_result(
-            self.node.reset_client.call_async(ResetScene.Request(seed=seed, num_objects=num_objects)),
-            60.0,
-            topics.RESET,
-        )
+        """Reset the simulated workcell to layout `seed` and return the scene the camera then shows. A
+        simulator process that died is waited for (the graph respawns it) and asked again."""
+        client = self.node.reset_client
+        request = ResetScene.Request(seed=seed, num_objects=num_objects)
+        deadline = time.monotonic() + RESPAWN_WAIT_S
+        while True:
+            # A request to a simulator that died is never answered, and DDS may show its service (and the
+            # respawned one's) as ready meanwhile: a reset is idempotent, so it is sent again.
+            if not client.wait_for_service(timeout_sec=max(0.0, deadline - time.monotonic())):
+                raise GraphUnavailable(
+                    f"no {topics.RESET} service in {RESPAWN_WAIT_S:.0f} s (is the simulator running?)"
+                )
+            future = client.call_async(request)
+            if wait_future(future, RESET_ANSWER_S):
+                response = future.result()
+                break
+            future.cancel()
+            if time.monotonic() >= deadline:
+                raise GraphUnavailable(f"{topics.RESET} answered no request in {RESPAWN_WAIT_S:.0f} s")
         if not response.success:
             raise GraphUnavailable(f"workcell reset failed: {response.message}")
         # Frames from before the reset may carry the same seed (several trials per layout): only frames
@@ -195,7 +238,10 @@ class GraphClient:
         TrialHeld when the planning node says why (a refusal that a wait can clear)."""
         goal = ExecuteInstruction.Goal(instruction=instruction)
         feedback = (lambda fb: on_feedback(fb.feedback.stage)) if on_feedback else None
-        handle = send_goal_with_retry(self.node.execute_client, goal, GOAL_ACCEPT_WAIT_S, GOAL_SENDS, feedback)
+        client = self.node.execute_client
+        if not client.wait_for_server(timeout_sec=RESPAWN_WAIT_S):  # a planning process being respawned
+            raise GraphUnavailable(f"no ExecuteInstruction server for {RESPAWN_WAIT_S:.0f} s (planning node)")
+        handle = send_goal_with_retry(client, goal, GOAL_ACCEPT_WAIT_S, GOAL_SENDS, feedback)
         if handle is None:
             raise GraphUnavailable(
                 f"the planning node answered none of {GOAL_SENDS} goals in {GOAL_SENDS * GOAL_ACCEPT_WAIT_S:.0f} s"
@@ -212,8 +258,19 @@ class GraphClient:
                 success=False, failure_stage=FailureStage.EXECUTE, message="goal rejected by the planning node"
             )
         result_future = handle.get_result_async()
+        server = self._action_server_gids()  # the planning process that took the goal
         try:
-            return future_result(result_future, timeout_s, "the trial result").result
+            return result_while_served(
+                result_future, timeout_s, "the trial result", lambda: bool(server & self._action_server_gids())
+            ).result
+        except ServerGone:
+            # A bug or a kill of ours, never the policy's failure; a record it had finished is in its spool.
+            return ExecuteInstruction.Result(
+                success=False,
+                failure_stage=FailureStage.INTERNAL,
+                message="the planning process died during the trial (it is respawned; records it had finished "
+                "are delivered from its spool)",
+            )
         except GraphUnavailable:
             future_result(handle.cancel_goal_async(), 10.0, "the cancel to be accepted")
             return None
