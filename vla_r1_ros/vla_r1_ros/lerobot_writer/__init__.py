@@ -81,7 +81,7 @@ def ensure_environment(say: Callable[[str], None]) -> Path:
         return environment_python(directory)
     say(
         f"creating an isolated environment for lerobot {lerobot_version()} (it cannot share this venv: it pins "
-        f"torch<2.11) in {directory}; once, a few minutes, ~5 GB"
+        f"torch<2.11) in {directory}; once, a few minutes, ~8 GB"
     )
     building = directory.with_name(f"{directory.name}.tmp-{os.getpid()}")
     shutil.rmtree(building, ignore_errors=True)
