@@ -26,7 +26,7 @@ labels override the logged outcome). A trial nobody judged is never a success: i
 summary counts them). The VLA-R1 answers (raw text per task) and rewards are extra columns.
 
 Depth: lerobot 0.4.4 has no depth feature (its images and videos are 8-bit, 3-channel; depth maps came
-in later lerobot, which needs Python >= 3.12), so `observation.images.depth` is a grey video of the
+after 0.4.4, in releases that need a newer Python), so `observation.images.depth` is a grey video of the
 depth quantised to 8 bits over [near_m, far_m]: grey = 1 + 254 (d - near) / (far - near), clipped,
 0 = no depth (`depth_to_grey`, inverse `grey_to_depth_m`). The encoding is in `meta/vla_r1.json`.
 """
