@@ -17,8 +17,9 @@ setup(
         ("share/" + package_name + "/config", glob("config/*.yaml") + glob("config/*.rviz") + glob("config/*.xml")),
         ("share/" + package_name + "/urdf", glob("urdf/*")),
     ],
-    # The labelling page's files are read at run time with importlib.resources.
-    package_data={"vla_r1_ros.label_page": ["*.html", "*.js", "*.css"]},
+    # The labelling page's files are read at run time with importlib.resources; the lerobot writer's
+    # isolated environment is built from its requirements file.
+    package_data={"vla_r1_ros.label_page": ["*.html", "*.js", "*.css"], "vla_r1_ros.lerobot_writer": ["*.txt"]},
     install_requires=["setuptools"],
     zip_safe=True,
     maintainer="vla_r1_ros maintainers",

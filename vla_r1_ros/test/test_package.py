@@ -66,8 +66,14 @@ IMPORT_SOURCES = {
 }
 
 
-def _imported_top_level_modules() -> set[str]:
-    sources = [*(PACKAGE_DIR / "vla_r1_ros").rglob("*.py"), *(PACKAGE_DIR / "launch").glob("*.py")]
+# Run by the isolated lerobot venv's Python (vla_r1_ros.lerobot_writer), which its own requirements build.
+LEROBOT_WRITER_SCRIPT = PACKAGE_DIR / "vla_r1_ros" / "lerobot_writer" / "write_dataset.py"
+
+
+def _imported_top_level_modules(sources: list[Path] | None = None) -> set[str]:
+    if sources is None:
+        sources = [*(PACKAGE_DIR / "vla_r1_ros").rglob("*.py"), *(PACKAGE_DIR / "launch").glob("*.py")]
+        sources.remove(LEROBOT_WRITER_SCRIPT)
     modules = set()
     for path in sources:
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -81,6 +87,13 @@ def _imported_top_level_modules() -> set[str]:
 def _requirements(path: Path) -> dict[str, str]:
     lines = (line.partition("#")[0].strip() for line in path.read_text().splitlines())
     return {re.split(r"[<>=!~\[]", line)[0].lower(): line for line in lines if line}
+
+
+def test_the_lerobot_writer_imports_only_what_its_environment_holds():
+    """write_dataset.py runs where vla_r1_ros is not installed: lerobot (and numpy, its dependency) only."""
+    requirements = _requirements(LEROBOT_WRITER_SCRIPT.parent / "requirements.txt")
+    assert requirements["lerobot"].startswith("lerobot==")
+    assert _imported_top_level_modules([LEROBOT_WRITER_SCRIPT]) == {"lerobot", "numpy"}
 
 
 def test_every_import_is_declared_for_a_lab_install():

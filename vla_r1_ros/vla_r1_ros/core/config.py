@@ -48,7 +48,7 @@ def load_config(name: str, directory: str | Path | None = None) -> dict[str, Any
     return dict(_read_yaml(str(path)))
 
 
-CONFIG_FILES = ("camera", "workspace", "workcell", "model", "moveit_py", "nodes")
+CONFIG_FILES = ("camera", "workspace", "workcell", "model", "moveit_py", "nodes", "dataset")
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,7 @@ class PackageConfig:
     model: Mapping[str, Any]
     moveit_py: Mapping[str, Any]
     nodes: Mapping[str, Any]  # every node parameter's default, in ROS 2 parameter-file form
+    dataset: Mapping[str, Any]  # dataset exports (export-dataset --format lerobot)
 
     @classmethod
     def load(cls, directory: str | Path | None = None) -> PackageConfig:
