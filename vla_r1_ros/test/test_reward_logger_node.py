@@ -151,8 +151,8 @@ def test_a_record_without_frames_is_still_logged(executor, graph):
     document = episodes.load_episode(logger.store.root, response.episode)
     assert document["files"] == {"color": None, "depth": None}
     assert any("no colour frame" in note for note in document["notes"])
-    # No scene and no camera: no simulator reference; the real-robot rule needs the camera model.
-    assert document["references"]["source"] == "successful_trial"
+    # No scene: no ground truth, and the trial's own answer is never its reference.
+    assert document["references"]["source"] == "none" and document["rewards"]["total"] is None
 
 
 def test_metric_depth_is_stored_as_millimetres(executor, graph):

@@ -6,6 +6,11 @@ outcome is unknown) and an `outcome_source` (`OutcomeSource`): who judged it. On
 in a success rate; a dry run or an executed real-arm trial nobody has looked at yet does not (a real
 gripper that closed on nothing is a judge: that grasp certainly failed).
 
+Every reader of a log (summary, report, eval, export, label page) takes an episode's outcome from one
+function, `episode_outcome`: the judgement in its `labels.json` when there is one (an operator's),
+else the logged outcome — and only a judged success is a success: an executed real-arm trial nobody
+judged stays "not judged" everywhere.
+
 The simulator's judge (`judge_sim_placement`) is the only place the simulator decides success: the
 object the INSTRUCTION names (`core.scene.resolve_target`) must end resting in the tray. Another object
 there is `wrong_object`, nothing there is `place`. Plain Python, no simulator import: the executor
@@ -14,10 +19,10 @@ passes what the physics says.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -83,6 +88,49 @@ def source_without_record(success: bool, failure_stage: str, judge: str) -> str:
     if failure_stage in NEVER_JUDGED or (not success and not failure_stage):
         return OutcomeSource.NONE
     return OutcomeSource(judge)
+
+
+@dataclass(frozen=True)
+class EpisodeOutcome:
+    """What a logged episode achieved, once its labels are read (`episode_outcome`)."""
+
+    success: bool  # a JUDGED success: never true for a trial nobody judged
+    failure_stage: str  # "" on success or while not judged, else one of FAILURE_STAGES (or a logged unknown)
+    message: str
+    outcome_source: str  # who judged: one of OUTCOME_SOURCES
+
+    @property
+    def judged(self) -> bool:
+        return is_judged(self.outcome_source, self.failure_stage)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "judged": self.judged}
+
+
+def episode_outcome(document: Mapping[str, Any], labels: Mapping[str, Any]) -> EpisodeOutcome:
+    """The effective outcome of a logged episode (`episode.json` as a dict, its labels or {}): the
+    operator's judgement in labels.json when there is one, else the logged outcome. Who judged a logged
+    outcome: its `outcome_source`; for a record without one (older logs) the simulator when the episode
+    has simulator references, else nobody (`source_without_record`); a value that is not an
+    OutcomeSource (an older MoveIt executor's "executor") judged nothing. Not judged: success false."""
+    if "success" in labels:
+        success = bool(labels["success"])
+        return EpisodeOutcome(
+            success, "" if success else str(labels.get("failure_stage", "")), str(labels.get("note", "")), "operator"
+        )
+    logged = document["outcome"]
+    stage = str(logged.get("failure_stage") or "")
+    source = logged.get("outcome_source") or ""
+    if not source:
+        simulated = document.get("references", {}).get("source") == OutcomeSource.SIMULATOR
+        judge = OutcomeSource.SIMULATOR if simulated else OutcomeSource.NONE
+        source = source_without_record(bool(logged["success"]), stage, judge)
+    elif source not in OUTCOME_SOURCES:
+        source = OutcomeSource.NONE
+    judged = is_judged(source, stage)
+    return EpisodeOutcome(
+        judged and bool(logged["success"]), stage, str(logged.get("message", "")), str(OutcomeSource(source))
+    )
 
 
 @dataclass(frozen=True)

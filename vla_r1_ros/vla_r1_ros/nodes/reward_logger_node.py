@@ -10,7 +10,7 @@ Interfaces (docs/ARCHITECTURE.md, docs/episodes.md):
 - publishes `vla_r1/episode_logged` (std_msgs/String, reliable): the JSON index line of each episode.
 
 Parameters (defaults in config/nodes.yaml `reward_logger:`): `log_dir` (runs/latest), `reference_source`
-(auto | simulator | successful_trial | none).
+(auto | simulator | none).
 Writes run in the service callback, one at a time (the store's lock), off the other callbacks' threads.
 """
 
@@ -41,14 +41,20 @@ from vla_r1_ros.nodes.episode_msgs import frame_from_msg, scene_of, trial_from_m
 from vla_r1_ros.nodes.parameters import declare_parameters
 from vla_r1_ros.nodes.spin import spin_nodes
 
+LOGGER_REFERENCE_SOURCES = (ReferenceSource.AUTO, ReferenceSource.SIMULATOR, ReferenceSource.NONE)
+
 
 class RewardLoggerNode(Node):
     def __init__(self, context: ProcessContext, **kwargs: Any) -> None:
         super().__init__("reward_logger", **kwargs)
         params = declare_parameters(self, context.config, "reward_logger")
         self.reference_source = ReferenceSource(params["reference_source"])
-        if self.reference_source is ReferenceSource.OPERATOR:
-            raise ValueError("reference_source 'operator' comes from labels after the fact, not from the logger")
+        if self.reference_source not in LOGGER_REFERENCE_SOURCES:
+            raise ValueError(
+                f"reference_source {self.reference_source!r} is not made by the logger: one of "
+                f"{', '.join(LOGGER_REFERENCE_SOURCES)} (operator references come from labels after the fact; "
+                "a trial's own answer is never its reference)"
+            )
         # Where the camera is (hand-eye calibration in config/camera.yaml): projects executed paths.
         self.base_T_camera = camera_extrinsics(context.config.camera)
         self.store = EpisodeStore(params["log_dir"])
