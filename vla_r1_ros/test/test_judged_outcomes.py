@@ -15,7 +15,8 @@ from test_episodes import BOX, PATH, frame, trial
 
 from vla_r1_ros.cli.main import main
 from vla_r1_ros.core import dataset, labels
-from vla_r1_ros.core.episodes import EpisodeStore, select_references
+from vla_r1_ros.core.annotate import SHOWN_TEXT_CHARS
+from vla_r1_ros.core.episodes import EpisodeStore, References, ReferenceSource, select_references
 from vla_r1_ros.core.outcomes import OutcomeSource
 from vla_r1_ros.core.trials import TrialOutcome, summarize
 from vla_r1_ros.report import log_summary
@@ -120,3 +121,26 @@ def test_the_report_recounts_a_run_with_the_judgements_given_since(log, capsys):
     assert summary["judged_by"] == {"operator": 1} and summary["not_judged"] == {"awaiting judgement": 1, "timeout": 1}
     assert summary["policy"] == "vla_r1" and set(summary["per_scene"]) == {"41"}
     assert "(1 judged by operator 1)" in report_html(log, capsys)
+
+
+def two_episode_log(root, text: str):
+    """A judged episode, then one whose instruction and message carry `text`."""
+    with EpisodeStore(root) as store:
+        for instruction, message in (("put the red cube in the tray", ""), (text, text)):
+            judged = replace(trial(instruction=instruction), outcome_source=OutcomeSource.SIMULATOR, message=message)
+            store.write(judged, frame(), References(ReferenceSource.SIMULATOR, BOX, PATH, target="red_cube"))
+    return root
+
+
+def test_a_megabyte_of_logged_text_is_drawn_capped(tmp_path, capsys):
+    """A 1 MB instruction and message (bad input a log can hold) used to keep `vla-r1 report` running for
+    more than 120 s at 11 GB, in matplotlib's layout of the chart label. Now the report and the label
+    page show it cut (`annotate.capped`); what they hand out stays small whatever the log holds."""
+    huge = "put the red cube in the tray " + "x" * 1_000_000
+    root = two_episode_log(tmp_path / "huge", huge)
+    html = report_html(root, capsys)
+    plain = report_html(two_episode_log(tmp_path / "plain", "put the blue cube in the tray"), capsys)
+    assert len(html) - len(plain) < 6 * SHOWN_TEXT_CHARS  # the capped text, not a megabyte of it
+    assert "x" * (SHOWN_TEXT_CHARS + 1) not in html and "more characters)" in html
+    view = json.dumps(labels.episode_view(root, "000002")) + json.dumps(labels.episode_summaries(root))
+    assert len(view) < 10 * SHOWN_TEXT_CHARS and "more characters)" in view

@@ -26,7 +26,7 @@ matplotlib.use("Agg")  # headless: the report is written on machines with no dis
 import matplotlib.pyplot as plt
 import numpy as np
 
-from vla_r1_ros.core.annotate import annotate
+from vla_r1_ros.core.annotate import SHOWN_LABEL_CHARS, SHOWN_TEXT_CHARS, annotate, capped
 from vla_r1_ros.core.episodes import EpisodeStoreError, load_color, write_bytes_atomic, write_text_atomic
 from vla_r1_ros.core.labels import LabelledEpisode, labelled_episodes, trial_outcomes_from_log
 from vla_r1_ros.core.trials import TrialOutcome, format_summary, summarize
@@ -58,6 +58,10 @@ def _png(figure_or_image: Any) -> str:
     return f'<img src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
 
 
+def _line(text: str) -> str:
+    return capped(text, SHOWN_LABEL_CHARS)
+
+
 def _path_plot(episode: dict[str, Any]) -> str:
     plan = episode.get("plan") or {}
     executed = np.asarray(episode.get("executed_ee_path") or [], dtype=float).reshape(-1, 3)
@@ -85,7 +89,7 @@ def _trial_html(root: Path, logged: LabelledEpisode) -> str:
     color = load_color(root, entry["episode"])
     parsed = episode["prediction"]["parsed"]
     reasoning = " / ".join(text for text in (parsed.get("reasoning") or {}).values() if text)
-    caption = reasoning if parsed.get("valid") else f"INVALID ({parsed.get('error', '')})"
+    caption = capped(reasoning if parsed.get("valid") else f"INVALID ({parsed.get('error', '')})", SHOWN_TEXT_CHARS)
     picture = (
         _png(annotate(color, parsed.get("box_normalized"), parsed.get("waypoints_normalized"), caption))
         if color is not None
@@ -114,7 +118,7 @@ def _trial_html(root: Path, logged: LabelledEpisode) -> str:
         f"<tr><td>{html.escape(k)}</td><td>{v:.3f} s</td></tr>" for k, v in episode["timings"].items()
     )
     texts = "".join(
-        f"<b>{html.escape(task)}</b><pre>{html.escape(text)}</pre>"
+        f"<b>{html.escape(_line(task))}</b><pre>{html.escape(capped(text, SHOWN_TEXT_CHARS))}</pre>"
         for task, text in episode["prediction"]["raw_texts"].items()
     )
     return f"""
@@ -122,12 +126,12 @@ def _trial_html(root: Path, logged: LabelledEpisode) -> str:
   <div>{picture}</div>
   <div>{_path_plot(episode)}</div>
   <div>
-    <h3>#{html.escape(entry["episode"])} — {html.escape(episode["instruction"])}</h3>
-    <p>{verdict} <span class="muted">{html.escape(outcome.message)}</span></p>
+    <h3>#{html.escape(entry["episode"])} — {html.escape(_line(episode["instruction"]))}</h3>
+    <p>{verdict} <span class="muted">{html.escape(capped(outcome.message, SHOWN_TEXT_CHARS))}</span></p>
     <table><tr><th>reward</th><th></th></tr>{reward_rows}</table>
     <table><tr><th>stage</th><th>time</th></tr>{timing_rows}</table>
     <p class="muted">reference: {html.escape(logged.references.source)}
-      {html.escape(logged.references.note)}</p>
+      {html.escape(capped(logged.references.note, SHOWN_TEXT_CHARS))}</p>
     <details><summary>model output</summary>{texts}</details>
   </div>
 </div>"""
@@ -140,7 +144,7 @@ def _bar_chart(title: str, counts: dict[str, tuple[int, int]]) -> str:
     rates = [counts[k][0] / counts[k][1] for k in keys]
     # Logged text is data: a `$` would start matplotlib mathtext (and an unpaired one raises).
     axes.barh(range(len(keys)), rates, color="tab:green")
-    axes.set_yticks(range(len(keys)), [key.replace("$", r"\$") for key in keys])
+    axes.set_yticks(range(len(keys)), [_line(key).replace("$", r"\$") for key in keys])
     for y, key in enumerate(keys):
         axes.text(min(rates[y], 0.85) + 0.02, y, f"{counts[key][0]}/{counts[key][1]}", va="center", fontsize=8)
     axes.set_xlim(0, 1)

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from vla_r1_ros.core import episodes, prompts
+from vla_r1_ros.core.annotate import SHOWN_LABEL_CHARS, SHOWN_TEXT_CHARS, capped
 from vla_r1_ros.core.episodes import References, ReferenceSource
 from vla_r1_ros.core.outcomes import FAILURE_STAGES, EpisodeOutcome, OutcomeSource, episode_outcome
 from vla_r1_ros.core.trials import REWARD_KEYS, TrialOutcome
@@ -407,7 +408,7 @@ def episode_summaries(root: str | Path) -> list[dict[str, Any]]:
     return [
         {
             "episode": episode.name,
-            "instruction": episode.document["instruction"],
+            "instruction": capped(episode.document["instruction"], SHOWN_LABEL_CHARS),
             "success": episode.outcome.success,
             "outcome_source": episode.outcome.outcome_source,
             "judged": "success" in episode.labels,
@@ -420,7 +421,8 @@ def episode_summaries(root: str | Path) -> list[dict[str, Any]]:
 
 def episode_view(root: str | Path, episode: str) -> dict[str, Any]:
     """Everything the page needs about one episode: the prediction to draw over the frame, the logged
-    and the effective outcome, references and rewards, and the labels."""
+    and the effective outcome, references and rewards, and the labels. Logged text is shown capped
+    (`annotate.capped`): the page must stay usable with a megabyte of it."""
     episode_folder(root, episode)
     document = episodes.load_episode(root, episode)
     labels = episodes.read_labels(root, episode) or {}
@@ -428,28 +430,33 @@ def episode_view(root: str | Path, episode: str) -> dict[str, Any]:
     camera = document.get("camera") or {}
     image_size = [camera["width"], camera["height"]] if camera else parsed.get("image_size")
     logged_rewards = {key: value for key, value in document["rewards"].items() if key != "per_task"}
+    outcome = episode_outcome(document, labels).to_json()
     rescored = labelled_rewards(document, labels)
     return {
         "episode": episode,
         "trial_id": document["trial_id"],
-        "instruction": document["instruction"],
+        "instruction": capped(document["instruction"], SHOWN_TEXT_CHARS),
         "logged_at": document["logged_at"],
         "has_color": document["files"]["color"] is not None,
         "image_size": image_size,
         "prediction": {
             "box": parsed.get("box_normalized"),
             "waypoints": parsed.get("waypoints_normalized"),
-            "reasoning": parsed.get("reasoning") or {},
-            "raw_texts": document["prediction"]["raw_texts"],
-            "error": parsed.get("error", ""),
+            "reasoning": {
+                task: capped(text, SHOWN_TEXT_CHARS) for task, text in (parsed.get("reasoning") or {}).items()
+            },
+            "raw_texts": {
+                task: capped(text, SHOWN_TEXT_CHARS) for task, text in document["prediction"]["raw_texts"].items()
+            },
+            "error": capped(parsed.get("error", ""), SHOWN_TEXT_CHARS),
         },
-        "logged_outcome": document["outcome"],
-        "outcome": episode_outcome(document, labels).to_json(),
+        "logged_outcome": document["outcome"] | {"message": capped(document["outcome"]["message"], SHOWN_TEXT_CHARS)},
+        "outcome": outcome | {"message": capped(outcome["message"], SHOWN_TEXT_CHARS)},
         "logged_references": document["references"],
         "references": effective_references(document, labels).to_json(),
         "logged_rewards": logged_rewards,
         "rewards": {key: value for key, value in rescored.items() if key != "per_task"},
         "labels": labels,
-        "notes": document["notes"],
+        "notes": [capped(note, SHOWN_TEXT_CHARS) for note in document["notes"]],
         "failure_stages": list(FAILURE_STAGES),
     }

@@ -19,6 +19,7 @@ passes what the physics says.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -88,6 +89,58 @@ def source_without_record(success: bool, failure_stage: str, judge: str) -> str:
     if failure_stage in NEVER_JUDGED or (not success and not failure_stage):
         return OutcomeSource.NONE
     return OutcomeSource(judge)
+
+
+# Stages a trial reaches only after the policy answered on the trial's frames: a record that ends at one
+# of them (or succeeds) must carry those frames and that answer.
+AFTER_AN_ANSWER: frozenset[str] = BEFORE_MOTION | {
+    FailureStage.GRASP,
+    FailureStage.WRONG_OBJECT,
+    FailureStage.PLACE,
+    FailureStage.EXECUTE,
+    FailureStage.DRY_RUN,
+}
+TRIAL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")  # core.trial_flow.new_trial_id's, and tests'
+
+
+def unsupported_claim(
+    trial_id: str,
+    success: bool,
+    failure_stage: str,
+    outcome_source: str,
+    *,
+    has_frames: bool,
+    has_prediction: bool,
+    has_scene: bool,
+) -> str:
+    """Why a trial record claims an outcome its own evidence does not support ("" when it does): what
+    the reward logger refuses to write (a forged or broken record must not become a logged success).
+    Every record the pipeline makes passes: a success or a stage after the policy answered carries the
+    frame set (colour, depth, camera info) and the answer; the simulator judges only with its scene;
+    the pipeline's verdict is a failure before motion; a gripper's only a failure; a trial that timed
+    out, was cancelled or hit a bug may carry nothing."""
+    if not TRIAL_ID.fullmatch(trial_id):
+        return f"trial id {trial_id[:80]!r} is not a trial id (letters, digits, '._:-', at most 128)"
+    if outcome_source not in OUTCOME_SOURCES:
+        return f"outcome_source {outcome_source[:80]!r} is not one of {', '.join(OUTCOME_SOURCES)}"
+    if failure_stage and failure_stage not in FAILURE_STAGES:
+        return f"failure_stage {failure_stage[:80]!r} is not one of {', '.join(FAILURE_STAGES)}"
+    if success and failure_stage:
+        return f"a success with failure_stage {failure_stage!r}"
+    if success and outcome_source in (OutcomeSource.PIPELINE, OutcomeSource.GRIPPER):
+        return f"a success judged by {outcome_source}, which only ever judges a failure"
+    if outcome_source == OutcomeSource.PIPELINE and failure_stage not in BEFORE_MOTION:
+        before = ", ".join(sorted(BEFORE_MOTION))
+        return f"the pipeline judges only failures before motion ({before}), not {failure_stage!r}"
+    if outcome_source == OutcomeSource.SIMULATOR and not has_scene:
+        return "judged by the simulator without the simulator's scene (has_scene false)"
+    if success or failure_stage in AFTER_AN_ANSWER:
+        claim = "a success" if success else f"a trial that ended at {failure_stage!r}"
+        if not has_frames:
+            return f"{claim} without its frame set (colour, depth and camera info)"
+        if not has_prediction:
+            return f"{claim} without the policy's answer (no prediction)"
+    return ""
 
 
 @dataclass(frozen=True)
