@@ -20,8 +20,24 @@ reading or writing any other attribute raises AttributeError (test_moveit_execut
 
 Behind the API the robot is PyBullet's Panda (the simulator's URDF): `set_from_ik` and `get_pose` run
 PyBullet's kinematics for panda_link8, and `PlanningScene.is_state_colliding` checks the state's links
-(and attached objects) against the boxes of the scene's collision objects with the simulator's collision
-checker, honouring the allowed collision matrix. Self-collisions are not modelled. Executing an arm
+(and the bodies attached to that state) against the boxes of the scene's collision objects with the
+simulator's collision checker, honouring the allowed collision matrix.
+
+Where attached bodies live follows moveit2 `jazzy` at 4d841063574c31a21f69ae12a39fddb77a7eb984:
+- `moveit_core/planning_scene/src/planning_scene.cpp`: `processAttachedCollisionObjectMsg` attaches
+  the body to the scene's own current state (`robot_state_.value().attachBody(...)`, after removing a
+  world object of the same id); `isStateColliding(state, group)` runs `checkCollision(req, res, state)`
+  on the state it is GIVEN, whose attached bodies are the only ones checked (collision_env_fcl.cpp
+  `constructFCLObjectRobot`: `state.getAttachedBodies`); `isStateColliding(group)` checks the scene's
+  current state; `setCurrentState(RobotState)` is `getCurrentStateNonConst() = state`, a copy that
+  replaces the attached bodies too (robot_state.cpp `copyFrom`); `clone` (a scene's `__copy__`)
+  decouples from the parent with a copy of its current state.
+- `moveit_py/src/moveit/moveit_core/planning_scene/planning_scene.cpp`: `current_state` is a property
+  (`getCurrentState`, reference_internal; setter `setCurrentState(RobotState)`), and
+  `is_state_colliding` has both overloads, `(joint_model_group_name, verbose)` and
+  `(robot_state, joint_model_group_name, verbose)`.
+So a RobotState made fresh from the robot model carries no attached body, and checking it never sees
+what the hand holds. Self-collisions are not modelled. Executing an arm
 trajectory moves the double's arm to its last waypoint (or its second, for a `stall_segment`); executing
 the hand to "close" leaves the fingers at `World.object_width_m` (0 when there is nothing to hold).
 """
@@ -364,13 +380,23 @@ class RobotModel:
 
 
 class RobotState:
-    __slots__ = ("_arm", "_fingers", "_model")
+    __slots__ = ("_arm", "_attached", "_fingers", "_model")
 
     def __init__(self, robot_model: RobotModel) -> None:
         assert isinstance(robot_model, RobotModel)
         self._model = robot_model
         self._arm = np.zeros(7)
         self._fingers = np.zeros(2)
+        # Bodies attached to this state (moveit::core::RobotState's attached_body_map_): id -> (link,
+        # boxes, touch links). A state made from the robot model has none.
+        self._attached: dict[str, tuple[str, list[Box], tuple[str, ...]]] = {}
+
+    def __copy__(self) -> RobotState:
+        """`RobotState{*self}`: joint values and attached bodies copied."""
+        clone = RobotState(self._model)
+        clone._arm, clone._fingers = self._arm.copy(), self._fingers.copy()
+        clone._attached = copy.deepcopy(self._attached)
+        return clone
 
     @property
     def robot_model(self) -> RobotModel:
@@ -480,12 +506,15 @@ class AllowedCollisionMatrix:
 
 
 class PlanningScene:
-    __slots__ = ("_acm", "_attached", "_objects")
+    __slots__ = ("_acm", "_live", "_objects", "_state")
 
-    def __init__(self) -> None:
+    def __init__(self, live: bool = False) -> None:
         self._objects: dict[str, list[Box]] = {}
-        self._attached: dict[str, tuple[str, list[Box], tuple[str, ...]]] = {}  # id -> (link, boxes, touch links)
         self._acm = AllowedCollisionMatrix()
+        self._state = RobotState(RobotModel())  # the scene's own current state, with its attached bodies
+        # The monitor's scene: its current state's joints follow the robot's joint states (the double's
+        # World), as the planning scene monitor's state monitor updates them.
+        self._live = live
 
     @property
     def planning_frame(self) -> str:
@@ -493,11 +522,22 @@ class PlanningScene:
 
     @property
     def current_state(self) -> RobotState:
-        state = RobotState(RobotModel())
-        world = _world()
-        state.set_joint_group_positions(ARM_GROUP, world.arm_q)
-        state.set_joint_group_positions(HAND_GROUP, [world.finger_q, world.finger_q])
-        return state
+        """The scene's own state object (pybind reference_internal): changing it changes the scene."""
+        if self._live:
+            world = _world()
+            self._state.set_joint_group_positions(ARM_GROUP, world.arm_q)
+            self._state.set_joint_group_positions(HAND_GROUP, [world.finger_q, world.finger_q])
+        return self._state
+
+    @current_state.setter
+    def current_state(self, robot_state: RobotState) -> None:
+        self.set_current_state(robot_state)
+
+    def set_current_state(self, robot_state: RobotState) -> None:
+        """`getCurrentStateNonConst() = state`: a copy, attached bodies included (none for a fresh state)."""
+        assert isinstance(robot_state, RobotState)
+        if robot_state is not self._state:
+            self._state = copy.copy(robot_state)
 
     @property
     def allowed_collision_matrix(self) -> AllowedCollisionMatrix:
@@ -508,10 +548,12 @@ class PlanningScene:
         self._acm = copy.deepcopy(acm)
 
     def __copy__(self) -> PlanningScene:
+        """`PlanningScene::clone`: a decoupled scene with copies of the world, the matrix and the current
+        state (and so of the bodies attached to it)."""
         clone = PlanningScene()
         clone._objects = copy.deepcopy(self._objects)
-        clone._attached = copy.deepcopy(self._attached)
         clone._acm = copy.deepcopy(self._acm)
+        clone._state = copy.copy(self.current_state)
         return clone
 
     def apply_collision_object(self, collision_object_msg: CollisionObject, color_msg: Any = None) -> None:
@@ -528,17 +570,26 @@ class PlanningScene:
         assert isinstance(object, AttachedCollisionObject)
         if object.object.header.frame_id != object.link_name:
             raise NotImplementedError("the double takes attached objects posed in their link's frame only")
-        self._attached[object.object.id] = (object.link_name, _boxes(object.object), tuple(object.touch_links))
+        self._objects.pop(object.object.id, None)  # STEP 2: a world object of that id leaves the world
+        attached = (object.link_name, _boxes(object.object), tuple(object.touch_links))
+        self.current_state._attached[object.object.id] = attached  # STEP 3: onto the scene's current state
         return True
 
-    def is_state_colliding(self, robot_state: RobotState, joint_model_group_name: str, verbose: bool = False) -> bool:
-        """Links (and attached objects) of the whole robot (group "") or of one group against the world."""
+    def is_state_colliding(self, *args: Any, **kwargs: Any) -> bool:
+        """Both overloads of the binding: `(joint_model_group_name, verbose=False)` checks the scene's own
+        current state, `(robot_state, joint_model_group_name, verbose=False)` the state given. Either
+        way the links and the bodies attached to THAT state, of the whole robot (group "")."""
+        if (args and isinstance(args[0], RobotState)) or "robot_state" in kwargs:
+            robot_state, group, _verbose = _given_state_overload(*args, **kwargs)
+        else:
+            robot_state = self.current_state
+            group, _verbose = _current_state_overload(*args, **kwargs)
         assert isinstance(robot_state, RobotState)
-        if joint_model_group_name != "":
+        if group != "":
             raise NotImplementedError("the double checks the whole robot (group '') only")
         world = _world()
         world.is_state_colliding_calls += 1
-        attached = next(iter(self._attached.values()), None)
+        attached = next(iter(robot_state._attached.values()), None)
         held, link = (
             (None, None)
             if attached is None
@@ -547,6 +598,16 @@ class PlanningScene:
         scene = CollisionScene(tuple(box for boxes in self._objects.values() for box in boxes), held, link)
         hits = world.checker.contacts(scene, robot_state.get_joint_group_positions(ARM_GROUP), attached is not None)
         return any(not self._acm.get_entry(hit.link, hit.obstacle)[0] for hit in hits)
+
+
+def _given_state_overload(
+    robot_state: RobotState, joint_model_group_name: str, verbose: bool = False
+) -> tuple[RobotState, str, bool]:
+    return robot_state, joint_model_group_name, verbose
+
+
+def _current_state_overload(joint_model_group_name: str, verbose: bool = False) -> tuple[str, bool]:
+    return joint_model_group_name, verbose
 
 
 # --- moveit.planning --------------------------------------------------------------------------------
@@ -638,7 +699,7 @@ class PlanningSceneMonitor:
     __slots__ = ("_scene",)
 
     def __init__(self) -> None:
-        self._scene = PlanningScene()
+        self._scene = PlanningScene(live=True)
 
     @property
     def name(self) -> str:

@@ -140,3 +140,23 @@ def test_one_producer_per_spool(tmp_path):
         spool(tmp_path)
     held.close()
     spool(tmp_path).close()
+
+
+def test_a_record_the_receiver_refuses_for_good_is_dropped_and_does_not_block_the_rest(tmp_path):
+    """A record the logger refuses (it lacks the evidence its outcome claims) would be refused at every
+    try: kept, it would hold back every record behind it. It is dropped, named, and gone from the spool."""
+    written = {}
+
+    def deliver(key, payload):
+        if payload.get("forged"):
+            return DeliveryResult(False, "refused, nothing logged: judged by the simulator without a scene", True)
+        written[key] = payload
+        return DeliveryResult(True, f"line of {key}")
+
+    outbox = Outbox(deliver, spool=spool(tmp_path))
+    outbox.put("t1", {"forged": True})
+    outbox.put("t2", {"trial": "t2"})
+    tried = outbox.flush()
+    assert tried["t1"].refused and list(written) == ["t2"] and len(outbox) == 0
+    assert outbox.refused == [("t1", "refused, nothing logged: judged by the simulator without a scene")]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(SPOOL_SUFFIX)]

@@ -29,7 +29,7 @@ from vla_r1_ros.core.episodes import (
 from vla_r1_ros.core.geometry import CameraIntrinsics, camera_extrinsics
 from vla_r1_ros.core.metrics import resample_polyline
 from vla_r1_ros.core.prediction import Prediction
-from vla_r1_ros.core.scene import ObjectState, Scene, project_to_normalized, reference_box, reference_waypoints
+from vla_r1_ros.core.scene import ObjectState, Scene, reference_box, reference_waypoints
 
 CAMERA = load_config("camera")
 INTRINSICS = CameraIntrinsics.from_config(CAMERA)
@@ -363,21 +363,20 @@ def test_simulator_references_need_a_resolvable_target():
     assert references.source is ReferenceSource.NONE and "no unique object" in references.note
 
 
-def test_real_robot_references_come_from_successful_trials_only():
-    executed = np.linspace([0.45, 0.05, 0.1], [0.45, 0.3, 0.2], 50)
+def test_a_real_trials_own_answer_is_never_its_reference_and_earns_no_task_reward():
+    """Without a scene (a real robot) `auto` gives no reference: the box the trial acted on and the path
+    it drove are its own prediction, so scoring against them would give a region reward of 1 for free."""
+    executed = np.linspace([0.45, 0.05, 0.1], [0.45, 0.3, 0.2], 50).tolist()
     references = episodes.select_references(
-        trial(executed=executed.tolist()), intrinsics=INTRINSICS, base_T_camera=BASE_T_CAMERA
+        trial(executed=executed), intrinsics=INTRINSICS, base_T_camera=BASE_T_CAMERA
     )
-    assert references.source is ReferenceSource.SUCCESSFUL_TRIAL
-    assert references.box == BOX  # the box the robot acted on
-    expected = project_to_normalized(resample_polyline(executed, 4), INTRINSICS, BASE_T_CAMERA)
-    np.testing.assert_allclose(references.waypoints, expected)
-    assert len(references.waypoints) == 4
-
-    failed = episodes.select_references(
-        trial(success=False, executed=executed.tolist()), intrinsics=INTRINSICS, base_T_camera=BASE_T_CAMERA
-    )
-    assert failed.source is ReferenceSource.NONE and failed.box is None and "failed" in failed.note
+    assert references.source is ReferenceSource.NONE and references.box is None and references.waypoints is None
+    assert "label" in references.note
+    rewards = episodes.episode_rewards(trial(executed=executed), references)
+    assert rewards["region"] is None and rewards["trajectory"] is None and rewards["total"] is None
+    assert rewards["format"] == 1.0  # what can be known without a reference
+    with pytest.raises(ValueError, match="not made from a trial"):
+        episodes.select_references(trial(), ReferenceSource.SUCCESSFUL_TRIAL)
 
 
 def test_resample_polyline_spaces_3d_points_evenly():

@@ -255,4 +255,5 @@ def test_server_refuses_escapes_bad_labels_and_foreign_writes(log, server):
         "failure_stage": "",
         "message": "ok ✓ $x",
         "outcome_source": "operator",
+        "judged": True,
     }

@@ -12,6 +12,7 @@ from test_episodes import BOX, PATH, frame, trial
 from vla_r1_ros.cli.main import main
 from vla_r1_ros.core import dataset, episodes, labels, prompts, rewards
 from vla_r1_ros.core.episodes import EpisodeStore, References, ReferenceSource
+from vla_r1_ros.core.outcomes import EpisodeOutcome, episode_outcome
 from vla_r1_ros.core.parsing import parse_answer
 
 LABELLED_BOX = [0.3, 0.3, 0.1, 0.1]
@@ -25,7 +26,7 @@ def log(tmp_path):
     root = tmp_path / "log"
     with EpisodeStore(root) as store:
         store.write(trial(), frame(), References(ReferenceSource.SIMULATOR, BOX, PATH, target="red_cube"))
-        store.write(trial(), frame(), References(ReferenceSource.SUCCESSFUL_TRIAL, BOX, PATH))
+        store.write(trial(), frame(), References(ReferenceSource.SUCCESSFUL_TRIAL, BOX, PATH))  # an older logger's
         store.write(trial(success=False), frame(), References(ReferenceSource.NONE, note="trial failed"))
     return root
 
@@ -119,12 +120,7 @@ def test_labels_change_outcome_and_rewards(log):
     real = episodes.load_episode(log, "000002")
     assert labels.labelled_rewards(real, {})["total"] is None  # no reference: no reward is made up
     judged = {"success": False, "failure_stage": "place", "box": LABELLED_BOX, "waypoints": LABELLED_PATH}
-    assert labels.effective_outcome(real, judged) == {
-        "success": False,
-        "failure_stage": "place",
-        "message": "",
-        "outcome_source": "operator",
-    }
+    assert episode_outcome(real, judged) == EpisodeOutcome(False, "place", "", "operator")
     scored = labels.labelled_rewards(real, judged)
     affordance_text = real["prediction"]["raw_texts"][prompts.AFFORDANCE]
     trajectory_text = real["prediction"]["raw_texts"][prompts.TRAJECTORY]
@@ -152,7 +148,11 @@ def test_export_uses_operator_references_and_follows_edits(log, tmp_path):
     assert summary.skipped["none references (not simulator or operator)"] == 1  # the failed real-robot trial
     labels.save_labels(log, "000002", {"box": LABELLED_BOX, "waypoints": LABELLED_PATH})
     labels.save_labels(log, "000003", {"success": True, "box": LABELLED_BOX})
-    summary = dataset.export_dataset(log, tmp_path / "b", only_success=True)
+    # 000002 logged success, but nobody judged it (a real-robot trial): it is not a success to learn from.
+    unjudged = dataset.export_dataset(log, tmp_path / "b", only_success=True)
+    assert unjudged.skipped["not judged a success"] == 1 and unjudged.episodes == 2
+    labels.save_labels(log, "000002", {"success": True})
+    summary = dataset.export_dataset(log, tmp_path / "b", only_success=True, overwrite=True)
     assert summary.by_reference_source == {"simulator": 2, "operator": 3} and summary.episodes == 3
     records = json.loads((tmp_path / "b" / dataset.SHAREGPT_FILE).read_text())
     truths = [record["conversations"][1]["value"] for record in records if record["image"] == "images/000002.png"]

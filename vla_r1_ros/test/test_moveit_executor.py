@@ -306,3 +306,27 @@ def test_without_moveit_py_the_backend_says_how_to_get_it(monkeypatch):
         backend.MoveItExecutor(object(), SETTINGS, CollisionWorld.from_config(WORKCELL, CAMERA))
     with pytest.raises(backend.MoveItUnavailable, match="apt install"):
         backend.make_moveit_py("moveit_py.yaml", SETTINGS)
+
+
+def test_a_held_object_hitting_the_tray_wall_is_refused_by_the_planning_scene(fake_moveit):
+    """The hand clears the tray's -y wall, the tall object it holds does not. MoveIt (and the double,
+    after moveit2 jazzy's planning_scene.cpp) keeps an attached body in the scene's current state, so
+    only a check of that state sees it; a fresh RobotState would pass this plan."""
+    fake, world = fake_moveit
+    executor = make_executor(fake)
+    tall = GraspSurface(np.array([0.5, 0.0, 0.10]), np.array([0, 0, 1.0]), np.array([1.0, 0, 0]), 0.10, 0.05, 0.05, 9)
+    tray = WORKCELL["collision"]["tray_when_unseen"]["centre_base"]
+    waypoints = np.array([[0.5, 0.0, 0.0], [0.47, 0.10, 0.0], [tray[0], tray[1], 0.008]])
+    # 12 cm above the table: the fingertips pass the 6 cm wall, the object's bottom (8 cm below the
+    # TCP) does not.
+    params = PlanningParams(**{**WORKSPACE["planning"], "carry_height_m": 0.12})
+    plan = plan_pick_and_place(tall, waypoints, params)
+    at_start(executor)
+    with pytest.raises(PlanRejected) as rejected:
+        validate_for(executor, plan, LIMITS)
+    assert rejected.value.check == "collision"
+    assert re.search(r"held_object collides with tray_wall_-y", rejected.value.reason), rejected.value
+    assert [c for c in world.calls if c[1] == "execute"] == []
+    # A flat object carried the same way passes: the hand itself clears the wall.
+    flat = GraspSurface(np.array([0.5, 0.0, 0.03]), tall.up, tall.axis, 0.03, 0.05, 0.05, 9)
+    validate_for(executor, plan_pick_and_place(flat, waypoints, params), LIMITS)

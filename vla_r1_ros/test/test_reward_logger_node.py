@@ -11,9 +11,10 @@ import pytest
 import rclpy
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 from test_episodes import BASE_T_CAMERA, INTRINSICS, scene
-from vla_r1_interfaces.msg import EpisodeRecord
+from vla_r1_interfaces.msg import EpisodeRecord, VlaPrediction
 from vla_r1_interfaces.srv import LogEpisode
 
 from vla_r1_ros import topics
@@ -147,14 +148,60 @@ def test_a_repeated_delivery_logs_nothing_twice_even_after_a_restart(executor, g
 
 
 def test_a_record_without_frames_is_still_logged(executor, graph):
+    """A trial that timed out before a frame came carries no frames and no answer, and claims nothing."""
     logger, log_client, _logged = graph
-    response = deliver(executor, log_client, record_msg(with_frames=False))
+    record = record_msg(with_frames=False)
+    record.prediction = VlaPrediction()
+    record.success, record.failure_stage, record.outcome_source = False, "timeout", "none"
+    record.message, record.executed_ee_path = "no camera frame set within 5 s", []
+    response = deliver(executor, log_client, record)
     assert response.logged
     document = episodes.load_episode(logger.store.root, response.episode)
     assert document["files"] == {"color": None, "depth": None}
     assert any("no colour frame" in note for note in document["notes"])
-    # No scene and no camera: no simulator reference; the real-robot rule needs the camera model.
-    assert document["references"]["source"] == "successful_trial"
+    # No scene: no ground truth, and the trial's own answer is never its reference.
+    assert document["references"]["source"] == "none" and document["rewards"]["total"] is None
+
+
+def forged(**changes):
+    """The record of a simulated success with one part of its evidence taken away or changed."""
+    record = record_msg(trial_id="forged-1")
+    for key, value in changes.items():
+        setattr(record, key, value)
+    return record
+
+
+@pytest.mark.parametrize(
+    ("record", "why"),
+    [
+        (
+            forged(color=Image(), depth=Image(), camera_info=CameraInfo(), has_scene=False),
+            "without the simulator's scene",
+        ),
+        (forged(color=Image(), depth=Image(), camera_info=CameraInfo()), "a success without its frame set"),
+        (forged(prediction=VlaPrediction()), "a success without the policy's answer"),
+        (forged(has_scene=False), "judged by the simulator without the simulator's scene"),
+        (forged(trial_id="../../etc"), "is not a trial id"),
+        (forged(trial_id=""), "is not a trial id"),
+        (forged(failure_stage="grasp"), "a success with failure_stage 'grasp'"),
+        (forged(outcome_source="executor"), "outcome_source 'executor' is not one of"),
+        (forged(success=False, failure_stage="teleported"), "failure_stage 'teleported' is not one of"),
+        (forged(success=False, failure_stage="place", outcome_source="pipeline"), "judges only failures before"),
+        (forged(outcome_source="gripper"), "only ever judges a failure"),
+    ],
+)
+def test_a_forged_record_is_refused_says_why_and_logs_nothing(executor, graph, record, why):
+    """What anyone on the graph could send to vla_r1/log_episode (4 of 4 such records used to be logged
+    as successes): each is answered logged=false with the reason, and the log stays empty."""
+    logger, log_client, logged = graph
+    response = deliver(executor, log_client, record)
+    assert not response.logged and response.episode == "" and why in response.message, response.message
+    assert response.message.startswith("refused, nothing logged:")
+    assert episodes.read_index(logger.store.root) == [] and logged == []
+    assert not (logger.store.root / episodes.EPISODES_DIR).exists() or not any(
+        (logger.store.root / episodes.EPISODES_DIR).iterdir()
+    )
+    assert deliver(executor, log_client, record_msg("trial-after")).logged  # the logger goes on
 
 
 def test_metric_depth_is_stored_as_millimetres(executor, graph):
@@ -202,3 +249,21 @@ def test_plan_conversion():
     plan = plan_json(ManipulationPlan(feasible=True, carry_waypoints=[carry, carry]))
     assert plan["carry_waypoints"][0] == {"position": [0.4, 0.0, 0.0], "orientation": [0.0, 0.0, 0.0, 1.0]}
     assert set(plan) >= {"grasp_pose", "place_pose", "pre_grasp_pose", "grasp_surface_point", "speed_scaling"}
+
+
+def test_an_unusable_log_dir_stops_the_logger_with_one_line_naming_it(tmp_path):
+    """The real node process, its log_dir under a plain file: one line naming the folder, a failed exit."""
+    import subprocess
+    import sys
+
+    (tmp_path / "a_file").write_text("")
+    log_dir = tmp_path / "a_file" / "log"
+    done = subprocess.run(
+        [sys.executable, "-m", "vla_r1_ros.nodes.reward_logger_node", "--ros-args", "-p", f"log_dir:={log_dir}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert done.returncode != 0 and len(lines) == 1, lines
+    assert f"cannot create the episode log in {log_dir}" in lines[0] and "Traceback" not in lines[0]

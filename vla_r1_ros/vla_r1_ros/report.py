@@ -14,7 +14,9 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +26,12 @@ matplotlib.use("Agg")  # headless: the report is written on machines with no dis
 import matplotlib.pyplot as plt
 import numpy as np
 
-from vla_r1_ros.core.annotate import annotate
-from vla_r1_ros.core.episodes import iter_episodes, load_color, write_bytes_atomic, write_text_atomic
-from vla_r1_ros.core.outcomes import OutcomeSource, is_judged, source_without_record
+from vla_r1_ros.core.annotate import SHOWN_LABEL_CHARS, SHOWN_TEXT_CHARS, annotate, capped
+from vla_r1_ros.core.episodes import EpisodeStoreError, load_color, write_bytes_atomic, write_text_atomic
+from vla_r1_ros.core.labels import LabelledEpisode, labelled_episodes, trial_outcomes_from_log
 from vla_r1_ros.core.trials import TrialOutcome, format_summary, summarize
+
+SUMMARY_FILE, TRIALS_FILE = "summary.json", "trials.json"  # what `vla-r1 trials` writes beside its log
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; max-width: 1200px; }
@@ -54,6 +58,10 @@ def _png(figure_or_image: Any) -> str:
     return f'<img src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
 
 
+def _line(text: str) -> str:
+    return capped(text, SHOWN_LABEL_CHARS)
+
+
 def _path_plot(episode: dict[str, Any]) -> str:
     plan = episode.get("plan") or {}
     executed = np.asarray(episode.get("executed_ee_path") or [], dtype=float).reshape(-1, 3)
@@ -76,31 +84,32 @@ def _path_plot(episode: dict[str, Any]) -> str:
     return _png(figure)
 
 
-def _trial_html(root: Path, entry: dict[str, Any], episode: dict[str, Any]) -> str:
+def _trial_html(root: Path, logged: LabelledEpisode) -> str:
+    entry, episode = logged.entry, logged.document
     color = load_color(root, entry["episode"])
     parsed = episode["prediction"]["parsed"]
     reasoning = " / ".join(text for text in (parsed.get("reasoning") or {}).values() if text)
-    caption = reasoning if parsed.get("valid") else f"INVALID ({parsed.get('error', '')})"
+    caption = capped(reasoning if parsed.get("valid") else f"INVALID ({parsed.get('error', '')})", SHOWN_TEXT_CHARS)
     picture = (
         _png(annotate(color, parsed.get("box_normalized"), parsed.get("waypoints_normalized"), caption))
         if color is not None
         else "<p>(no image logged)</p>"
     )
-    outcome = episode["outcome"]
-    source = _outcome_source(episode)
-    if not is_judged(source, outcome["failure_stage"]):
+    outcome = logged.outcome
+    source = outcome.outcome_source
+    if not outcome.judged:
         verdict = (
-            f'<span class="muted">not judged ({html.escape(outcome["failure_stage"] or "awaiting judgement")})</span>'
+            f'<span class="muted">not judged ({html.escape(outcome.failure_stage or "awaiting judgement")})</span>'
         )
-    elif outcome["success"]:
+    elif outcome.success:
         verdict = f'<span class="ok">success</span> <span class="muted">judged by {html.escape(source)}</span>'
     else:
-        stage = html.escape(outcome["failure_stage"] or "?")
+        stage = html.escape(outcome.failure_stage or "?")
         verdict = (
             f'<span class="fail">failed at {stage}</span> <span class="muted">judged by {html.escape(source)}</span>'
         )
 
-    rewards = episode["rewards"]
+    rewards = logged.rewards
     reward_rows = "".join(
         f"<tr><td>{key}</td><td>{'—' if rewards.get(key) is None else f'{rewards[key]:.3f}'}</td></tr>"
         for key in ("total", "format", "region", "trajectory")
@@ -109,7 +118,7 @@ def _trial_html(root: Path, entry: dict[str, Any], episode: dict[str, Any]) -> s
         f"<tr><td>{html.escape(k)}</td><td>{v:.3f} s</td></tr>" for k, v in episode["timings"].items()
     )
     texts = "".join(
-        f"<b>{html.escape(task)}</b><pre>{html.escape(text)}</pre>"
+        f"<b>{html.escape(_line(task))}</b><pre>{html.escape(capped(text, SHOWN_TEXT_CHARS))}</pre>"
         for task, text in episode["prediction"]["raw_texts"].items()
     )
     return f"""
@@ -117,12 +126,12 @@ def _trial_html(root: Path, entry: dict[str, Any], episode: dict[str, Any]) -> s
   <div>{picture}</div>
   <div>{_path_plot(episode)}</div>
   <div>
-    <h3>#{html.escape(entry["episode"])} — {html.escape(episode["instruction"])}</h3>
-    <p>{verdict} <span class="muted">{html.escape(outcome["message"])}</span></p>
+    <h3>#{html.escape(entry["episode"])} — {html.escape(_line(episode["instruction"]))}</h3>
+    <p>{verdict} <span class="muted">{html.escape(capped(outcome.message, SHOWN_TEXT_CHARS))}</span></p>
     <table><tr><th>reward</th><th></th></tr>{reward_rows}</table>
     <table><tr><th>stage</th><th>time</th></tr>{timing_rows}</table>
-    <p class="muted">reference: {html.escape(episode["references"]["source"])}
-      {html.escape(episode["references"].get("note") or "")}</p>
+    <p class="muted">reference: {html.escape(logged.references.source)}
+      {html.escape(capped(logged.references.note, SHOWN_TEXT_CHARS))}</p>
     <details><summary>model output</summary>{texts}</details>
   </div>
 </div>"""
@@ -135,7 +144,7 @@ def _bar_chart(title: str, counts: dict[str, tuple[int, int]]) -> str:
     rates = [counts[k][0] / counts[k][1] for k in keys]
     # Logged text is data: a `$` would start matplotlib mathtext (and an unpaired one raises).
     axes.barh(range(len(keys)), rates, color="tab:green")
-    axes.set_yticks(range(len(keys)), [key.replace("$", r"\$") for key in keys])
+    axes.set_yticks(range(len(keys)), [_line(key).replace("$", r"\$") for key in keys])
     for y, key in enumerate(keys):
         axes.text(min(rates[y], 0.85) + 0.02, y, f"{counts[key][0]}/{counts[key][1]}", va="center", fontsize=8)
     axes.set_xlim(0, 1)
@@ -145,11 +154,11 @@ def _bar_chart(title: str, counts: dict[str, tuple[int, int]]) -> str:
     return _png(figure)
 
 
-def _reward_histograms(episodes: list[dict[str, Any]]) -> str:
+def _reward_histograms(episodes: list[LabelledEpisode]) -> str:
     keys = ("total", "format", "region", "trajectory")
     figure, axes = plt.subplots(1, len(keys), figsize=(10, 2.2))
     for ax, key in zip(axes, keys, strict=True):
-        values = [e["rewards"][key] for e in episodes if e["rewards"].get(key) is not None]
+        values = [e.rewards[key] for e in episodes if e.rewards.get(key) is not None]
         ax.hist(values, bins=np.linspace(0, 1, 11), color="tab:blue")
         ax.set_title(f"{key} (n={len(values)})", fontsize=9)
         ax.set_xlim(0, 1)
@@ -167,37 +176,6 @@ def _latency_chart(episodes: list[dict[str, Any]]) -> str:
     axes.set_xlabel("seconds (mean ± sd)")
     axes.set_title("latency per stage")
     return _png(figure)
-
-
-def _outcome_source(episode: dict[str, Any]) -> str:
-    """Who judged an episode: its record's `outcome_source`, or for a record without one the simulator
-    when the episode has simulator references (it ran in the simulator), else nobody."""
-    outcome = episode["outcome"]
-    if outcome.get("outcome_source"):
-        return outcome["outcome_source"]
-    simulated = episode["references"]["source"] == OutcomeSource.SIMULATOR
-    judge = OutcomeSource.SIMULATOR if simulated else OutcomeSource.NONE
-    return source_without_record(outcome["success"], outcome["failure_stage"], judge)
-
-
-def outcomes_from_log(root: Path) -> list[TrialOutcome]:
-    """Trial outcomes rebuilt from an episode log (a report for a log written by a lab's launch)."""
-    return [
-        TrialOutcome(
-            index=i,
-            seed=-1,
-            instruction=e["instruction"],
-            target=e["references"].get("target") or "",
-            success=e["outcome"]["success"],
-            failure_stage=e["outcome"]["failure_stage"],
-            message=e["outcome"]["message"],
-            episode_id=e["trial_id"],
-            rewards={k: v for k, v in e["rewards"].items() if isinstance(v, float)},
-            stage_seconds=e["timings"],
-            outcome_source=_outcome_source(e),
-        )
-        for i, (_entry, e) in enumerate(iter_episodes(root))
-    ]
 
 
 def _per_scene_table(summary: dict[str, Any]) -> str:
@@ -251,8 +229,6 @@ def sweep_figure(curve: dict[str, Any]):
 
 def write_sweep_report(root: str | Path, out: str | Path | None = None) -> Path:
     """`root/sweep.png` and the sweep's HTML report (default `root/report.html`) from `root/sweep.json`."""
-    import json
-
     root = Path(root)
     out = Path(out) if out else root / "report.html"
     curve = json.loads((root / "sweep.json").read_text())
@@ -298,20 +274,43 @@ def _writable_text(value: Any) -> Any:
     return value
 
 
+def log_summary(root: str | Path) -> dict[str, Any]:
+    """The summary of a log as it stands now: its trials recounted with their labels
+    (`labels.trial_outcomes_from_log`, keeping the order, layout seeds and wall times of the run's
+    `trials.json` when there is one), beside what the run's `summary.json` says about the run itself
+    (policy, noise, why it stopped, unlogged trials, …). Raises EpisodeStoreError for a damaged file."""
+    root = Path(root)
+    stored: dict[str, Any] = {}
+    ran: list[TrialOutcome] = []
+    try:
+        if (root / SUMMARY_FILE).is_file():
+            stored = dict(json.loads((root / SUMMARY_FILE).read_text(encoding="utf-8")))
+        if (root / TRIALS_FILE).is_file():
+            ran = [TrialOutcome(**trial) for trial in json.loads((root / TRIALS_FILE).read_text(encoding="utf-8"))]
+    except (OSError, ValueError, TypeError) as exc:
+        raise EpisodeStoreError(f"cannot read the run's {SUMMARY_FILE} / {TRIALS_FILE} in {root}: {exc}") from exc
+    recount = summarize(trial_outcomes_from_log(root, ran))
+    return {key: value for key, value in stored.items() if key not in recount} | recount
+
+
 def write_report(root: str | Path, out: str | Path, summary: dict[str, Any] | None = None) -> Path:
+    """The report of the log at `root`, every episode with its labels applied (`labels.labelled_episodes`).
+    `summary`: the table to show (a finished run's own); default `log_summary(root)`."""
     root, out = Path(root), Path(out)
-    pairs = [(_writable_text(entry), _writable_text(episode)) for entry, episode in iter_episodes(root)]
-    episodes = [episode for _entry, episode in pairs]
-    summary = summary or summarize(outcomes_from_log(root))
+    episodes = [
+        replace(episode, entry=_writable_text(episode.entry), document=_writable_text(episode.document))
+        for episode in labelled_episodes(root)
+    ]
+    summary = summary or log_summary(root)
     by_target: dict[str, tuple[int, int]] = {}
     by_instruction: dict[str, tuple[int, int]] = {}
     for episode in episodes:
-        if not is_judged(_outcome_source(episode), episode["outcome"]["failure_stage"]):
+        if not episode.outcome.judged:
             continue  # success rates count judged trials only
-        ok = int(episode["outcome"]["success"])
+        ok = int(episode.outcome.success)
         for table, key in (
-            (by_target, episode["references"].get("target") or "unknown"),
-            (by_instruction, episode["instruction"]),
+            (by_target, episode.references.target or "unknown"),
+            (by_instruction, episode.document["instruction"]),
         ):
             done, total = table.get(key, (0, 0))
             table[key] = (done + ok, total + 1)
@@ -320,9 +319,10 @@ def write_report(root: str | Path, out: str | Path, summary: dict[str, Any] | No
         charts = (
             f'<div class="charts"><div>{_bar_chart("success by target object", by_target)}</div>'
             f"<div>{_bar_chart('success by instruction', by_instruction)}</div>"
-            f"<div>{_latency_chart(episodes)}</div><div>{_reward_histograms(episodes)}</div></div>"
+            f"<div>{_latency_chart([e.document for e in episodes])}</div>"
+            f"<div>{_reward_histograms(episodes)}</div></div>"
         )
-    trials = "".join(_trial_html(root, entry, episode) for entry, episode in pairs)
+    trials = "".join(_trial_html(root, episode) for episode in episodes)
     document = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>VLA-R1 trials — {html.escape(root.name)}</title>
 <style>{_STYLE}</style></head><body>
@@ -335,5 +335,5 @@ def write_report(root: str | Path, out: str | Path, summary: dict[str, Any] | No
 {trials or "<p>No episodes logged.</p>"}
 </body></html>
 """
-    write_text_atomic(out, document)
+    write_text_atomic(out, _writable_text(document))  # a logged message or note may hold a lone surrogate too
     return out

@@ -44,7 +44,7 @@ class ProgressBar(TrialObserver):
 
     def on_trial(self, outcome: TrialOutcome) -> None:
         self._done += 1
-        self._successes += bool(outcome.success)
+        self._successes += outcome.judged and outcome.success  # an executed trial nobody judged is none
         self.bar.set_postfix(success=f"{self._successes}/{self._done}", last=outcome.failure_stage or "ok")
         self.bar.update()
 

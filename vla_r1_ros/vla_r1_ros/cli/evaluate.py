@@ -3,12 +3,14 @@
 A JSONL file: each line {"id", "task", "prediction": model text, "reference": answer text}. An episode
 log directory (holds index.jsonl): one sample per (episode, task) with a reference — the operator's
 labels first, else simulator ground truth (`core.labels.effective_references`); an unlabelled
-real-robot episode has none (its logged `successful_trial` reference is its own prediction) and is
+real-robot episode has none (a trial's own answer is never its reference) and is
 counted under "without_reference". Prints the summary {"affordance": {"n", "iou"}, "trajectory": {"n",
-"dfd", "hd", "rmse", "avg"}, "format_rate", "parse_failures"}, plus "reference_sources" and
-"without_reference" for a log; `--per-sample OUT.jsonl` also writes one record per sample. A line that
-is not a usable sample (bad JSON, unknown task, a reference that does not parse) is reported on stderr
-and left out. Exit code 0; 1 for an unreadable log; 2 for usage errors (including an unreadable FILE).
+"dfd", "hd", "rmse", "avg"}, "format_rate", "parse_failures"}, plus "reference_sources",
+"without_reference" and "outcomes" (episodes, judged, successes, judged_by — each episode's judgement in
+labels.json first, `core.labels.labelled_episodes`; an unjudged executed trial is no success) for a
+log; `--per-sample OUT.jsonl` also writes one record per sample. A line that is not a usable sample
+(bad JSON, unknown task, a reference that does not parse) is reported on stderr and left out. Exit
+code 0; 1 for an unreadable log; 2 for usage errors (including an unreadable FILE).
 """
 
 from __future__ import annotations
@@ -29,12 +31,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _log_samples(logdir: Path, summary_extra: dict) -> list[dict]:
-    from vla_r1_ros.core import episodes, labels
+    from vla_r1_ros.core import labels
 
-    samples = list(labels.eval_samples(logdir))
-    tasks = sum(len(entry["tasks"]) for entry in episodes.read_index(logdir))
+    logged = list(labels.labelled_episodes(logdir))
+    samples = list(labels.eval_samples(logged))
+    tasks = sum(len(episode.entry["tasks"]) for episode in logged)
     summary_extra["reference_sources"] = dict(Counter(sample["reference_source"] for sample in samples))
     summary_extra["without_reference"] = tasks - len(samples)
+    judged = [episode.outcome for episode in logged if episode.outcome.judged]
+    summary_extra["outcomes"] = {
+        "episodes": len(logged),
+        "judged": len(judged),
+        "successes": sum(outcome.success for outcome in judged),
+        "judged_by": dict(sorted(Counter(outcome.outcome_source for outcome in judged).items())),
+    }
     return samples
 
 

@@ -22,16 +22,8 @@ def run(args: argparse.Namespace) -> int:
     if not (args.logdir / "index.jsonl").is_file():
         print(f"vla-r1 report: {args.logdir} has no index.jsonl (not an episode log) and no sweep.json")
         return 2
-    summary_path = args.logdir / "summary.json"
-    summary = None
-    if summary_path.is_file():
-        import json
-
-        summary = json.loads(summary_path.read_text())
-        if "judged_by" not in summary:  # written before outcomes were judged: recount from the log
-            summary = None
-    try:
-        print(write_report(args.logdir, args.out or args.logdir / "report.html", summary=summary))
+    try:  # recounted from the log: judgements given since the run (vla-r1 label) count
+        print(write_report(args.logdir, args.out or args.logdir / "report.html"))
     except EpisodeStoreError as exc:  # a damaged index, or a name in it that leaves the log
         print(f"vla-r1 report: {exc}", file=sys.stderr)
         return 1

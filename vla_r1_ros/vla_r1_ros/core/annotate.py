@@ -15,6 +15,15 @@ import numpy as np
 BOX_COLOUR = (0, 220, 0)  # RGB
 PATH_COLOUR = (255, 140, 0)
 TEXT_COLOUR = (255, 255, 255)
+# Logged text is data of any size (an instruction of 1 MB took the report > 120 s and 11 GB in
+# matplotlib's layout): what is drawn or shown is cut to these many characters, the files keep all.
+SHOWN_TEXT_CHARS = 4000  # a paragraph: model output, a message, a note
+SHOWN_LABEL_CHARS = 120  # one line: an instruction as a heading, a chart label, a list entry
+
+
+def capped(text: str, limit: int) -> str:
+    """`text`, cut to `limit` characters with how many more there were."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text) - limit} more characters)"
 
 
 def annotate(
@@ -42,7 +51,9 @@ def annotate(
             cv2.putText(
                 out, str(number), (int(x) + 6, int(y) - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.5, PATH_COLOUR, 1, cv2.LINE_AA
             )
-    lines = textwrap.wrap(" ".join(caption.split()), width=max(20, width // 9))[:caption_lines]
+    line_chars = max(20, width // 9)
+    lines = textwrap.wrap(" ".join(caption[: line_chars * caption_lines * 2].split()), width=line_chars)
+    lines = lines[:caption_lines]
     if lines:
         band = 8 + 18 * len(lines)
         out[:band] = (out[:band] * 0.35).astype(np.uint8)  # darken under the text so it reads on any scene

@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 
 from vla_r1_ros.core import episodes, prompts
-from vla_r1_ros.core.labels import effective_outcome, effective_references, labelled_rewards
+from vla_r1_ros.core.labels import labelled_episodes
 
 SHAREGPT_FILE = "vla_r1_sharegpt.json"
 HF_DIR = "hf"
@@ -137,29 +137,29 @@ def _rows(
     counts what it skips, and why, in `summary` (with a warning for an episode whose logged image or
     text is unusable: the export goes on without it).
 
-    Operator labels (`labels.json`, `core.labels`) take precedence: their `success` overrides the
-    outcome, their `box` / `waypoints` are the references, and the answers are re-scored against them
-    (`labels.labelled_rewards`, the same `score_completion` the logger used). Without labels only ground
+    Every episode is read through `labels.labelled_episodes`: operator labels (`labels.json`) take
+    precedence — their `success` overrides the outcome (`only_success` keeps judged successes only: an
+    executed real-arm trial nobody judged is not one), their `box` / `waypoints` are the references,
+    and the answers are re-scored against them (`labels.labelled_rewards`, the same `score_completion`
+    the logger used). Without labels only ground
     truth is a reference: a `successful_trial` reference is the trial's own prediction and never becomes
     a record's answer. `min_reward` keeps a task's record when the logged answer to that task scored at
     least that total against the reference.
     """
-    for entry, document in episodes.iter_episodes(logdir):
-        episode = entry["episode"]
-        labels = episodes.read_labels(logdir, episode) or {}
-        if only_success and not effective_outcome(document, labels)["success"]:
-            summary.skip("failed trial")
+    for logged in labelled_episodes(logdir):
+        episode, document, references = logged.name, logged.document, logged.references
+        if only_success and not logged.outcome.success:
+            summary.skip("not judged a success" if not logged.outcome.judged else "failed trial")
             continue
         if document["files"]["color"] is None:
             summary.skip("no colour image")
             continue
-        references = effective_references(document, labels)
         if references.source not in TRAINING_REFERENCE_SOURCES:
             # Said by what the episode logged: an unlabelled real-robot trial's references are its own answer.
             logged_source = document["references"]["source"]
             summary.skip(f"{logged_source} references (not simulator or operator)")
             continue
-        scores = labelled_rewards(document, labels)["per_task"]
+        scores = logged.rewards["per_task"]
         rows = []
         for task in tasks:
             output = references.answer(task)

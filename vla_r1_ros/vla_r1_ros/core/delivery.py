@@ -4,8 +4,10 @@ delivery logs nothing twice and a receiver that restarts loses nothing.
 
 `Outbox` is the producer's side, with no ROS: `deliver(key, payload) -> DeliveryResult` is injected
 (the planning node passes a LogEpisode service call). `flush()` tries every pending record once, oldest
-first, and stops at the first failure so records stay in order. A flush called while another one runs
-returns at once (a periodic retry must never queue up behind, or block a thread on, a slow delivery).
+first, and stops at the first failure so records stay in order; a record the receiver refuses for good
+(`refused`: it lacks the evidence its outcome claims) is dropped and named in `refused` instead. A
+flush called while another one runs returns at once (a periodic retry must never queue up behind, or
+block a thread on, a slow delivery).
 
 `Spool` keeps the pending records on disk as well, so that a producer that dies (kill -9, a crash, the
 machine) loses none: each record is written atomically and fsynced when it is queued, removed once the
@@ -39,6 +41,7 @@ _SPOOL_NAME = re.compile(r"\A([0-9]{9,})-([A-Za-z0-9_.-]+)" + re.escape(SPOOL_SU
 class DeliveryResult:
     delivered: bool
     detail: str = ""  # receiver's answer: the index line when delivered, the reason when not
+    refused: bool = False  # the receiver will never take this record: it is dropped, not sent again
 
 
 class Spool:
@@ -136,6 +139,7 @@ class Outbox:
         self._flushing = threading.Lock()  # one flush at a time: deliveries stay in order
         self.last_error = ""
         self.spool_error = ""  # why the last record could not be spooled ("" when it was)
+        self.refused: list[tuple[str, str]] = []  # (key, the receiver's reason): dropped, never delivered
 
     def restore(self) -> tuple[list[str], list[str]]:
         """Queue what the spool holds from an earlier producer, ahead of anything new: the keys queued,
@@ -190,7 +194,9 @@ class Outbox:
                 except Exception as exc:  # a transport failure is a failed delivery, never a lost record
                     result = DeliveryResult(False, f"{type(exc).__name__}: {exc}")
                 tried[key] = result
-                if not result.delivered:
+                if result.refused:  # kept, it would block every record behind it for ever
+                    self.refused.append((key, result.detail))
+                elif not result.delivered:
                     self.last_error = result.detail
                     return tried
                 with self._lock:

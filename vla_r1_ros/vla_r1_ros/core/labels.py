@@ -32,15 +32,16 @@ import getpass
 import json
 import math
 import os
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from vla_r1_ros.core import episodes, prompts
+from vla_r1_ros.core.annotate import SHOWN_LABEL_CHARS, SHOWN_TEXT_CHARS, capped
 from vla_r1_ros.core.episodes import References, ReferenceSource
-from vla_r1_ros.core.outcomes import FAILURE_STAGES, OutcomeSource
+from vla_r1_ros.core.outcomes import FAILURE_STAGES, EpisodeOutcome, OutcomeSource, episode_outcome
 from vla_r1_ros.core.trials import REWARD_KEYS, TrialOutcome
 
 JUDGEMENT_KEYS = ("success", "failure_stage", "note")
@@ -188,25 +189,6 @@ def has_operator_reference(labels: Mapping[str, Any]) -> bool:
     return any(labels.get(key) is not None for key in REFERENCE_KEYS)
 
 
-def effective_outcome(document: Mapping[str, Any], labels: Mapping[str, Any]) -> dict[str, Any]:
-    """`success`, `failure_stage`, `message`, `outcome_source` of an episode: the operator's judgement
-    when there is one, else the logged outcome."""
-    logged = document["outcome"]
-    if "success" in labels:
-        return {
-            "success": bool(labels["success"]),
-            "failure_stage": labels.get("failure_stage", ""),
-            "message": labels.get("note", ""),
-            "outcome_source": OutcomeSource.OPERATOR,
-        }
-    return {
-        "success": bool(logged["success"]),
-        "failure_stage": logged.get("failure_stage", ""),
-        "message": logged.get("message", ""),
-        "outcome_source": logged.get("outcome_source"),
-    }
-
-
 def effective_references(document: Mapping[str, Any], labels: Mapping[str, Any]) -> References:
     """The references an episode is scored and exported against (module doc): per task the operator's
     label, else the logged reference when it is ground truth, else none."""
@@ -249,23 +231,82 @@ def effective_references(document: Mapping[str, Any], labels: Mapping[str, Any])
 
 def labelled_rewards(document: Mapping[str, Any], labels: Mapping[str, Any]) -> dict[str, Any]:
     """The episode's rewards re-scored (`episodes.episode_rewards`, i.e. `core.rewards.score_completion`)
-    against its effective references, with the effective outcome as `success`."""
-    trial = replace(episodes.trial_from_document(document), success=effective_outcome(document, labels)["success"])
+    against its effective references, with the effective outcome's (judged) success as `success`."""
+    trial = replace(episodes.trial_from_document(document), success=episode_outcome(document, labels).success)
     return episodes.episode_rewards(trial, effective_references(document, labels))
 
 
-def eval_samples(root: str | Path) -> Iterator[dict[str, Any]]:
-    """`vla-r1 eval` samples of an episode log: per (episode, task) with an effective reference, the
-    model's raw text as `prediction` and the reference in the model's format as `reference`."""
+@dataclass(frozen=True)
+class LabelledEpisode:
+    """One episode of a log as every reader sees it: what was logged, its labels, and what follows."""
+
+    entry: dict[str, Any]  # its index line
+    document: dict[str, Any]  # its episode.json
+    labels: dict[str, Any]  # its labels.json ({} without one)
+    outcome: EpisodeOutcome  # core.outcomes.episode_outcome: the judgement in the labels first
+    references: References  # effective_references: the operator's, else ground truth, else none
+    rewards: dict[str, Any]  # labelled_rewards: re-scored against `references`
+
+    @property
+    def name(self) -> str:
+        return self.entry["episode"]
+
+
+def labelled_episodes(root: str | Path) -> Iterator[LabelledEpisode]:
+    """Every indexed episode of a log with its labels applied, in index order: what the summary, the
+    report, eval, the export and the label page read (none of them reads a logged outcome directly)."""
     for entry, document in episodes.iter_episodes(root):
-        episode = entry["episode"]
-        references = effective_references(document, episodes.read_labels(root, episode) or {})
+        labels = episodes.read_labels(root, entry["episode"]) or {}
+        yield LabelledEpisode(
+            entry,
+            document,
+            labels,
+            episode_outcome(document, labels),
+            effective_references(document, labels),
+            labelled_rewards(document, labels),
+        )
+
+
+def trial_outcomes_from_log(root: str | Path, ran: Sequence[TrialOutcome] = ()) -> list[TrialOutcome]:
+    """The trials of a log as the summary counts them: each episode's effective outcome and re-scored
+    rewards. `ran`: the run's own outcomes (`trials.json`), when there are some: their order, layout
+    seed and wall time are kept, and a trial the log never received stays as the run saw it."""
+    logged = {episode.document["trial_id"]: episode for episode in labelled_episodes(root)}
+    outcomes = []
+    for trial in ran:
+        episode = logged.pop(trial.episode_id, None)
+        outcomes.append(trial if episode is None else _with_episode(trial, episode))
+    for episode in logged.values():
+        document = episode.document
+        blank = TrialOutcome(len(outcomes), -1, document["instruction"], "", False, episode_id=document["trial_id"])
+        outcomes.append(_with_episode(replace(blank, stage_seconds=dict(document["timings"])), episode))
+    return outcomes
+
+
+def _with_episode(trial: TrialOutcome, episode: LabelledEpisode) -> TrialOutcome:
+    outcome = episode.outcome
+    return replace(
+        trial,
+        target=episode.references.target or trial.target,
+        success=outcome.success,
+        failure_stage=outcome.failure_stage,
+        message=outcome.message or trial.message,
+        rewards={key: float(episode.rewards[key]) for key in REWARD_KEYS if episode.rewards.get(key) is not None},
+        outcome_source=outcome.outcome_source,
+    )
+
+
+def eval_samples(logged: Iterable[LabelledEpisode]) -> Iterator[dict[str, Any]]:
+    """`vla-r1 eval` samples of a log's episodes: per (episode, task) with an effective reference, the
+    model's raw text as `prediction` and the reference in the model's format as `reference`."""
+    for episode in logged:
+        document, references = episode.document, episode.references
         for task in document["prediction"]["tasks"]:
             output = references.answer(task)
             if output is None:
                 continue
             yield {
-                "id": f"{episode}/{task}",
+                "id": f"{episode.name}/{task}",
                 "task": task,
                 "prediction": document["prediction"]["raw_texts"].get(task, ""),
                 "reference": prompts.format_answer("", output),
@@ -364,27 +405,24 @@ def record_judgement(
 def episode_summaries(root: str | Path) -> list[dict[str, Any]]:
     """One line per indexed episode for the page's list: `labelled` means an operator reference (box or
     path) was drawn; `judged` that the outcome is the operator's."""
-    summaries = []
-    for entry, document in episodes.iter_episodes(root):
-        labels = episodes.read_labels(root, entry["episode"]) or {}
-        outcome = effective_outcome(document, labels)
-        summaries.append(
-            {
-                "episode": entry["episode"],
-                "instruction": document["instruction"],
-                "success": outcome["success"],
-                "outcome_source": outcome["outcome_source"],
-                "judged": "success" in labels,
-                "labelled": has_operator_reference(labels),
-                "reference_source": str(effective_references(document, labels).source),
-            }
-        )
-    return summaries
+    return [
+        {
+            "episode": episode.name,
+            "instruction": capped(episode.document["instruction"], SHOWN_LABEL_CHARS),
+            "success": episode.outcome.success,
+            "outcome_source": episode.outcome.outcome_source,
+            "judged": "success" in episode.labels,
+            "labelled": has_operator_reference(episode.labels),
+            "reference_source": str(episode.references.source),
+        }
+        for episode in labelled_episodes(root)
+    ]
 
 
 def episode_view(root: str | Path, episode: str) -> dict[str, Any]:
     """Everything the page needs about one episode: the prediction to draw over the frame, the logged
-    and the effective outcome, references and rewards, and the labels."""
+    and the effective outcome, references and rewards, and the labels. Logged text is shown capped
+    (`annotate.capped`): the page must stay usable with a megabyte of it."""
     episode_folder(root, episode)
     document = episodes.load_episode(root, episode)
     labels = episodes.read_labels(root, episode) or {}
@@ -392,28 +430,33 @@ def episode_view(root: str | Path, episode: str) -> dict[str, Any]:
     camera = document.get("camera") or {}
     image_size = [camera["width"], camera["height"]] if camera else parsed.get("image_size")
     logged_rewards = {key: value for key, value in document["rewards"].items() if key != "per_task"}
+    outcome = episode_outcome(document, labels).to_json()
     rescored = labelled_rewards(document, labels)
     return {
         "episode": episode,
         "trial_id": document["trial_id"],
-        "instruction": document["instruction"],
+        "instruction": capped(document["instruction"], SHOWN_TEXT_CHARS),
         "logged_at": document["logged_at"],
         "has_color": document["files"]["color"] is not None,
         "image_size": image_size,
         "prediction": {
             "box": parsed.get("box_normalized"),
             "waypoints": parsed.get("waypoints_normalized"),
-            "reasoning": parsed.get("reasoning") or {},
-            "raw_texts": document["prediction"]["raw_texts"],
-            "error": parsed.get("error", ""),
+            "reasoning": {
+                task: capped(text, SHOWN_TEXT_CHARS) for task, text in (parsed.get("reasoning") or {}).items()
+            },
+            "raw_texts": {
+                task: capped(text, SHOWN_TEXT_CHARS) for task, text in document["prediction"]["raw_texts"].items()
+            },
+            "error": capped(parsed.get("error", ""), SHOWN_TEXT_CHARS),
         },
-        "logged_outcome": document["outcome"],
-        "outcome": effective_outcome(document, labels),
+        "logged_outcome": document["outcome"] | {"message": capped(document["outcome"]["message"], SHOWN_TEXT_CHARS)},
+        "outcome": outcome | {"message": capped(outcome["message"], SHOWN_TEXT_CHARS)},
         "logged_references": document["references"],
         "references": effective_references(document, labels).to_json(),
         "logged_rewards": logged_rewards,
         "rewards": {key: value for key, value in rescored.items() if key != "per_task"},
         "labels": labels,
-        "notes": document["notes"],
+        "notes": [capped(note, SHOWN_TEXT_CHARS) for note in document["notes"]],
         "failure_stages": list(FAILURE_STAGES),
     }

@@ -6,6 +6,11 @@ outcome is unknown) and an `outcome_source` (`OutcomeSource`): who judged it. On
 in a success rate; a dry run or an executed real-arm trial nobody has looked at yet does not (a real
 gripper that closed on nothing is a judge: that grasp certainly failed).
 
+Every reader of a log (summary, report, eval, export, label page) takes an episode's outcome from one
+function, `episode_outcome`: the judgement in its `labels.json` when there is one (an operator's),
+else the logged outcome — and only a judged success is a success: an executed real-arm trial nobody
+judged stays "not judged" everywhere.
+
 The simulator's judge (`judge_sim_placement`) is the only place the simulator decides success: the
 object the INSTRUCTION names (`core.scene.resolve_target`) must end resting in the tray. Another object
 there is `wrong_object`, nothing there is `place`. Plain Python, no simulator import: the executor
@@ -14,10 +19,11 @@ passes what the physics says.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -85,6 +91,101 @@ def source_without_record(success: bool, failure_stage: str, judge: str) -> str:
     return OutcomeSource(judge)
 
 
+# Stages a trial reaches only after the policy answered on the trial's frames: a record that ends at one
+# of them (or succeeds) must carry those frames and that answer.
+AFTER_AN_ANSWER: frozenset[str] = BEFORE_MOTION | {
+    FailureStage.GRASP,
+    FailureStage.WRONG_OBJECT,
+    FailureStage.PLACE,
+    FailureStage.EXECUTE,
+    FailureStage.DRY_RUN,
+}
+TRIAL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")  # core.trial_flow.new_trial_id's, and tests'
+
+
+def unsupported_claim(
+    trial_id: str,
+    success: bool,
+    failure_stage: str,
+    outcome_source: str,
+    *,
+    has_frames: bool,
+    has_prediction: bool,
+    has_scene: bool,
+) -> str:
+    """Why a trial record claims an outcome its own evidence does not support ("" when it does): what
+    the reward logger refuses to write (a forged or broken record must not become a logged success).
+    Every record the pipeline makes passes: a success or a stage after the policy answered carries the
+    frame set (colour, depth, camera info) and the answer; the simulator judges only with its scene;
+    the pipeline's verdict is a failure before motion; a gripper's only a failure; a trial that timed
+    out, was cancelled or hit a bug may carry nothing."""
+    if not TRIAL_ID.fullmatch(trial_id):
+        return f"trial id {trial_id[:80]!r} is not a trial id (letters, digits, '._:-', at most 128)"
+    if outcome_source not in OUTCOME_SOURCES:
+        return f"outcome_source {outcome_source[:80]!r} is not one of {', '.join(OUTCOME_SOURCES)}"
+    if failure_stage and failure_stage not in FAILURE_STAGES:
+        return f"failure_stage {failure_stage[:80]!r} is not one of {', '.join(FAILURE_STAGES)}"
+    if success and failure_stage:
+        return f"a success with failure_stage {failure_stage!r}"
+    if success and outcome_source in (OutcomeSource.PIPELINE, OutcomeSource.GRIPPER):
+        return f"a success judged by {outcome_source}, which only ever judges a failure"
+    if outcome_source == OutcomeSource.PIPELINE and failure_stage not in BEFORE_MOTION:
+        before = ", ".join(sorted(BEFORE_MOTION))
+        return f"the pipeline judges only failures before motion ({before}), not {failure_stage!r}"
+    if outcome_source == OutcomeSource.SIMULATOR and not has_scene:
+        return "judged by the simulator without the simulator's scene (has_scene false)"
+    if success or failure_stage in AFTER_AN_ANSWER:
+        claim = "a success" if success else f"a trial that ended at {failure_stage!r}"
+        if not has_frames:
+            return f"{claim} without its frame set (colour, depth and camera info)"
+        if not has_prediction:
+            return f"{claim} without the policy's answer (no prediction)"
+    return ""
+
+
+@dataclass(frozen=True)
+class EpisodeOutcome:
+    """What a logged episode achieved, once its labels are read (`episode_outcome`)."""
+
+    success: bool  # a JUDGED success: never true for a trial nobody judged
+    failure_stage: str  # "" on success or while not judged, else one of FAILURE_STAGES (or a logged unknown)
+    message: str
+    outcome_source: str  # who judged: one of OUTCOME_SOURCES
+
+    @property
+    def judged(self) -> bool:
+        return is_judged(self.outcome_source, self.failure_stage)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "judged": self.judged}
+
+
+def episode_outcome(document: Mapping[str, Any], labels: Mapping[str, Any]) -> EpisodeOutcome:
+    """The effective outcome of a logged episode (`episode.json` as a dict, its labels or {}): the
+    operator's judgement in labels.json when there is one, else the logged outcome. Who judged a logged
+    outcome: its `outcome_source`; for a record without one (older logs) the simulator when the episode
+    has simulator references, else nobody (`source_without_record`); a value that is not an
+    OutcomeSource (an older MoveIt executor's "executor") judged nothing. Not judged: success false."""
+    if "success" in labels:
+        success = bool(labels["success"])
+        return EpisodeOutcome(
+            success, "" if success else str(labels.get("failure_stage", "")), str(labels.get("note", "")), "operator"
+        )
+    logged = document["outcome"]
+    stage = str(logged.get("failure_stage") or "")
+    source = logged.get("outcome_source") or ""
+    if not source:
+        simulated = document.get("references", {}).get("source") == OutcomeSource.SIMULATOR
+        judge = OutcomeSource.SIMULATOR if simulated else OutcomeSource.NONE
+        source = source_without_record(bool(logged["success"]), stage, judge)
+    elif source not in OUTCOME_SOURCES:
+        source = OutcomeSource.NONE
+    judged = is_judged(source, stage)
+    return EpisodeOutcome(
+        judged and bool(logged["success"]), stage, str(logged.get("message", "")), str(OutcomeSource(source))
+    )
+
+
 @dataclass(frozen=True)
 class Outcome:
     success: bool
@@ -111,6 +212,19 @@ class ExecutionResult:
     def fail(self, stage: FailureStage, message: str) -> ExecutionResult:
         """This result, ended at `stage` (success False)."""
         self.success, self.failure_stage, self.message = False, stage, message
+        return self
+
+    def unseen_by_the_camera(self) -> ExecutionResult:
+        """This result for a trial whose camera does not show the simulator's world (a simulated arm
+        standing in for a real one behind a recorded or real camera): the simulator's verdict is about
+        a world the trial's frames do not show, so nobody judged the trial — as on a real arm."""
+        if self.outcome_source == OutcomeSource.SIMULATOR:
+            verdict = "success" if self.success else f"failure at {self.failure_stage}"
+            self.success, self.failure_stage, self.outcome_source = False, "", OutcomeSource.NONE
+            self.message = (
+                f"not judged: the simulator's verdict ({verdict}: {self.message}) is about a world this trial's "
+                "camera does not show"
+            )
         return self
 
 

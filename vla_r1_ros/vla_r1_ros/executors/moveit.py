@@ -18,10 +18,13 @@ as moveit2_tutorials' motion_planning_python_api does: `set_start_state_to_curre
 Collisions: the workcell's boxes (core/collision.py: table, camera mount, tray) are collision objects
 (moveit_msgs/CollisionObject) of MoveIt's planning scene, applied through the planning scene monitor's
 `read_write()` scene (`apply_collision_object`). Each validated joint sample is checked by the scene
-itself (`PlanningScene.is_state_colliding` on a copy of the live scene; while carrying, the held object
-is attached to the hand with `process_attached_collision_object`). A colliding sample is named by
-narrowing down on copies of the scene: which of our obstacles alone still collides, then which link
-stops colliding once the allowed collision matrix permits it.
+itself, in the scene's own current state: on a copy of the live scene, its `current_state` is moved to
+the sample and `is_state_colliding(joint_model_group_name=…)` checks it. While carrying, the held
+object is attached to the hand with `process_attached_collision_object`, which in MoveIt attaches it
+to that scene's current state (moveit2 jazzy `planning_scene.cpp`); a RobotState made apart from the
+scene carries no attached body, so checking one would never see what the hand holds. A colliding
+sample is named by narrowing down on copies of the scene: which of our obstacles alone still collides,
+then which link stops colliding once the allowed collision matrix permits it.
 
 Grasp verification: after closing, the hand group's joint positions (the Franka hand's finger joint
 states, as the planning scene monitor receives them) give the finger width; below `min_held_width_m`
@@ -188,18 +191,18 @@ class MoveItExecutor(ExecutorBase):
         attached.touch_links = list(self.touch_links)
         return attached
 
-    def _state_at(self, joints: np.ndarray) -> Any:
-        """A RobotState with the arm at `joints` and the hand open (its widest on the way to a grasp)."""
-        state = self._robot_state_type(self.moveit.get_robot_model())
+    def _move_to(self, scene: Any, joints: np.ndarray) -> None:
+        """Put `scene`'s own current state (a private copy's: it keeps what is attached to it) at `joints`
+        with the hand open (its widest on the way to a grasp)."""
+        state = scene.current_state
         state.set_to_default_values(self.hand_group, self.gripper_states["open"])
         state.set_joint_group_positions(self.group, np.asarray(joints, dtype=float))
         state.update()
-        return state
+        scene.current_state = state  # setCurrentState: a no-op on the scene's own state, kept if a copy
 
-    def _colliding(self, scene: Any, state: Any) -> bool:
-        return bool(
-            scene.is_state_colliding(robot_state=state, joint_model_group_name=self.collision_group, verbose=False)
-        )
+    def _colliding(self, scene: Any) -> bool:
+        """MoveIt's check of the scene's current state, its attached bodies included."""
+        return bool(scene.is_state_colliding(joint_model_group_name=self.collision_group, verbose=False))
 
     def collision_check(self, grasp_point: np.ndarray, held: Box) -> CollisionCheck:
         """MoveIt's own check on copies of the live planning scene, one without and one with the held
@@ -211,29 +214,30 @@ class MoveItExecutor(ExecutorBase):
 
         def check(joints: np.ndarray, is_carrying: bool) -> Collision | None:
             scene = carrying if is_carrying else free
-            state = self._state_at(joints)
-            if not self._colliding(scene, state):
+            self._move_to(scene, joints)
+            if not self._colliding(scene):
                 return None
-            return self._name_collision(scene, state, is_carrying)
+            return self._name_collision(scene, is_carrying)
 
         return check
 
-    def _name_collision(self, scene: Any, state: Any, carrying: bool) -> Collision:
-        """Which of our obstacles the state hits (the first that alone still collides) and with which
-        link (the one whose allowed-collision entry makes it stop)."""
+    def _name_collision(self, scene: Any, carrying: bool) -> Collision:
+        """Which of our obstacles the scene's current state hits (the first that alone still collides, on
+        a copy that keeps that state) and with which link (the one whose allowed-collision entry makes it
+        stop)."""
         names = [box.name for box in self.obstacles]
         for name in names:
             alone = copy.copy(scene)
             for other in names:
                 if other != name:
                     alone.apply_collision_object(self._remove_msg(other))
-            if not self._colliding(alone, state):
+            if not self._colliding(alone):
                 continue
             acm = alone.allowed_collision_matrix
             for link in (*self.collision_links, *((HELD_OBJECT,) if carrying else ())):
                 acm.set_entry(link, name, True)
                 alone.allowed_collision_matrix = acm
-                if not self._colliding(alone, state):
+                if not self._colliding(alone):
                     return Collision(link, name, None)
             return Collision("the robot", name, None)
         return Collision("the robot", "itself or another object of MoveIt's planning scene", None)

@@ -209,13 +209,13 @@ function showView(view) {
   $("note").value = labels.note || "";
   $("title").textContent = "episode " + view.episode + " · " + view.trial_id;
   $("instruction").textContent = view.instruction;
-  const logged = view.logged_outcome;
-  $("robot-outcome").textContent =
-    "logged: " + (logged.success ? "success" : "failure" + (logged.failure_stage ? " at " + logged.failure_stage : "")) +
-    (logged.message ? " — " + logged.message : "") +
-    (view.outcome.outcome_source === "operator"
-      ? " · operator's judgement: " + (view.outcome.success ? "success" : "failure at " + view.outcome.failure_stage)
-      : "");
+  // The effective outcome (core.outcomes.episode_outcome): an executed trial nobody judged is no success.
+  const outcome = view.outcome;
+  const verdict = !outcome.judged
+    ? "not judged" + (outcome.failure_stage ? " (" + outcome.failure_stage + ")" : "")
+    : (outcome.success ? "success" : "failure at " + outcome.failure_stage) + ", judged by " + outcome.outcome_source;
+  const message = view.logged_outcome.message;
+  $("robot-outcome").textContent = "outcome: " + verdict + (message ? " — logged: " + message : "");
   const reasoning = view.prediction.raw_texts || {};
   $("reasoning").textContent = Object.keys(reasoning).map((task) => task + ":\n" + reasoning[task]).join("\n\n");
   showRewards(view);

@@ -70,7 +70,9 @@ class EpisodeDelivery:
         self.outbox.put(trial_id, record)
         tried = self._flush()
         not_logged = ""
-        if trial_id in self.outbox.pending_keys():
+        if trial_id in tried and tried[trial_id].refused:
+            not_logged = tried[trial_id].detail  # never: the run names it among the trials missing from the log
+        elif trial_id in self.outbox.pending_keys():
             reason = tried[trial_id].detail if trial_id in tried else self.outbox.last_error
             not_logged = reason or "waiting for earlier trials to be logged"
         self.publish_status()
@@ -125,6 +127,9 @@ class EpisodeDelivery:
             future.cancel()
             return DeliveryResult(False, f"the reward logger did not confirm trial {trial_id} in time")
         response = future.result()
-        if not response.logged:
+        if response.refused:
+            self._node.get_logger().error(f"trial {trial_id} refused by the reward logger, dropped: {response.message}")
+        elif not response.logged:
             self._node.get_logger().error(f"trial {trial_id} NOT logged yet (kept, retrying): {response.message}")
-        return DeliveryResult(bool(response.logged), response.index_line if response.logged else response.message)
+        detail = response.index_line if response.logged else response.message
+        return DeliveryResult(bool(response.logged), detail, refused=bool(response.refused))

@@ -44,7 +44,7 @@ from vla_r1_ros import topics
 from vla_r1_ros.core.frame_sync import FrameSetSync
 from vla_r1_ros.core.geometry import camera_extrinsics
 from vla_r1_ros.core.lifting import LiftedPrediction, LiftError, LiftParams, check_depth_for, lift_prediction
-from vla_r1_ros.core.outcomes import FailureStage
+from vla_r1_ros.core.outcomes import ExecutionResult, FailureStage
 from vla_r1_ros.core.planning import PickPlacePlan, PlanningParams, SafetyLimits, ValidatedPlan, plan_pick_and_place
 from vla_r1_ros.core.prediction import Prediction
 from vla_r1_ros.core.prompts import TASKS
@@ -150,6 +150,11 @@ class PlanningNode(Node):
     def _validate(self, plan: PickPlacePlan) -> ValidatedPlan:
         return validate_for(self.arm, plan, self.limits, self.planning_params.grasp_yaw_offsets_deg)
 
+    def _execute(self, plan: ValidatedPlan, should_stop, instruction: str) -> ExecutionResult:
+        result = self.arm.execute(plan, should_stop, instruction=instruction)
+        # Only frame sets with the simulator's scene show the world the simulator judges.
+        return result if self.params["scene"] else result.unseen_by_the_camera()
+
     def _publish_plan(self, record: TrialRecord) -> None:
         msg = trial_plan_msg(record, self.base_frame, self.get_clock().now().to_msg())
         self.plan_pub.publish(msg)
@@ -183,7 +188,7 @@ class PlanningNode(Node):
                 plan=self._plan,
                 validate=self._validate,
                 # The executor judges the outcome against the instructed object where it can (the sim).
-                execute=lambda plan, stop: self.arm.execute(plan, stop, instruction=instruction),
+                execute=lambda plan, stop: self._execute(plan, stop, instruction),
             ),
             on_stage=on_stage,
             on_plan=self._publish_plan,

@@ -7,10 +7,15 @@ Interfaces (docs/ARCHITECTURE.md, docs/episodes.md):
   durably on disk; the store writes each trial id once, so the planning node's retries (a lost answer,
   a logger restart) log nothing twice. A write the store refuses (disk full, read-only) is answered
   `logged: false` with the reason: the planning node keeps the record and delivers it again.
+- refuses (`logged: false`, "refused, nothing logged: <why>", and an error in its log) a record without
+  the evidence its outcome claims (`core.outcomes.unsupported_claim`: a success or a stage after the
+  policy answered without frames or a prediction, a simulator verdict without a scene, an unknown
+  outcome_source or stage, a success with a failure stage, a bad trial id): anyone on the graph can
+  call the service, and a forged record must not become a logged success.
 - publishes `vla_r1/episode_logged` (std_msgs/String, reliable): the JSON index line of each episode.
 
 Parameters (defaults in config/nodes.yaml `reward_logger:`): `log_dir` (runs/latest), `reference_source`
-(auto | simulator | successful_trial | none).
+(auto | simulator | none).
 Writes run in the service callback, one at a time (the store's lock), off the other callbacks' threads.
 """
 
@@ -36,6 +41,7 @@ from vla_r1_ros.core.episodes import (
     select_references,
 )
 from vla_r1_ros.core.geometry import camera_extrinsics
+from vla_r1_ros.core.outcomes import unsupported_claim
 from vla_r1_ros.nodes.context import ProcessContext
 from vla_r1_ros.nodes.episode_msgs import frame_from_msg, scene_of, trial_from_msg
 from vla_r1_ros.nodes.parameters import declare_parameters
@@ -45,6 +51,7 @@ from vla_r1_ros.nodes.spin import spin_nodes
 # has discovered the new publisher, and a volatile topic would drop them (the run would call logged
 # trials missing). A listener asking for TRANSIENT_LOCAL gets the last 50 lines on discovery.
 LOGGED_QOS = QoSProfile(depth=50, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
+LOGGER_REFERENCE_SOURCES = (ReferenceSource.AUTO, ReferenceSource.SIMULATOR, ReferenceSource.NONE)
 
 
 class RewardLoggerNode(Node):
@@ -52,8 +59,12 @@ class RewardLoggerNode(Node):
         super().__init__("reward_logger", **kwargs)
         params = declare_parameters(self, context.config, "reward_logger")
         self.reference_source = ReferenceSource(params["reference_source"])
-        if self.reference_source is ReferenceSource.OPERATOR:
-            raise ValueError("reference_source 'operator' comes from labels after the fact, not from the logger")
+        if self.reference_source not in LOGGER_REFERENCE_SOURCES:
+            raise ValueError(
+                f"reference_source {self.reference_source!r} is not made by the logger: one of "
+                f"{', '.join(LOGGER_REFERENCE_SOURCES)} (operator references come from labels after the fact; "
+                "a trial's own answer is never its reference)"
+            )
         # Where the camera is (hand-eye calibration in config/camera.yaml): projects executed paths.
         self.base_T_camera = camera_extrinsics(context.config.camera)
         self.store = EpisodeStore(params["log_dir"])
@@ -68,6 +79,19 @@ class RewardLoggerNode(Node):
 
     def _on_log_episode(self, request: LogEpisode.Request, response: LogEpisode.Response) -> LogEpisode.Response:
         record = request.record
+        refused = unsupported_claim(
+            record.trial_id,
+            bool(record.success),
+            record.failure_stage,
+            record.outcome_source,
+            has_frames=all(part.width > 0 for part in (record.color, record.depth, record.camera_info)),
+            has_prediction=len(record.prediction.tasks) > 0,
+            has_scene=bool(record.has_scene),
+        )
+        if refused:  # a forged or broken record: nothing is written, and the sender is told why
+            response.logged, response.refused, response.message = False, True, f"refused, nothing logged: {refused}"
+            self.get_logger().error(f"record {record.trial_id[:80]!r} {response.message}")
+            return response
         already = self.store.logged(record.trial_id)
         try:
             entry = already or self._write(record)

@@ -17,11 +17,8 @@ import numpy as np
 from vla_r1_ros.core import prompts, rewards
 from vla_r1_ros.core.episodes.record import TrialLog
 from vla_r1_ros.core.geometry import CameraIntrinsics, RigidTransform
-from vla_r1_ros.core.metrics import resample_polyline
 from vla_r1_ros.core.scene import (
-    REFERENCE_WAYPOINTS,
     Scene,
-    project_to_normalized,
     reference_box,
     reference_waypoints,
     resolve_target,
@@ -31,9 +28,11 @@ from vla_r1_ros.core.scene import (
 class ReferenceSource(StrEnum):
     """Where the reference answers that rewards are measured against come from."""
 
-    AUTO = "auto"  # SIMULATOR when the frame has a scene, else SUCCESSFUL_TRIAL
+    AUTO = "auto"  # SIMULATOR when the frame has a scene, else NONE
     SIMULATOR = "simulator"  # ground truth: target's segmentation box, ideal surface path
-    SUCCESSFUL_TRIAL = "successful_trial"  # real robot: what worked (box acted on, executed EE path)
+    # Written by older loggers on a real robot: the box the trial acted on and the path it drove, i.e.
+    # the trial's own answer. Read, never made, and never a reference (core.labels).
+    SUCCESSFUL_TRIAL = "successful_trial"
     OPERATOR = "operator"  # boxes / paths an operator drew (labels.json sidecar)
     NONE = "none"  # no reference: only the format reward and the outcome are known
 
@@ -69,6 +68,9 @@ class References:
         )
 
 
+NO_GROUND_TRUTH = "no ground truth on a real robot (the trial's own answer is no reference): label it (vla-r1 label)"
+
+
 def _as_pairs(array: np.ndarray) -> tuple[tuple[float, float], ...]:
     return tuple((float(x), float(y)) for x, y in np.asarray(array, dtype=float).reshape(-1, 2))
 
@@ -85,22 +87,21 @@ def select_references(
 
     - SIMULATOR (needs the frame's `scene`): the instruction's target object's segmentation box, and
       its ideal surface path to the tray projected into the image (`core.scene`).
-    - SUCCESSFUL_TRIAL (a real robot, no ground truth): only a trial that succeeded is evidence. Its
-      box is the box the robot acted on; its path is the executed end-effector path projected through
-      the camera model (`intrinsics`, `base_T_camera`), resampled to `REFERENCE_WAYPOINTS` points.
-    - AUTO: SIMULATOR when a scene is available, else SUCCESSFUL_TRIAL.
+    - AUTO: SIMULATOR when a scene is available, else NONE: a real robot has no ground truth, and the
+      trial's own answer (the box it acted on, the path it drove) is never its own reference — its task
+      rewards are None until an operator labels the episode (`vla-r1 label`).
     A reference that cannot be made is None with a `note`, never a guess.
     """
     source = ReferenceSource(source)
     if source is ReferenceSource.AUTO:
-        source = ReferenceSource.SIMULATOR if scene is not None else ReferenceSource.SUCCESSFUL_TRIAL
+        if scene is None:
+            return References(ReferenceSource.NONE, note=NO_GROUND_TRUTH)
+        source = ReferenceSource.SIMULATOR
     if source is ReferenceSource.SIMULATOR:
         return _simulator_references(record, scene, intrinsics, base_T_camera)
-    if source is ReferenceSource.SUCCESSFUL_TRIAL:
-        return _successful_trial_references(record, intrinsics, base_T_camera)
     if source is ReferenceSource.NONE:
         return References(ReferenceSource.NONE, note="reference source 'none' requested")
-    raise ValueError(f"{source} references come from labels, not from a trial (see read_labels)")
+    raise ValueError(f"{source} references are not made from a trial: simulator ground truth or an operator's labels")
 
 
 def _simulator_references(
@@ -122,36 +123,6 @@ def _simulator_references(
         notes.append(f"{target.name} is not visible: no reference box")
     waypoints = _as_pairs(reference_waypoints(scene, target, intrinsics, base_T_camera))
     return References(ReferenceSource.SIMULATOR, box, waypoints, target=target.name, note="; ".join(notes))
-
-
-def _successful_trial_references(
-    record: TrialLog, intrinsics: CameraIntrinsics | None, base_T_camera: RigidTransform | None
-) -> References:
-    if not record.success:
-        return References(ReferenceSource.NONE, note="trial failed: a real-robot reference needs a successful trial")
-    notes = []
-    box = record.prediction.box
-    if box is None:
-        notes.append("the trial acted on no box")
-    waypoints = None
-    path = np.asarray(record.executed_ee_path, dtype=float).reshape(-1, 3)
-    if len(path) == 0:
-        notes.append("no executed end-effector path")
-    elif intrinsics is None or base_T_camera is None:
-        notes.append("projecting the executed path needs camera info and extrinsics")
-    else:
-        try:
-            projected = project_to_normalized(resample_polyline(path, REFERENCE_WAYPOINTS), intrinsics, base_T_camera)
-        except ValueError as exc:  # a point at or behind the camera: the camera model cannot say where it is
-            notes.append(f"executed path does not project into the image: {exc}")
-        else:
-            waypoints = _as_pairs(projected)
-    return References(
-        ReferenceSource.SUCCESSFUL_TRIAL,
-        None if box is None else tuple(float(v) for v in box),
-        waypoints,
-        note="; ".join(notes),
-    )
 
 
 def episode_rewards(record: TrialLog, references: References) -> dict[str, Any]:
