@@ -330,3 +330,14 @@ def test_a_held_object_hitting_the_tray_wall_is_refused_by_the_planning_scene(fa
     # A flat object carried the same way passes: the hand itself clears the wall.
     flat = GraspSurface(np.array([0.5, 0.0, 0.03]), tall.up, tall.axis, 0.03, 0.05, 0.05, 9)
     validate_for(executor, plan_pick_and_place(flat, waypoints, params), LIMITS)
+
+
+def test_the_doctor_cycles_the_empty_gripper_through_its_named_states(fake_moveit):
+    """`vla-r1 doctor`'s gripper check on MoveIt: open, close, open through the hand group's named states,
+    each width read from the planning scene monitor's current state (the Franka hand's joint states)."""
+    fake, world = fake_moveit
+    executor = make_executor(fake)
+    world.object_width_m = None  # nothing between the fingers
+    opened, closed = executor.cycle_gripper()
+    assert [c[2] for c in world.calls if c[1] == "set_goal_state"] == ["open", "close", "open"]
+    assert opened == pytest.approx(SETTINGS["gripper_opening_m"]) and closed < SETTINGS["min_held_width_m"]
