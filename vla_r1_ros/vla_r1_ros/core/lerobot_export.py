@@ -20,7 +20,7 @@ becomes one frame at the arm's start, which only a simulated run knows (the work
 arm it is left out and counted (`skipped`), with a warning.
 
 Outcome columns as `lerobot_eval` writes them: `next.done` true on the last frame, `next.success` and
-`next.reward` (1.0) on the last frame of a JUDGED success only (`core.outcomes.is_judged`; operator
+`next.reward` (1.0) on the last frame of a JUDGED success only (`core.outcomes.episode_outcome`; operator
 labels override the logged outcome). A trial nobody judged is never a success: it is written with
 `vla_r1.judged` false, so a success rate over the dataset must filter on it (`not_judged` in the
 summary counts them). The VLA-R1 answers (raw text per task) and rewards are extra columns.
@@ -43,8 +43,8 @@ from typing import Any
 import numpy as np
 
 from vla_r1_ros.core import episodes, prompts
-from vla_r1_ros.core.labels import effective_outcome, labelled_rewards
-from vla_r1_ros.core.outcomes import BEFORE_MOTION, is_judged
+from vla_r1_ros.core.labels import labelled_rewards
+from vla_r1_ros.core.outcomes import BEFORE_MOTION, episode_outcome
 
 INTERMEDIATE_FORMAT = "vla_r1_lerobot_intermediate"
 INTERMEDIATE_VERSION = 1
@@ -184,9 +184,8 @@ def _episode_arrays(
 ) -> dict[str, np.ndarray]:
     """Per-frame arrays of one episode (first axis = frame), as the writer feeds them to `add_frame`."""
     n = max(len(path) - 1, 1)
-    outcome = effective_outcome(document, labels)
-    judged = is_judged(outcome["outcome_source"] or "none", outcome["failure_stage"])
-    success = judged and outcome["success"]
+    outcome = episode_outcome(document, labels)
+    judged, success = outcome.judged, outcome.success  # a success only when judged
     last = np.arange(n) == n - 1
     rewards_ = labelled_rewards(document, labels)
     scored = rewards_["total"] is not None
@@ -205,8 +204,8 @@ def _episode_arrays(
         "next.done": last[:, None],
         "vla_r1.judged": column(judged, bool),
         "vla_r1.commanded": column(commanded, bool),
-        "vla_r1.outcome_source": np.full(n, str(outcome["outcome_source"] or "none")),
-        "vla_r1.failure_stage": np.full(n, str(outcome["failure_stage"])),
+        "vla_r1.outcome_source": np.full(n, outcome.outcome_source),
+        "vla_r1.failure_stage": np.full(n, outcome.failure_stage),
         "vla_r1.episode": np.full(n, str(document["episode"])),
         **{f"vla_r1.answer.{task}": np.full(n, str(texts.get(task, ""))) for task in prompts.TASKS},
         # Unscored (no reference) rewards are 0 with `vla_r1.scored` false: lerobot's stats cannot take NaN.
