@@ -7,6 +7,7 @@ the subnet, a model that cannot load or answers nonsense. Frames are the simulat
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -15,9 +16,11 @@ import pytest
 from vla_r1_ros.cameras import make_camera
 from vla_r1_ros.cli import doctor as doctor_cli
 from vla_r1_ros.core.geometry import CameraIntrinsics, RigidTransform, camera_extrinsics
+from vla_r1_ros.core.tray import measure_tray, yaw_difference_deg
 from vla_r1_ros.doctor import (
     DoctorSettings,
     Verdict,
+    base_points,
     check_arm,
     check_dds,
     check_decision,
@@ -121,6 +124,24 @@ def test_a_tray_elsewhere_fails(cell):
     moved = replace(tray, centre=tray.centre * np.array([1.0, -1.0, 1.0]))  # where the config's other side is
     check = check_tray(cell["frame"], cell["base_T_camera"], moved, table_z, cell["settings"])
     assert check.verdict is Verdict.FAIL and "tray_when_unseen" in check.fix
+    nudged = replace(tray, centre=tray.centre + np.array([0.04, 0.0, 0.0]))  # 4 cm off: found, but not there
+    check = check_tray(cell["frame"], cell["base_T_camera"], nudged, table_z, cell["settings"])
+    measured = [float(v) for v in re.search(r"measured at \(([-\d.]+), ([-\d.]+)\)", check.detail).groups()]
+    assert check.verdict is Verdict.FAIL and np.linalg.norm(np.array(measured) - tray.centre[:2]) < 0.01
+
+
+@pytest.mark.parametrize("seed", [3, 11, 24])
+def test_the_tray_is_measured_from_depth_where_the_simulator_put_it(workcell, config, seed):
+    """`core.tray.measure_tray` on rendered depth: the centre within 1 cm and the yaw within 2 deg of the
+    simulator's tray, whichever side of the table the layout put it on."""
+    workcell.reset(seed)
+    frame, scene = workcell.capture()
+    expected = doctor_cli.expected_tray(replace(frame, extras={"scene": scene}), config.workcell)
+    points = base_points(frame, camera_extrinsics(config.camera))
+    measured = measure_tray(points, expected, config.workspace["safety"]["table_z"])
+    assert np.linalg.norm(measured.centre[:2] - expected.centre[:2]) < 0.01, (measured, expected)
+    assert yaw_difference_deg(measured.yaw_rad, expected.yaw_rad) < 2.0
+    assert measured.size[:2] == pytest.approx(expected.size[:2], abs=0.02)
 
 
 def test_an_arm_outside_its_limits_or_without_a_state_fails():

@@ -23,6 +23,7 @@ import numpy as np
 from vla_r1_ros.cameras.base import CameraSource, RgbdFrame
 from vla_r1_ros.core.geometry import CameraIntrinsics, RigidTransform
 from vla_r1_ros.core.lifting import LiftError, fit_plane
+from vla_r1_ros.core.tray import TrayNotFound, TrayPose, measure_tray, yaw_difference_deg
 from vla_r1_ros.graph import DEFAULT_DISCOVERY_RANGE, DISCOVERY_RANGE_VARIABLE
 
 
@@ -47,7 +48,8 @@ class DoctorSettings:
     min_depth_fill: float  # fraction of pixels with depth
     table_tolerance_m: float  # the table plane seen in depth vs the configured table height
     max_table_tilt_deg: float
-    tray_wall_fraction: float  # of the rim ring that must stand at least half the wall height above the table
+    tray_tolerance_m: float  # the measured tray centre vs the expected one
+    tray_tolerance_deg: float
     episode_bytes: int  # disk one logged trial takes (PNGs + JSON), for the room check
 
     @classmethod
@@ -59,18 +61,10 @@ class DoctorSettings:
             min_depth_fill=float(doctor["min_depth_fill"]),
             table_tolerance_m=float(doctor["table_tolerance_m"]),
             max_table_tilt_deg=float(doctor["max_table_tilt_deg"]),
-            tray_wall_fraction=float(doctor["tray_wall_fraction"]),
+            tray_tolerance_m=float(doctor["tray_tolerance_m"]),
+            tray_tolerance_deg=float(doctor["tray_tolerance_deg"]),
             episode_bytes=int(doctor["episode_bytes"]),
         )
-
-
-@dataclass(frozen=True)
-class TrayPose:
-    """Where the tray stands (base frame): centre of its footprint at the table, size, yaw."""
-
-    centre: np.ndarray
-    size: np.ndarray  # x, y, wall height
-    yaw_rad: float = 0.0
 
 
 CALIBRATION_DOC = "docs/planning.md#calibrating-the-extrinsics"
@@ -175,7 +169,7 @@ def check_depth_fill(frame: RgbdFrame, workspace: np.ndarray, settings: DoctorSe
     return Check("depth fill", Verdict.OK, f"{fill:.0%} of the workspace's pixels have depth")
 
 
-def _base_points(frame: RgbdFrame, base_T_camera: RigidTransform) -> np.ndarray:
+def base_points(frame: RgbdFrame, base_T_camera: RigidTransform) -> np.ndarray:
     v, u = np.nonzero(frame.depth_mm)
     depth_m = frame.depth_mm[v, u].astype(float) / 1000.0
     return base_T_camera.apply(frame.intrinsics.deproject(u.astype(float), v.astype(float), depth_m))
@@ -191,7 +185,7 @@ def check_table_plane(
 ) -> Check:
     """The extrinsics put the table where config says: the plane most depth points inside the workspace
     lie on (the table top) is at `table_z` and level."""
-    points = _base_points(frame, base_T_camera)
+    points = base_points(frame, base_T_camera)
     lo, hi = np.asarray(workspace_min, float), np.asarray(workspace_max, float)
     inside = points[np.all((points[:, :2] >= lo[:2]) & (points[:, :2] <= hi[:2]), axis=1)]
     fix = f"recalibrate the camera's extrinsics ({CALIBRATION_DOC}), or correct `table_z` in config/workspace.yaml"
@@ -214,25 +208,24 @@ def check_table_plane(
 def check_tray(
     frame: RgbdFrame, base_T_camera: RigidTransform, tray: TrayPose, table_z: float, settings: DoctorSettings
 ) -> Check:
-    """The tray stands where it is expected: along the rim of its footprint, depth sees its walls."""
-    points = _base_points(frame, base_T_camera)
-    c, s = np.cos(-tray.yaw_rad), np.sin(-tray.yaw_rad)
-    local = (points[:, :2] - tray.centre[:2]) @ np.array([[c, s], [-s, c]])
-    half = tray.size[:2] / 2
-    wall = float(tray.size[2])
-    rim_band = min(0.02, float(half.min()) / 2)
-    in_footprint = np.all(np.abs(local) <= half, axis=1)
-    on_rim = in_footprint & np.any(np.abs(local) >= half - rim_band, axis=1)
-    where = f"tray expected at ({tray.centre[0]:.2f}, {tray.centre[1]:.2f}) m"
+    """The tray stands where it is expected: measured from depth (`core.tray.measure_tray`), its centre
+    and yaw are within the tolerances of the expected pose."""
     fix = (
         "put the tray where config/workcell.yaml `collision.tray_when_unseen` says, or measure it and write its "
         f"pose there; if it is there, recalibrate the extrinsics ({CALIBRATION_DOC})"
     )
-    if on_rim.sum() < 50:
-        return Check("tray", Verdict.FAIL, f"{where}: the camera sees {on_rim.sum()} points of its rim", fix)
-    standing = float(np.mean(points[on_rim, 2] - table_z > wall / 2))
-    detail = f"{where}: {standing:.0%} of its rim stands above half the wall height"
-    if standing < settings.tray_wall_fraction:
+    where = f"tray expected at ({tray.centre[0]:.3f}, {tray.centre[1]:.3f}) m"
+    try:
+        measured = measure_tray(base_points(frame, base_T_camera), tray, table_z)
+    except TrayNotFound as exc:
+        return Check("tray", Verdict.FAIL, f"{where}: {exc}", fix)
+    offset = float(np.linalg.norm(measured.centre[:2] - tray.centre[:2]))
+    turned = yaw_difference_deg(measured.yaw_rad, tray.yaw_rad)
+    detail = (
+        f"{where}, measured at ({measured.centre[0]:.3f}, {measured.centre[1]:.3f}) m: {offset * 1000:.0f} mm and "
+        f"{turned:.0f} deg off"
+    )
+    if offset > settings.tray_tolerance_m or turned > settings.tray_tolerance_deg:
         return Check("tray", Verdict.FAIL, detail, fix)
     return Check("tray", Verdict.OK, detail)
 

@@ -17,10 +17,10 @@ from scipy.spatial.transform import Rotation
 from vla_r1_ros.cameras import SOURCES, make_camera
 from vla_r1_ros.core.config import PackageConfig
 from vla_r1_ros.core.geometry import CameraIntrinsics, camera_extrinsics
+from vla_r1_ros.core.tray import TrayPose
 from vla_r1_ros.doctor import (
     Check,
     DoctorSettings,
-    TrayPose,
     Verdict,
     check_arm,
     check_dds,

@@ -1,0 +1,83 @@
+"""Where the tray stands, measured from depth: its walls are the only thing on the table as tall as they
+are, standing on a known footprint near where the config puts it.
+
+`measure_tray(points, expected, table_z)` takes the depth points (robot base frame) near the expected
+tray and finds the pose, within a few centimetres and degrees of the expected one, at which the tray's
+footprint explains them best: walls standing along its rim, its floor free (objects beside the tray
+stand as tall as its walls, so height alone does not tell them apart). `vla-r1 doctor` compares that
+with the config before a night.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TrayPose:
+    """Where the tray stands (base frame): centre of its footprint, size (x, y, wall height), yaw."""
+
+    centre: np.ndarray
+    size: np.ndarray
+    yaw_rad: float = 0.0
+
+
+class TrayNotFound(ValueError):
+    """Depth shows no tray near where it is expected."""
+
+
+SEARCH_M = 0.08  # how far from the expected centre the tray is looked for
+SEARCH_DEG = 10.0  # ...and how far turned
+RIM_BAND_M = 0.02  # the band inside the footprint's edge where the walls stand
+MIN_SCORE = 0.3  # of the best pose: walls standing along its rim, its floor free
+MIN_WALL_POINTS = 50  # of a pose's rim band in view
+
+
+def _score(xy: np.ndarray, standing: np.ndarray, centre: np.ndarray, yaw: float, half: np.ndarray) -> float:
+    """How well a tray at (centre, yaw) explains the points: the fraction of its rim band that stands at
+    wall height, less the fraction of its floor that does (an object beside the tray stands too)."""
+    c, s = np.cos(yaw), np.sin(yaw)
+    local = np.abs((xy - centre) @ np.array([[c, -s], [s, c]]))
+    inside = np.all(local <= half, axis=1)
+    rim = inside & np.any(local >= half - RIM_BAND_M, axis=1)
+    floor = np.all(local < half - RIM_BAND_M - 0.01, axis=1)
+    if rim.sum() < MIN_WALL_POINTS:
+        return -1.0
+    return float(standing[rim].mean() - (standing[floor].mean() if floor.any() else 0.0))
+
+
+def measure_tray(points: np.ndarray, expected: TrayPose, table_z: float) -> TrayPose:
+    """The tray's pose from depth points (N, 3) in the base frame: of the poses within SEARCH_M and
+    SEARCH_DEG of `expected` (a coarse grid, then a fine one around the best), the one whose rim band
+    stands at wall height while its floor does not. TrayNotFound when no pose scores MIN_SCORE."""
+    points = np.asarray(points, float).reshape(-1, 3)
+    half = np.asarray(expected.size[:2], float) / 2
+    wall = float(expected.size[2])
+    reach = float(np.linalg.norm(half)) + SEARCH_M
+    near = np.linalg.norm(points[:, :2] - expected.centre[:2], axis=1) <= reach
+    xy = points[near, :2][:: max(1, int(near.sum()) // 8000)]  # a few thousand points are plenty
+    standing = (points[near, 2][:: max(1, int(near.sum()) // 8000)] - table_z) > wall / 2
+    best = (-1.0, np.asarray(expected.centre[:2], float), float(expected.yaw_rad))
+    for step_m, step_deg, span_m, span_deg in ((0.01, 2.5, SEARCH_M, SEARCH_DEG), (0.002, 0.5, 0.01, 2.5)):
+        centre0, yaw0 = best[1], best[2]
+        for dx in np.arange(-span_m, span_m + 1e-9, step_m):
+            for dy in np.arange(-span_m, span_m + 1e-9, step_m):
+                for dyaw in np.radians(np.arange(-span_deg, span_deg + 1e-9, step_deg)):
+                    centre = centre0 + np.array([dx, dy])
+                    score = _score(xy, standing, centre, yaw0 + dyaw, half)
+                    if score > best[0]:
+                        best = (score, centre, yaw0 + dyaw)
+    score, centre, yaw = best
+    if score < MIN_SCORE:
+        raise TrayNotFound(
+            f"no tray within {SEARCH_M * 100:.0f} cm and {SEARCH_DEG:.0f} deg of ({expected.centre[0]:.2f}, "
+            f"{expected.centre[1]:.2f}) m: the best pose has walls along {max(score, 0):.0%} of its rim"
+        )
+    return TrayPose(np.array([*centre, expected.centre[2]]), np.array([*(2 * half), wall]), float(yaw))
+
+
+def yaw_difference_deg(a: float, b: float) -> float:
+    """How far apart two yaws of a rectangle are, in degrees: a quarter turn maps it onto itself."""
+    return float(abs((np.degrees(a - b) + 45.0) % 90.0 - 45.0))
