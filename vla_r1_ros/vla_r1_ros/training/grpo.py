@@ -24,14 +24,16 @@ libraries are imported inside the functions.
 from __future__ import annotations
 
 import csv
-import json
+import functools
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from vla_r1_ros.core import rewards
+from vla_r1_ros.core.episodes import write_json_atomic
 from vla_r1_ros.training import loading
 from vla_r1_ros.training.loading import ADAPTER_DIR, LoraSettings
 
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 REWARD_CSV = "rewards.csv"
 LOG_HISTORY = "log_history.json"
 SETTINGS_FILE = "grpo_settings.json"
+RANKS_FILE = "ranks.json"  # world size and, per process, the steps and the rows (episode/task) it scored
 # Columns of rewards.csv, one row per logging step (TRL's metric names).
 REWARD_COLUMNS = (
     "step",
@@ -78,6 +81,29 @@ def task_reward(
 def reward_functions() -> tuple[list[Any], list[float]]:
     """The reward functions and their weights, in TRL's `reward_funcs` / `reward_weights` form."""
     return [format_reward, task_reward], [rewards.FORMAT_WEIGHT, rewards.TASK_WEIGHT]
+
+
+def _recording_episodes(function: Any, seen: list[str]) -> Any:
+    """`function` (same name, so TRL's metric names stay) also noting the row (`episode/task`) of every
+    completion it scores: on each process, the rows of its own shard — what shows each rank trained."""
+
+    @functools.wraps(function)
+    def recorded(completions: Sequence[Any], **columns: Any) -> list[float]:
+        seen.extend(f"{episode}/{task}" for episode, task in zip(columns["episode"], columns["task"], strict=True))
+        return function(completions, **columns)
+
+    return recorded
+
+
+def _write_ranks(output: Path, state: Any, steps: int, seen: list[str]) -> None:
+    """Gather every process's steps and scored episodes; the main process writes `ranks.json`."""
+    from accelerate.utils import gather_object
+
+    mine = {"rank": state.process_index, "steps": steps, "rows_scored": dict(sorted(Counter(seen).items()))}
+    ranks = gather_object([mine]) if state.num_processes > 1 else [mine]
+    if state.is_main_process:
+        report = {"world_size": state.num_processes, "ranks": sorted(ranks, key=lambda rank: rank["rank"])}
+        write_json_atomic(output / RANKS_FILE, report)
 
 
 @dataclass
@@ -156,7 +182,7 @@ def _reward_curve_callback(path: Path) -> Any:
 
     class RewardCurve(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if not logs or "reward" not in logs:
+            if not logs or "reward" not in logs or not state.is_world_process_zero:
                 return
             new = not path.exists()
             with path.open("a", newline="", encoding="utf-8") as handle:
@@ -177,9 +203,11 @@ def train(settings: GrpoSettings) -> TrainResult:
 
     loading.check_init_adapter(settings.model, settings.lora_settings())
     output = Path(settings.output)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / SETTINGS_FILE).write_text(json.dumps(asdict(settings), indent=2) + "\n", encoding="utf-8")
-    (output / REWARD_CSV).unlink(missing_ok=True)  # a new run starts a new curve
+    state = loading.process_state(settings.device)  # under `accelerate launch` only the main process writes
+    output.mkdir(parents=True, exist_ok=True)  # every rank: the trainer writes into it too
+    if state.is_main_process:
+        write_json_atomic(output / SETTINGS_FILE, asdict(settings) | {"world_size": state.num_processes})
+        (output / REWARD_CSV).unlink(missing_ok=True)  # a new run starts a new curve
     loaded = loading.load_training_model(
         settings.model, settings.quantization, settings.device, settings.seed, settings.lora_settings()
     )
@@ -197,6 +225,10 @@ def train(settings: GrpoSettings) -> TrainResult:
         raise ValueError(f"no prompt in {settings.data} fits in {settings.max_prompt_length} tokens")
 
     reward_funcs, reward_weights = reward_functions()
+    seen: list[str] = []
+    reward_funcs = [
+        _recording_episodes(function, seen) if function is task_reward else function for function in reward_funcs
+    ]
     config = GRPOConfig(
         output_dir=str(output),
         use_cpu=not on_gpu,
@@ -231,6 +263,8 @@ def train(settings: GrpoSettings) -> TrainResult:
     )
     trainer.train()
     adapter = output / ADAPTER_DIR
-    trainer.save_model(str(adapter))
-    (output / LOG_HISTORY).write_text(json.dumps(trainer.state.log_history, indent=2) + "\n", encoding="utf-8")
+    trainer.save_model(str(adapter))  # by the main process only
+    _write_ranks(output, state, trainer.state.global_step, seen)
+    if state.is_main_process:
+        write_json_atomic(output / LOG_HISTORY, trainer.state.log_history)
     return TrainResult(output, adapter, trainer.state.global_step, trainer.state.log_history, dropped)

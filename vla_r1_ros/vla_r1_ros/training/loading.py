@@ -61,14 +61,28 @@ def processor_from_parts(image_processor: Any, tokenizer: Any, chat_template: st
     )
 
 
-def _policy(model: str, quantization: str, device: str, seed: int):
+def trains_on_gpu(device: str) -> bool:
+    """Whether a run with this `device` setting (auto | cuda | cpu) trains on a GPU."""
     import torch
 
+    return device != "cpu" and torch.cuda.is_available()
+
+
+def process_state(device: str) -> Any:
+    """This process's place among `accelerate launch`'s (rank, world size; one process without it).
+    Created with the trainer's own CPU flag: without it, accelerate takes torchrun's ranks on a machine
+    without CUDA for independent single processes, and every one of them would think it is rank 0."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=not trains_on_gpu(device))
+
+
+def _policy(model: str, quantization: str, device: str, seed: int):
     from vla_r1_ros.core.config import load_config
     from vla_r1_ros.policies.settings import TransformersSettings
     from vla_r1_ros.policies.vla_r1 import VlaR1Policy
 
-    on_gpu = device != "cpu" and torch.cuda.is_available()
+    on_gpu = trains_on_gpu(device)
     settings = TransformersSettings.from_config(
         load_config("model"),
         model=model,

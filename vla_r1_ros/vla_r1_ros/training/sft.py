@@ -15,7 +15,6 @@ the usual LoRA SFT ones (lr 1e-4, 3 epochs); the official SFT stage fine-tunes t
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import asdict, dataclass
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vla_r1_ros.core import rewards
+from vla_r1_ros.core.episodes import write_json_atomic
 from vla_r1_ros.training import loading
 from vla_r1_ros.training.loading import ADAPTER_DIR, LoraSettings, TrainingInputError
 
@@ -132,8 +132,10 @@ def train(settings: SftSettings) -> SftResult:
         log.warning("dropped %d of %d records without a usable target", dropped, dropped + len(dataset))
     loading.check_init_adapter(settings.model, settings.lora_settings())
     output = Path(settings.output)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / SETTINGS_FILE).write_text(json.dumps(asdict(settings), indent=2) + "\n", encoding="utf-8")
+    state = loading.process_state(settings.device)  # under `accelerate launch` only the main process writes
+    output.mkdir(parents=True, exist_ok=True)  # every rank: the trainer writes into it too
+    if state.is_main_process:
+        write_json_atomic(output / SETTINGS_FILE, asdict(settings) | {"world_size": state.num_processes})
     loaded = loading.load_training_model(
         settings.model, settings.quantization, settings.device, settings.seed, settings.lora_settings()
     )
@@ -162,6 +164,7 @@ def train(settings: SftSettings) -> SftResult:
     )
     trainer.train()
     adapter = output / ADAPTER_DIR
-    trainer.save_model(str(adapter))
-    (output / LOG_HISTORY).write_text(json.dumps(trainer.state.log_history, indent=2) + "\n", encoding="utf-8")
+    trainer.save_model(str(adapter))  # by the main process only
+    if state.is_main_process:
+        write_json_atomic(output / LOG_HISTORY, trainer.state.log_history)
     return SftResult(output, adapter, trainer.state.global_step, len(dataset), dropped, trainer.state.log_history)
