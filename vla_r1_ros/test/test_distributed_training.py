@@ -23,6 +23,31 @@ from vla_r1_ros.core import dataset
 from vla_r1_ros.training import grpo
 from vla_r1_ros.training.loading import ADAPTER_DIR
 
+CONFIG = Path(__file__).resolve().parents[1] / "config" / "accelerate"
+
+
+def test_the_shipped_deepspeed_configs_are_accelerate_configs_of_zero_2_and_3():
+    """GPU-only (DeepSpeed is not installed here): accelerate's own loader reads them."""
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    for stage in (2, 3):
+        config = load_config_from_file(str(CONFIG / f"deepspeed_zero{stage}.yaml"))
+        assert config.distributed_type == "DEEPSPEED" and config.deepspeed_config["zero_stage"] == stage
+        accumulation = config.deepspeed_config["gradient_accumulation_steps"]
+        assert accumulation == grpo.GrpoSettings("d", "m", "o").gradient_accumulation_steps
+
+
+def test_vllm_rollouts_without_vllm_are_refused_before_anything_loads(tmp_path, capsys):
+    from vla_r1_ros.cli.main import main
+
+    output = tmp_path / "grpo"
+    argv = ["train-grpo", "--data", str(tmp_path), "--model", str(tmp_path), "--output", str(output)]
+    assert main([*argv, "--vllm-mode", "server"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "vla-r1 train-grpo: vllm_mode server needs the vllm package (pip install vllm, on a CUDA machine)"
+    )
+    assert not output.exists()
+
 
 def free_port() -> int:
     with socket.socket() as probe:

@@ -135,6 +135,10 @@ class GrpoSettings:
     logging_steps: int = 1
     save_steps: int = 100
     seed: int = 0
+    # Rollouts through vLLM (TRL's `use_vllm`, GPU labs): none (model.generate) | server (a `vllm serve`
+    # of the base model at vllm_server_base_url; TRL pushes the weights) | colocate (vLLM in each process).
+    vllm_mode: str = "none"
+    vllm_server_base_url: str = "http://127.0.0.1:8000"
 
     def lora_settings(self) -> LoraSettings:
         return LoraSettings(self.lora, self.lora_r, self.lora_alpha, self.lora_dropout, self.init_adapter)
@@ -194,6 +198,28 @@ def _reward_curve_callback(path: Path) -> Any:
     return RewardCurve()
 
 
+VLLM_MODES = ("none", "server", "colocate")
+
+
+def _check_vllm(mode: str) -> None:
+    """vLLM rollouts need the `vllm` package (and a GPU): refused before anything loads without it."""
+    from trl.import_utils import is_vllm_available
+
+    if mode not in VLLM_MODES:
+        raise ValueError(f"vllm_mode must be one of {', '.join(VLLM_MODES)}, not {mode!r}")
+    if mode != "none" and not is_vllm_available():
+        raise ValueError(f"vllm_mode {mode} needs the vllm package (pip install vllm, on a CUDA machine)")
+
+
+def _vllm_options(settings: GrpoSettings) -> dict[str, Any]:
+    if settings.vllm_mode == "none":
+        return {"use_vllm": False}
+    options = {"use_vllm": True, "vllm_mode": settings.vllm_mode}
+    if settings.vllm_mode == "server":
+        options["vllm_server_base_url"] = settings.vllm_server_base_url
+    return options
+
+
 def train(settings: GrpoSettings) -> TrainResult:
     """Run GRPO; writes `adapter/` (or the full model), `rewards.csv`, `log_history.json` and
     `grpo_settings.json` in `settings.output`."""
@@ -202,6 +228,7 @@ def train(settings: GrpoSettings) -> TrainResult:
     from vla_r1_ros.core.dataset import load_hf_dataset
 
     loading.check_init_adapter(settings.model, settings.lora_settings())
+    _check_vllm(settings.vllm_mode)
     output = Path(settings.output)
     state = loading.process_state(settings.device)  # under `accelerate launch` only the main process writes
     output.mkdir(parents=True, exist_ok=True)  # every rank: the trainer writes into it too
@@ -251,6 +278,7 @@ def train(settings: GrpoSettings) -> TrainResult:
         save_steps=settings.save_steps,
         seed=settings.seed,
         report_to="none",
+        **_vllm_options(settings),
     )
     trainer = GRPOTrainer(
         model=loaded.model,
