@@ -15,6 +15,7 @@ setup(
         ("share/" + package_name, ["package.xml"]),
         ("share/" + package_name + "/launch", glob("launch/*.py")),
         ("share/" + package_name + "/config", glob("config/*.yaml") + glob("config/*.rviz") + glob("config/*.xml")),
+        ("share/" + package_name + "/config/accelerate", glob("config/accelerate/*.yaml")),
         ("share/" + package_name + "/urdf", glob("urdf/*")),
     ],
     # The labelling page's files are read at run time with importlib.resources; the lerobot writer's

@@ -21,7 +21,7 @@ from vla_r1_ros.core import dataset, prompts
 from vla_r1_ros.core.episodes import CameraFrame, EpisodeStore, TrialLog, select_references
 from vla_r1_ros.core.prediction import Prediction
 from vla_r1_ros.core.scene import make_instruction
-from vla_r1_ros.training import grpo
+from vla_r1_ros.training import grpo, loading
 
 SEEDS = (0, 1)
 
@@ -91,7 +91,7 @@ def test_grpo_two_steps_on_simulator_episodes(tmp_path, monkeypatch):
 
     # Record the prompt texts the trainer renders through the processor's chat template.
     rendered: list[str] = []
-    make_processor = grpo.processor_from_parts
+    make_processor = loading.processor_from_parts
 
     def recording_processor(*args, **kwargs):
         processor = make_processor(*args, **kwargs)
@@ -105,7 +105,7 @@ def test_grpo_two_steps_on_simulator_episodes(tmp_path, monkeypatch):
         processor.apply_chat_template = apply_and_record
         return processor
 
-    monkeypatch.setattr(grpo, "processor_from_parts", recording_processor)
+    monkeypatch.setattr(loading, "processor_from_parts", recording_processor)
 
     argv = ["train-grpo", "--data", str(data), "--model", str(model), "--output", str(output), "--cpu-smoke"]
     argv += ["--max-completion-length", "16"]  # the pipeline is under test, not the learning: keep it short

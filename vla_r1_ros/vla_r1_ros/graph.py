@@ -57,6 +57,7 @@ ARGUMENT_HELP: dict[str, str] = {
     "policy": "scripted (simulator-only test expert, not the model) | vla_r1 (the model)",
     "executor": "sim (simulated Panda) | moveit (moveit_py on a real arm)",
     "model": "VLA-R1 checkpoint: local path or Hugging Face id in the local cache",
+    "adapter": "LoRA adapter directory made for `model` (vla-r1 train-sft / train-grpo output/adapter); empty: none",
     "quantization": "auto (fastest measured for the device) | nf4 | int8 | int4_decode (CPU) | none",
     "backend": "vla_r1 backend: transformers (model in the inference node) | openai (a vLLM/SGLang server)",
     "server_url": "backend:=openai: the server's OpenAI-compatible base URL, e.g. http://gpu-host:8000/v1",
@@ -106,6 +107,7 @@ class GraphArgs:
     policy: str = "scripted"
     executor: str = "sim"
     model: str = "GigaAI-Research/vla-r1"
+    adapter: str = ""
     quantization: str = "auto"
     backend: str = "transformers"
     server_url: str = "http://127.0.0.1:8000/v1"
@@ -358,6 +360,7 @@ def build_graph(args: GraphArgs) -> list[ProcessSpec]:
         {
             "policy": args.policy,
             "model": args.model,
+            "adapter": args.adapter,
             "quantization": args.quantization,
             "backend": args.backend,
             "server_url": args.server_url,

@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("vla_r1_ros.cli.report", "write the HTML evaluation report of an episode log"),
     "label": ("vla_r1_ros.cli.label", "web page to review episodes and label outcome, reference box and path"),
     "export-dataset": ("vla_r1_ros.cli.export_dataset", "export logged episodes as a VLA-R1 / HF dataset"),
+    "train-sft": ("vla_r1_ros.cli.train_sft", "chain-of-thought SFT with TRL on an exported dataset"),
     "train-grpo": ("vla_r1_ros.cli.train_grpo", "GRPO fine-tuning with TRL on an exported dataset"),
     "bench": ("vla_r1_ros.cli.bench", "benchmarks: rewards | inference | pipeline | soak"),
 }

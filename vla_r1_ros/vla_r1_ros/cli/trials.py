@@ -78,6 +78,9 @@ def configure(parser: argparse.ArgumentParser, default_n: int = 10, default_out:
         help="scripted policy trajectories: carry (object -> place) or sharerobot (gripper -> object -> place)",
     )
     parser.add_argument("--model", default=GraphArgs.model, help="VLA-R1 checkpoint (policy vla_r1)")
+    parser.add_argument(
+        "--adapter", default=GraphArgs.adapter, help="LoRA adapter made for --model (vla-r1 train-sft/train-grpo)"
+    )
     parser.add_argument("--quantization", default=GraphArgs.quantization, choices=QUANTIZATIONS)
     parser.add_argument("--objects", type=int, default=0, help="objects per layout (0 = config default)")
     parser.add_argument(
@@ -149,6 +152,25 @@ def trial_count(args: argparse.Namespace) -> int:
     return count
 
 
+def checked_adapter(args: argparse.Namespace) -> None:
+    """`--adapter` refused (UsageError) unless it was made for `--model`: before the graph starts, not
+    when the inference node loads the model minutes later."""
+    if not args.adapter:
+        return
+    if args.policy != "vla_r1":
+        raise UsageError("--adapter is loaded by the model: it needs --policy vla_r1")
+    from vla_r1_ros.core.config import load_config
+    from vla_r1_ros.policies.adapter import AdapterError
+    from vla_r1_ros.policies.settings import TransformersSettings
+    from vla_r1_ros.policies.vla_r1 import ModelUnavailableError, VlaR1Policy
+
+    settings = TransformersSettings.from_config(load_config("model"), model=args.model, adapter=args.adapter)
+    try:
+        VlaR1Policy(settings).checked_adapter()
+    except (AdapterError, ModelUnavailableError) as exc:
+        raise UsageError(f"--adapter: {exc}") from None
+
+
 def checked_arguments(args: argparse.Namespace) -> tuple[int, list[dict] | None]:
     """The trial count and the `--judge` judgements the arguments ask for; UsageError when they contradict."""
     if args.manual_reset and not args.instruction:
@@ -156,6 +178,7 @@ def checked_arguments(args: argparse.Namespace) -> tuple[int, list[dict] | None]
     n = trial_count(args)
     if (args.judge or args.log_dir) and not args.manual_reset:
         raise UsageError("--judge and --log-dir go with --manual-reset (the simulator judges its own trials)")
+    checked_adapter(args)
     if not args.judge:
         return n, None
     from vla_r1_ros.core.labels import LabelError, load_judgements
@@ -203,6 +226,7 @@ def started_graph(args: argparse.Namespace, out: Path, security: GraphArgs):
         noise=args.noise,
         path_convention=args.path_convention,
         model=args.model,
+        adapter=str(Path(args.adapter).resolve()) if args.adapter else "",
         quantization=args.quantization,
         log_dir=str(out),
         seed=args.seed,

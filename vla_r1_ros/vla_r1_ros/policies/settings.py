@@ -112,6 +112,7 @@ class TransformersSettings:
     """The model in this process, through transformers (+ bitsandbytes)."""
 
     model: str
+    adapter: str  # a PEFT LoRA adapter directory loaded onto `model` ("" = none); made for that model
     local_files_only: bool
     quantization: str
     device: str

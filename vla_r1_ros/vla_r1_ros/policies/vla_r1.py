@@ -37,6 +37,7 @@ import numpy as np
 
 from vla_r1_ros.core import prompts
 from vla_r1_ros.policies import answer_format
+from vla_r1_ros.policies.adapter import AdapterError, check_adapter
 from vla_r1_ros.policies.base import TextCallback
 from vla_r1_ros.policies.settings import TransformersSettings
 
@@ -157,7 +158,8 @@ class VlaR1Policy:
 
     def __init__(self, settings: TransformersSettings):
         self.settings = settings
-        self.model_id = f"{self.name}:{settings.model}"
+        # Every prediction (and so every episode) names what produced it: checkpoint and adapter.
+        self.model_id = f"{self.name}:{settings.model}" + (f"+adapter:{settings.adapter}" if settings.adapter else "")
         self._loaded: LoadedModel | None = None
         self._load_lock = threading.Lock()
         self._grammar_compiler: Any = None
@@ -165,7 +167,7 @@ class VlaR1Policy:
     def variant(self, **changes: Any) -> VlaR1Policy:
         """This policy with other speed levers or generation settings, sharing the loaded model (the
         benchmark and the tests compare levers on one set of weights). Loading settings cannot change."""
-        loading = {"model", "local_files_only", "quantization", "device", "dtype"} & set(changes)
+        loading = {"model", "adapter", "local_files_only", "quantization", "device", "dtype"} & set(changes)
         if loading:
             raise ValueError(f"a variant shares the loaded weights: cannot change {', '.join(sorted(loading))}")
         generation = {k: v for k, v in changes.items() if hasattr(self.settings.generation, k)}
@@ -209,6 +211,13 @@ class VlaR1Policy:
             )
         return directory
 
+    def checked_adapter(self) -> Path | None:
+        """The `adapter` directory after checking it was made for this checkpoint (AdapterError if not);
+        None without one. Cheap: callers run it before starting anything."""
+        if not self.settings.adapter:
+            return None
+        return check_adapter(self.settings.adapter, self.settings.model, self.resolve_checkpoint())
+
     def load(self) -> None:
         """Load tokenizer, image processor, chat template and weights once (thread-safe, idempotent)."""
         with self._load_lock:
@@ -233,6 +242,10 @@ class VlaR1Policy:
 
         settings = self.settings
         directory = self.resolve_checkpoint()
+        try:
+            adapter = self.checked_adapter()
+        except AdapterError as exc:
+            raise ModelUnavailableError(str(exc)) from None
         if settings.device == "cuda" and not torch.cuda.is_available():
             raise ModelUnavailableError("device is 'cuda' but torch sees no CUDA device (use device: auto or cpu)")
         if settings.device == "auto":
@@ -268,6 +281,13 @@ class VlaR1Policy:
                 _release_freed_memory()
         except (OSError, ValueError) as exc:
             raise ModelUnavailableError(f"cannot load {directory}: {exc}") from exc
+        if adapter is not None:
+            from peft import PeftModel
+
+            # Merged into the weights: generation then runs the plain model's (and int4_decode's) code path
+            # (int4_decode then packs the merged weights; on nf4 / int8 PEFT merges with rounding).
+            model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+            log.info("LoRA adapter %s merged into %s", adapter, directory)
         if quantization == "int4_decode":
             from vla_r1_ros.policies.int4_decode import attach_int4_decode
 

@@ -16,32 +16,33 @@ training, since TRL ≥ 0.25 never truncates prompts. Differences, on purpose: L
 model instead of a full fine-tune (a 3B model then trains on one GPU), nf4 QLoRA on GPU, and TRL's
 default token-level loss aggregation (`dapo`), which is verl's `token-mean`.
 
-The model and its image processor / tokenizer / chat template are loaded by `VlaR1Policy`, the same
-loader inference uses (including the bitsandbytes settings); the processor TRL needs is assembled from
-those parts (`processor_from_parts`). Heavy libraries are imported inside the functions.
+Model, processor and LoRA come from `training.loading`, shared with SFT (`training.sft`): the inference
+loader's model, and a new LoRA or, with `init_adapter`, the SFT stage's adapter trained on. Heavy
+libraries are imported inside the functions.
 """
 
 from __future__ import annotations
 
 import csv
-import json
+import functools
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from vla_r1_ros.core import rewards
+from vla_r1_ros.core.episodes import write_json_atomic
+from vla_r1_ros.training import loading
+from vla_r1_ros.training.loading import ADAPTER_DIR, LoraSettings
 
 log = logging.getLogger(__name__)
 
-# LoRA on the language model's attention and MLP projections only. The vision tower has modules named
-# gate_proj / up_proj / down_proj too; a bare list of names would adapt them as well.
-LORA_TARGET_MODULES = r".*language_model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)"
 REWARD_CSV = "rewards.csv"
 LOG_HISTORY = "log_history.json"
 SETTINGS_FILE = "grpo_settings.json"
-ADAPTER_DIR = "adapter"
+RANKS_FILE = "ranks.json"  # world size and, per process, the steps and the rows (episode/task) it scored
 # Columns of rewards.csv, one row per logging step (TRL's metric names).
 REWARD_COLUMNS = (
     "step",
@@ -82,6 +83,29 @@ def reward_functions() -> tuple[list[Any], list[float]]:
     return [format_reward, task_reward], [rewards.FORMAT_WEIGHT, rewards.TASK_WEIGHT]
 
 
+def _recording_episodes(function: Any, seen: list[str]) -> Any:
+    """`function` (same name, so TRL's metric names stay) also noting the row (`episode/task`) of every
+    completion it scores: on each process, the rows of its own shard — what shows each rank trained."""
+
+    @functools.wraps(function)
+    def recorded(completions: Sequence[Any], **columns: Any) -> list[float]:
+        seen.extend(f"{episode}/{task}" for episode, task in zip(columns["episode"], columns["task"], strict=True))
+        return function(completions, **columns)
+
+    return recorded
+
+
+def _write_ranks(output: Path, state: Any, steps: int, seen: list[str]) -> None:
+    """Gather every process's steps and scored episodes; the main process writes `ranks.json`."""
+    from accelerate.utils import gather_object
+
+    mine = {"rank": state.process_index, "steps": steps, "rows_scored": dict(sorted(Counter(seen).items()))}
+    ranks = gather_object([mine]) if state.num_processes > 1 else [mine]
+    if state.is_main_process:
+        report = {"world_size": state.num_processes, "ranks": sorted(ranks, key=lambda rank: rank["rank"])}
+        write_json_atomic(output / RANKS_FILE, report)
+
+
 @dataclass
 class GrpoSettings:
     data: str  # export directory (or its hf/ folder)
@@ -102,6 +126,7 @@ class GrpoSettings:
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
+    init_adapter: str = ""  # a PEFT adapter (e.g. `train-sft`'s) to go on training instead of a new LoRA
     # Recompute activations in the backward pass: the memory that lets a 3B model train on one GPU, at the
     # price of generating without a KV cache (transformers turns the cache off under checkpointing).
     gradient_checkpointing: bool = True
@@ -110,6 +135,13 @@ class GrpoSettings:
     logging_steps: int = 1
     save_steps: int = 100
     seed: int = 0
+    # Rollouts through vLLM (TRL's `use_vllm`, GPU labs): none (model.generate) | server (a `vllm serve`
+    # of the base model at vllm_server_base_url; TRL pushes the weights) | colocate (vLLM in each process).
+    vllm_mode: str = "none"
+    vllm_server_base_url: str = "http://127.0.0.1:8000"
+
+    def lora_settings(self) -> LoraSettings:
+        return LoraSettings(self.lora, self.lora_r, self.lora_alpha, self.lora_dropout, self.init_adapter)
 
     @classmethod
     def cpu_smoke(cls, data: str, model: str, output: str, **overrides: Any) -> GrpoSettings:
@@ -138,27 +170,6 @@ class TrainResult:
     dropped_overlong: int
 
 
-def processor_from_parts(image_processor: Any, tokenizer: Any, chat_template: str) -> Any:
-    """A Qwen2.5-VL processor for images only. `Qwen2_5_VLProcessor` insists on a video processor,
-    which needs torchvision (not installable here); TRL only needs the image path, so this subclass
-    declares the two parts it has — `ProcessorMixin` derives a processor's parts from `__init__`'s
-    signature."""
-    from transformers import Qwen2_5_VLProcessor
-    from transformers.processing_utils import ProcessorMixin
-
-    class Qwen2_5_VLImageOnlyProcessor(Qwen2_5_VLProcessor):
-        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-            self.image_token = "<|image_pad|>"
-            self.video_token = "<|video_pad|>"
-            self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
-            self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
-            ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
-
-    return Qwen2_5_VLImageOnlyProcessor(
-        image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template
-    )
-
-
 def _prompt_length(processor: Any, example: dict[str, Any]) -> int:
     """Tokens of one dataset row's prompt as the model sees it: chat template + expanded image tokens."""
     from trl.data_utils import prepare_multimodal_messages
@@ -175,7 +186,7 @@ def _reward_curve_callback(path: Path) -> Any:
 
     class RewardCurve(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if not logs or "reward" not in logs:
+            if not logs or "reward" not in logs or not state.is_world_process_zero:
                 return
             new = not path.exists()
             with path.open("a", newline="", encoding="utf-8") as handle:
@@ -187,37 +198,47 @@ def _reward_curve_callback(path: Path) -> Any:
     return RewardCurve()
 
 
+VLLM_MODES = ("none", "server", "colocate")
+
+
+def _check_vllm(mode: str) -> None:
+    """vLLM rollouts need the `vllm` package (and a GPU): refused before anything loads without it."""
+    from trl.import_utils import is_vllm_available
+
+    if mode not in VLLM_MODES:
+        raise ValueError(f"vllm_mode must be one of {', '.join(VLLM_MODES)}, not {mode!r}")
+    if mode != "none" and not is_vllm_available():
+        raise ValueError(f"vllm_mode {mode} needs the vllm package (pip install vllm, on a CUDA machine)")
+
+
+def _vllm_options(settings: GrpoSettings) -> dict[str, Any]:
+    if settings.vllm_mode == "none":
+        return {"use_vllm": False}
+    options = {"use_vllm": True, "vllm_mode": settings.vllm_mode}
+    if settings.vllm_mode == "server":
+        options["vllm_server_base_url"] = settings.vllm_server_base_url
+    return options
+
+
 def train(settings: GrpoSettings) -> TrainResult:
     """Run GRPO; writes `adapter/` (or the full model), `rewards.csv`, `log_history.json` and
     `grpo_settings.json` in `settings.output`."""
-    import torch
-    from peft import LoraConfig
     from trl import GRPOConfig, GRPOTrainer
 
-    from vla_r1_ros.core.config import load_config
     from vla_r1_ros.core.dataset import load_hf_dataset
-    from vla_r1_ros.policies.settings import TransformersSettings
-    from vla_r1_ros.policies.vla_r1 import VlaR1Policy
 
+    loading.check_init_adapter(settings.model, settings.lora_settings())
+    _check_vllm(settings.vllm_mode)
     output = Path(settings.output)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / SETTINGS_FILE).write_text(json.dumps(asdict(settings), indent=2) + "\n", encoding="utf-8")
-    (output / REWARD_CSV).unlink(missing_ok=True)  # a new run starts a new curve
-    on_gpu = settings.device != "cpu" and torch.cuda.is_available()
-
-    policy = VlaR1Policy(
-        TransformersSettings.from_config(
-            load_config("model"),
-            model=settings.model,
-            quantization=settings.quantization if on_gpu else "none",  # bitsandbytes training needs a GPU
-            device="cuda" if on_gpu else "cpu",
-            dtype="bfloat16" if on_gpu else "float32",
-            seed=settings.seed,
-        )
+    state = loading.process_state(settings.device)  # under `accelerate launch` only the main process writes
+    output.mkdir(parents=True, exist_ok=True)  # every rank: the trainer writes into it too
+    if state.is_main_process:
+        write_json_atomic(output / SETTINGS_FILE, asdict(settings) | {"world_size": state.num_processes})
+        (output / REWARD_CSV).unlink(missing_ok=True)  # a new run starts a new curve
+    loaded = loading.load_training_model(
+        settings.model, settings.quantization, settings.device, settings.seed, settings.lora_settings()
     )
-    # One loader for inference and training: the policy's own.
-    parts = policy.components()
-    processor = processor_from_parts(parts.image_processor, parts.tokenizer, parts.chat_template)
+    processor, on_gpu = loaded.processor, loaded.on_gpu
 
     dataset = load_hf_dataset(settings.data)
     before = len(dataset)
@@ -231,6 +252,10 @@ def train(settings: GrpoSettings) -> TrainResult:
         raise ValueError(f"no prompt in {settings.data} fits in {settings.max_prompt_length} tokens")
 
     reward_funcs, reward_weights = reward_functions()
+    seen: list[str] = []
+    reward_funcs = [
+        _recording_episodes(function, seen) if function is task_reward else function for function in reward_funcs
+    ]
     config = GRPOConfig(
         output_dir=str(output),
         use_cpu=not on_gpu,
@@ -253,29 +278,21 @@ def train(settings: GrpoSettings) -> TrainResult:
         save_steps=settings.save_steps,
         seed=settings.seed,
         report_to="none",
-    )
-    peft_config = (
-        LoraConfig(
-            r=settings.lora_r,
-            lora_alpha=settings.lora_alpha,
-            lora_dropout=settings.lora_dropout,
-            target_modules=LORA_TARGET_MODULES,
-            task_type="CAUSAL_LM",
-        )
-        if settings.lora
-        else None
+        **_vllm_options(settings),
     )
     trainer = GRPOTrainer(
-        model=parts.model,
+        model=loaded.model,
         reward_funcs=reward_funcs,
         args=config,
         train_dataset=dataset,
         processing_class=processor,  # explicit: with None TRL would pick a tokenizer and drop the images
-        peft_config=peft_config,
+        peft_config=loaded.peft_config,
         callbacks=[_reward_curve_callback(output / REWARD_CSV)],
     )
     trainer.train()
     adapter = output / ADAPTER_DIR
-    trainer.save_model(str(adapter))
-    (output / LOG_HISTORY).write_text(json.dumps(trainer.state.log_history, indent=2) + "\n", encoding="utf-8")
+    trainer.save_model(str(adapter))  # by the main process only
+    _write_ranks(output, state, trainer.state.global_step, seen)
+    if state.is_main_process:
+        write_json_atomic(output / LOG_HISTORY, trainer.state.log_history)
     return TrainResult(output, adapter, trainer.state.global_step, trainer.state.log_history, dropped)

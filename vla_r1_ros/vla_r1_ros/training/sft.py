@@ -1,0 +1,170 @@
+"""Chain-of-thought SFT of VLA-R1 with TRL's `SFTTrainer` on an exported episode dataset: the paper's
+first stage, before GRPO (`training.grpo`, which can start from the adapter this writes).
+
+Each export record becomes a prompt-completion pair: the prompt is the export's `prompt` column (the
+official prompt as the user turn, the image where its `<image>` was), the completion the record's
+`ground_truth` — the logged reasoning and the reference answer in the model's layout,
+`<think> … </think> so, the answer is <output> … </output>` (`core.prompts.format_answer`). The loss
+is on the completion only (TRL's default for prompt-completion data). A record is usable when its
+target has the official format and non-empty reasoning; the others are dropped with a count, and an
+export with none is refused (`TrainingInputError`) before the model loads.
+
+Model, processor and LoRA (nf4 QLoRA on GPU) come from `training.loading`, as for GRPO. Defaults are
+the usual LoRA SFT ones (lr 1e-4, 3 epochs); the official SFT stage fine-tunes the full model.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from vla_r1_ros.core import rewards
+from vla_r1_ros.core.episodes import write_json_atomic
+from vla_r1_ros.training import loading
+from vla_r1_ros.training.loading import ADAPTER_DIR, LoraSettings, TrainingInputError
+
+log = logging.getLogger(__name__)
+
+LOG_HISTORY = "log_history.json"
+SETTINGS_FILE = "sft_settings.json"
+_REASONING = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+
+
+@dataclass
+class SftSettings:
+    data: str  # export directory (or its hf/ folder)
+    model: str  # checkpoint directory or hub id in the local cache
+    output: str
+    learning_rate: float = 1e-4
+    per_device_train_batch_size: int = 2
+    gradient_accumulation_steps: int = 8
+    num_train_epochs: float = 3.0
+    max_steps: int = -1
+    lora: bool = True
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    init_adapter: str = ""
+    gradient_checkpointing: bool = True
+    quantization: str = "nf4"  # nf4 | int8 | none (bitsandbytes; GPU)
+    device: str = "auto"  # auto | cuda | cpu
+    logging_steps: int = 1
+    save_steps: int = 100
+    seed: int = 0
+
+    def lora_settings(self) -> LoraSettings:
+        return LoraSettings(self.lora, self.lora_r, self.lora_alpha, self.lora_dropout, self.init_adapter)
+
+    @classmethod
+    def cpu_smoke(cls, data: str, model: str, output: str, **overrides: Any) -> SftSettings:
+        """Tiny settings that run in seconds on a CPU: they check the pipeline, not the learning."""
+        settings = {
+            "per_device_train_batch_size": 2,
+            "gradient_accumulation_steps": 1,
+            "max_steps": 2,
+            "lora_r": 8,
+            "lora_alpha": 16,
+            "gradient_checkpointing": False,
+            "quantization": "none",
+            "device": "cpu",
+        }
+        return cls(data, model, output, **{**settings, **overrides})
+
+
+@dataclass
+class SftResult:
+    output: Path
+    adapter: Path
+    steps: int
+    records: int
+    dropped_unusable: int
+    log_history: list[dict[str, Any]]
+
+
+def target_problem(ground_truth: str) -> str | None:
+    """Why a record's target cannot teach the answer layout, or None: it must be in the official format
+    and carry reasoning (an empty `<think>` would teach the model to skip it)."""
+    if rewards.format_reward(ground_truth) != 1.0:
+        return "not in the <think>…</think> … <output>…</output> format"
+    match = _REASONING.search(ground_truth)
+    if match is None or not match.group(1).strip():
+        return "no reasoning in <think>"
+    return None
+
+
+def sft_dataset(data: str):
+    """The export's usable records as TRL prompt-completion rows (`prompt`, `completion`, `image`) and
+    how many were dropped; TrainingInputError when none is usable or the export cannot be read."""
+    from vla_r1_ros.core.dataset import load_hf_dataset
+
+    try:
+        dataset = load_hf_dataset(data)
+    except (FileNotFoundError, ValueError) as exc:
+        raise TrainingInputError(f"{data} is not a `vla-r1 export-dataset` output ({exc})") from None
+    missing = {"prompt", "image", "ground_truth"} - set(dataset.column_names)
+    if missing:
+        raise TrainingInputError(f"{data}: the export lacks column(s) {', '.join(sorted(missing))}")
+    before = len(dataset)
+    usable = dataset.filter(lambda row: target_problem(row["ground_truth"]) is None, keep_in_memory=True)
+    if len(usable) == 0:
+        reasons = sorted({target_problem(text) for text in dataset["ground_truth"]} - {None})
+        raise TrainingInputError(
+            f"no usable record in {data} ({before} record(s): {'; '.join(reasons) or 'the export is empty'})"
+        )
+    rows = usable.map(
+        lambda row: {"completion": [{"role": "assistant", "content": [{"type": "text", "text": row["ground_truth"]}]}]},
+        keep_in_memory=True,
+    )
+    keep = ("prompt", "completion", "image")
+    return rows.remove_columns([c for c in rows.column_names if c not in keep]), before - len(usable)
+
+
+def train(settings: SftSettings) -> SftResult:
+    """Run SFT; writes `adapter/` (or the full model), `log_history.json` and `sft_settings.json` in
+    `settings.output`. Input is checked (records, `init_adapter`) before the model loads."""
+    from trl import SFTConfig, SFTTrainer
+
+    dataset, dropped = sft_dataset(settings.data)
+    if dropped:
+        log.warning("dropped %d of %d records without a usable target", dropped, dropped + len(dataset))
+    loading.check_init_adapter(settings.model, settings.lora_settings())
+    output = Path(settings.output)
+    state = loading.process_state(settings.device)  # under `accelerate launch` only the main process writes
+    output.mkdir(parents=True, exist_ok=True)  # every rank: the trainer writes into it too
+    if state.is_main_process:
+        write_json_atomic(output / SETTINGS_FILE, asdict(settings) | {"world_size": state.num_processes})
+    loaded = loading.load_training_model(
+        settings.model, settings.quantization, settings.device, settings.seed, settings.lora_settings()
+    )
+    config = SFTConfig(
+        output_dir=str(output),
+        use_cpu=not loaded.on_gpu,
+        bf16=loaded.on_gpu,
+        learning_rate=settings.learning_rate,
+        per_device_train_batch_size=settings.per_device_train_batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        gradient_checkpointing=settings.gradient_checkpointing,
+        num_train_epochs=settings.num_train_epochs,
+        max_steps=settings.max_steps,
+        max_length=None,  # truncation would cut image tokens or the answer; the export's prompts are short
+        logging_steps=settings.logging_steps,
+        save_steps=settings.save_steps,
+        seed=settings.seed,
+        report_to="none",
+    )
+    trainer = SFTTrainer(
+        model=loaded.model,
+        args=config,
+        train_dataset=dataset,
+        processing_class=loaded.processor,
+        peft_config=loaded.peft_config,
+    )
+    trainer.train()
+    adapter = output / ADAPTER_DIR
+    trainer.save_model(str(adapter))  # by the main process only
+    if state.is_main_process:
+        write_json_atomic(output / LOG_HISTORY, trainer.state.log_history)
+    return SftResult(output, adapter, trainer.state.global_step, len(dataset), dropped, trainer.state.log_history)
