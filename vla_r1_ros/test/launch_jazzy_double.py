@@ -8,7 +8,9 @@ Written from the Jazzy sources, exposing only names that exist there with their 
   `launch/launch/actions/opaque_function.py`, `launch/launch/substitutions/launch_configuration.py`,
   `launch/launch/logging/__init__.py` (`get_logger` returns a `logging.Logger`), and for the keyword
   arguments a Node passes on: `launch/launch/actions/execute_process.py`, `execute_local.py`,
-  `launch/launch/action.py`;
+  `launch/launch/action.py`; `ExecuteProcess` itself (`launch/launch/actions/__init__.py` exports it;
+  `ExecuteProcess.__init__` in `execute_process.py`: `cmd`, `prefix`, `name`, `cwd`, `env`, `additional_env`,
+  the rest passed to `ExecuteLocal.__init__` and `Action.__init__`);
 - ros2/launch_ros, branch `jazzy` at 62c56e53e86812023697fe330c83d327f54e7b18:
   `launch_ros/launch_ros/actions/node.py` (`Node.__init__`'s keyword-only arguments).
 
@@ -16,9 +18,10 @@ Each module is a real module object holding only those names, so importing or re
 fails as it would against a module that lacks it; `Node` refuses keyword arguments the real one does
 not take (TypeError). Behind the API: `DeclareLaunchArgument` keeps its default, `LaunchConfiguration`
 performs from `context.launch_configurations` (its default, else the real error), `OpaqueFunction`
-runs its function with the context when a test "executes" it, `Node` records its arguments.
-`launch_file(LAUNCH_FILE)` loads a launch file against these modules and `launch(...)` runs its
-description like `ros2 launch … name:=value` does up to the point where processes would start.
+runs its function with the context when a test "executes" it, `Node` and `ExecuteProcess` record their
+arguments. `launch_file(LAUNCH_FILE)` loads a launch file against these modules and `launch(...)` runs its
+description like `ros2 launch … name:=value` does up to the point where processes would start
+(`executed_processes(...)`: the same, the ExecuteProcess actions it returned).
 """
 
 from __future__ import annotations
@@ -31,13 +34,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+# ExecuteLocal.__init__ and Action.__init__: what ExecuteProcess passes on.
+EXECUTE_LOCAL_KEYWORDS = frozenset(
+    {"shell", "sigterm_timeout", "sigkill_timeout", "emulate_tty", "output", "output_format", "cached_output"}
+    | {"log_cmd", "on_exit", "respawn", "respawn_delay", "respawn_max_retries", "condition"}
+)
+EXECUTE_PROCESS_KEYWORDS = frozenset({"cmd", "prefix", "name", "cwd", "env", "additional_env"}) | EXECUTE_LOCAL_KEYWORDS
 LAUNCH_ROS_NODE_KEYWORDS = frozenset(
     # Node.__init__ itself
     {"executable", "package", "name", "namespace", "exec_name", "parameters", "remappings", "ros_arguments"}
-    # passed on: ExecuteProcess -> ExecuteLocal -> Action
-    | {"arguments", "prefix", "cwd", "env", "additional_env", "shell", "sigterm_timeout", "sigkill_timeout"}
-    | {"emulate_tty", "output", "output_format", "cached_output", "log_cmd", "on_exit", "respawn"}
-    | {"respawn_delay", "respawn_max_retries", "condition"}
+    # passed on to ExecuteProcess (which Node builds its `cmd` for)
+    | {"arguments", "prefix", "cwd", "env", "additional_env"}
+    | EXECUTE_LOCAL_KEYWORDS
 )
 
 
@@ -77,6 +85,16 @@ class LaunchConfiguration:
         return context.launch_configurations[self.variable_name]
 
 
+class ExecuteProcess:
+    def __init__(self, **kwargs):
+        unknown = set(kwargs) - EXECUTE_PROCESS_KEYWORDS
+        if unknown or "cmd" not in kwargs:
+            raise TypeError(
+                f"ExecuteProcess() takes keyword arguments {sorted(EXECUTE_PROCESS_KEYWORDS)}; got {sorted(unknown)}"
+            )
+        self.kwargs = kwargs
+
+
 class Node:
     def __init__(self, *args, **kwargs):
         unknown = set(kwargs) - LAUNCH_ROS_NODE_KEYWORDS
@@ -94,7 +112,12 @@ def _module(name: str, **names: Any) -> types.ModuleType:
 
 
 def modules() -> dict[str, types.ModuleType]:
-    actions = _module("launch.actions", DeclareLaunchArgument=DeclareLaunchArgument, OpaqueFunction=OpaqueFunction)
+    actions = _module(
+        "launch.actions",
+        DeclareLaunchArgument=DeclareLaunchArgument,
+        ExecuteProcess=ExecuteProcess,
+        OpaqueFunction=OpaqueFunction,
+    )
     substitutions = _module("launch.substitutions", LaunchConfiguration=LaunchConfiguration)
     launch_logging = _module("launch.logging", get_logger=logging.getLogger)
     launch = _module(
@@ -126,17 +149,26 @@ def launch_file(path: Path, monkeypatch) -> types.ModuleType:
 
 
 def launch(module: types.ModuleType, arguments: Mapping[str, str]) -> list[dict[str, Any]]:
-    """`ros2 launch <file> name:=value …` up to starting processes: the declared arguments' defaults
-    overridden by `arguments` (an undeclared one is a mistake in the test: an error), then each
-    OpaqueFunction executed in order; the keyword arguments of every Node it returns."""
+    """`ros2 launch <file> name:=value …` up to starting processes: the keyword arguments of every Node."""
+    return [action.kwargs for action in _actions(module, arguments) if isinstance(action, Node)]
+
+
+def executed_processes(module: types.ModuleType, arguments: Mapping[str, str]) -> list[dict[str, Any]]:
+    """As `launch`: the keyword arguments of every ExecuteProcess (a command that is not a ROS node)."""
+    return [action.kwargs for action in _actions(module, arguments) if isinstance(action, ExecuteProcess)]
+
+
+def _actions(module: types.ModuleType, arguments: Mapping[str, str]) -> list[Any]:
+    """The declared arguments' defaults overridden by `arguments` (an undeclared one is a mistake in the
+    test: an error), then each OpaqueFunction executed in order; the actions they return."""
     description = module.generate_launch_description()
     declared = {e.name: e.default_value for e in description.entities if isinstance(e, DeclareLaunchArgument)}
     undeclared = set(arguments) - set(declared)
     if undeclared:
         raise ValueError(f"undeclared launch arguments {sorted(undeclared)}")
     context = types.SimpleNamespace(launch_configurations=declared | dict(arguments))
-    nodes = []
+    actions = []
     for entity in description.entities:
         if isinstance(entity, OpaqueFunction):
-            nodes += [node.kwargs for node in entity.execute(context) or [] if isinstance(node, Node)]
-    return nodes
+            actions += list(entity.execute(context) or [])
+    return actions

@@ -256,6 +256,7 @@ JAZZY_API: dict[str, frozenset[str]] = {
 ARM_GROUP, HAND_GROUP = "panda_arm", "hand"
 PLANNING_FRAME = "panda_link0"
 HAND_STATES = {"open": 0.04, "close": 0.0}  # moveit_resources_panda's SRDF: each finger joint (m)
+ARM_STATES = {"ready": (0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785)}  # its "panda_arm" group_state "ready"
 PANDA_LINK8 = 7  # its index in PyBullet's panda.urdf
 
 
@@ -448,7 +449,7 @@ class RobotTrajectory:
     def __init__(self, robot_model: RobotModel) -> None:
         assert isinstance(robot_model, RobotModel)
         self._model, self._group, self._msg = robot_model, "", RobotTrajectoryMsg()
-        self._named_goal: str | None = None  # a hand plan's SRDF state, for the double's execute
+        self._named_goal: str | None = None  # a planned motion's SRDF state, for the double's execute
 
     @property
     def robot_model(self) -> RobotModel:
@@ -756,6 +757,9 @@ class MoveItPy:
             closing = goal == "close"
             width = world.object_width_m if closing and world.object_width_m is not None else None
             world.finger_q = width / 2 if width is not None else HAND_STATES[goal]
+        elif robot_trajectory._named_goal is not None:  # a planned motion to an SRDF state ends there
+            world.arm_q = np.array(ARM_STATES[robot_trajectory._named_goal])
+            world.arm_trajectories += 1
         else:
             path = np.array([pt.positions for pt in msg.joint_trajectory.points])
             stalled = world.arm_trajectories == world.stall_segment

@@ -21,11 +21,11 @@ import pytest
 import yaml
 
 from vla_r1_ros.core.config import load_config
-from vla_r1_ros.graph import GraphArgs, MissingPackageError, build_graph
+from vla_r1_ros.graph import GraphArgs, MissingPackageError, build_graph, recording
 from vla_r1_ros.launcher import GraphLauncher, process_command
 
 LAUNCH_FILE = Path(__file__).resolve().parents[1] / "launch" / "demo.launch.py"
-OTHER_PACKAGES = ("robot_state_publisher", "rviz2", "realsense2_camera")
+OTHER_PACKAGES = ("robot_state_publisher", "rviz2", "realsense2_camera", "ros2bag", "rosbag2_storage_mcap")
 
 
 @pytest.fixture
@@ -234,7 +234,10 @@ def test_every_file_the_graph_names_ships_with_the_package():
         ({"use_rviz": "yes"}, "use_rviz:='yes' is not a boolean: use true, 1, false, 0 (any case)"),
         ({"use_rviz": ""}, "use_rviz:='' is not a boolean"),
         ({"camera_driver": "off"}, "camera_driver:='off' is not a boolean: use true, 1, false, 0 (any case)"),
-        ({"camera": "kinect"}, "camera:='kinect' is not one of sim, realsense, replay, realsense_ros"),
+        ({"camera": "kinect"}, "camera:='kinect' is not one of sim, realsense, replay, bag, realsense_ros"),
+        ({"record": "yes"}, "record:='yes' is not a boolean"),
+        ({"camera": "bag", "executor": "moveit", "policy": "vla_r1"}, "camera:=bag needs bag:=/path/to/bag"),
+        ({"camera": "bag", "executor": "moveit", "policy": "vla_r1", "bag": "/no/bag"}, "bag:=/no/bag: no rosbag2 bag"),
         ({"policy": "gpt"}, "policy:='gpt' is not one of scripted, vla_r1"),
         ({"executor": "ros_control"}, "executor:='ros_control' is not one of sim, moveit"),
         ({"quantization": "fp8"}, "quantization:='fp8' is not one of auto, nf4, int8, int4_decode, none"),
@@ -326,3 +329,65 @@ def test_every_process_is_started_through_die_with_launcher_with_the_launchers_p
     for kwargs in launched:
         if kwargs["package"] == "vla_r1_ros":  # and `vla-r1 demo` runs the same prefix first
             assert process_command(kwargs, tmp_path)[: len(expected)] == expected
+
+
+RECORDED = [
+    "/camera/color/image_raw",
+    "/camera/aligned_depth_to_color/image_raw",
+    "/camera/color/camera_info",
+    "/joint_states",
+    "/vla_r1/prediction",
+    "/vla_r1/plan",
+    "/vla_r1/plan_markers",
+    "/vla_r1/annotated_image",
+    "/vla_r1/status",
+    "/planning/status",
+    "/perception/status",
+    "/vla_r1/episode_logged",
+]
+
+
+def test_record_true_starts_rosbag2s_mcap_recorder_on_the_graphs_topics(monkeypatch, ament_prefix):
+    overrides = {"record": "true", "log_dir": "/tmp/run"}
+    (record,) = launch_jazzy_double.executed_processes(
+        launch_jazzy_double.launch_file(LAUNCH_FILE, monkeypatch), overrides
+    )
+    cmd = record["cmd"]
+    assert cmd[:7] == ["ros2", "bag", "record", "-s", "mcap", "-o", cmd[6]] and cmd[7:] == RECORDED
+    assert re.fullmatch(r"/tmp/run/bags/rosbag2_\d{4}_\d\d_\d\d-\d\d_\d\d_\d\d", cmd[6])
+    expected_prefix = [sys.executable, "-m", "vla_r1_ros.die_with_launcher", str(os.getpid())]
+    assert shlex.split(record["prefix"]) == expected_prefix  # it dies with the launch as every node does
+    args = GraphArgs.from_strings(overrides)
+    assert _launched_nodes(monkeypatch, overrides) == [p.launch_kwargs(args) for p in build_graph(args)]
+    assert launch_jazzy_double.executed_processes(launch_jazzy_double.launch_file(LAUNCH_FILE, monkeypatch), {}) == []
+    # With the RealSense driver the camera is recorded under the driver's names.
+    driver = recording(GraphArgs(camera="realsense_ros", executor="moveit", policy="vla_r1", record=True))
+    assert driver.topics[:3] == (
+        "/camera/camera/color/image_raw",
+        "/camera/camera/aligned_depth_to_color/image_raw",
+        "/camera/camera/color/camera_info",
+    )
+
+
+def test_record_true_without_rosbag2s_mcap_storage_ends_the_launch_before_any_node(monkeypatch, ament_prefix):
+    ament_prefix("robot_state_publisher", "ros2bag")
+    constructed = _record_nodes(monkeypatch)
+    with pytest.raises(MissingPackageError, match="sudo apt install ros-jazzy-rosbag2-storage-mcap"):
+        _launched_nodes(monkeypatch, {"record": "true"})
+    assert constructed == []
+
+
+def test_demo_records_with_the_packages_recorder_in_place_of_rosbag2(monkeypatch, ament_prefix, tmp_path):
+    """`vla-r1 demo --record` runs the graph's processes and the recorder node on the same topics."""
+    args = GraphArgs(record=True, log_dir=str(tmp_path / "run"))
+    launcher = GraphLauncher(args, tmp_path)
+    started: list[list[str]] = []
+    monkeypatch.setattr(launcher, "_spawn", lambda running: started.append(running.command))
+    launcher.start()
+    launcher._stopping.set()
+    graph = [process_command(p.launch_kwargs(args), tmp_path) for p in build_graph(args) if p.package == "vla_r1_ros"]
+    assert started[:-1] == graph
+    assert "vla_r1_ros.nodes.recorder_node" in started[-1]
+    params = yaml.safe_load((tmp_path / "recorder.params.yaml").read_text())["recorder"]["ros__parameters"]
+    assert params == {"bag_dir": launcher.recording.bag_dir, "topics": RECORDED}
+    assert launcher.recording.bag_dir.startswith(str(tmp_path / "run" / "bags" / "rosbag2_"))

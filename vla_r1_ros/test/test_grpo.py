@@ -1,9 +1,9 @@
 """GRPO fine-tuning end to end: simulator episodes -> episode log -> export -> 2 TRL GRPO steps on the
 tiny offline Qwen2.5-VL with the logger's reward functions -> a LoRA adapter that loads back with PEFT.
 
-The episodes are real simulator frames and ground truth (PyBullet workcell, `reset(seed)` + `capture()`)
-answered by the scripted expert with the `paper` error model; the arm is not run (GRPO reads image,
-instruction and references, not the executed motion), so every trial is logged as a dry run. The
+The episodes are `training.sim_episodes`' (the learning bench's too): real simulator frames and ground
+truth (PyBullet workcell, `reset(seed)` + `capture()`) answered by the scripted expert with the `paper`
+error model, logged as dry runs. The
 prompts TRL renders follow the official RL stage's layout (image where the prompt's `<image>` was, no
 leading space). Part of the default suite: the tiny model trains two LoRA steps on the CPU in seconds.
 """
@@ -14,50 +14,19 @@ import csv
 import functools
 import json
 
-import numpy as np
-
 from vla_r1_ros.cli.main import main
 from vla_r1_ros.core import dataset, prompts
-from vla_r1_ros.core.episodes import CameraFrame, EpisodeStore, TrialLog, select_references
-from vla_r1_ros.core.prediction import Prediction
-from vla_r1_ros.core.scene import make_instruction
 from vla_r1_ros.training import grpo, loading
+from vla_r1_ros.training.sim_episodes import layout_queries, write_expert_episodes
 
 SEEDS = (0, 1)
 
 
 def write_sim_episodes(root) -> None:
     from vla_r1_ros.core.config import PackageConfig
-    from vla_r1_ros.policies.scripted import ScriptedExpertPolicy
-    from vla_r1_ros.sim.workcell import Workcell
 
     config = PackageConfig.load()
-    with Workcell(config) as cell, EpisodeStore(root) as store:
-        for seed in SEEDS:
-            cell.reset(seed)
-            frame, scene = cell.capture()
-            target = next(o for o in scene.objects if o.visible and o.bbox_px is not None)
-            instruction = make_instruction(target, np.random.default_rng(seed))
-            expert = ScriptedExpertPolicy(config.camera, noise="paper", seed=seed)
-            texts = {task: expert.answer(scene, instruction, task) for task in prompts.TASKS}
-            trial = TrialLog(
-                trial_id=f"sim-{seed}",
-                instruction=instruction,
-                stamp_ns=frame.stamp_ns,
-                prediction=Prediction(
-                    instruction, prompts.TASKS, tuple(texts[task] for task in prompts.TASKS), frame.color.shape[1::-1]
-                ),
-                plan={},
-                executed_ee_path=[],
-                success=False,
-                failure_stage="dry_run",
-                message="plan only: the arm was not run",
-            )
-            intrinsics = frame.intrinsics
-            camera_info = {"frame_id": frame.frame_id, "width": intrinsics.width, "height": intrinsics.height}
-            camera_info["k"] = intrinsics.k.reshape(-1).tolist()
-            references = select_references(trial, scene=scene, intrinsics=intrinsics, base_T_camera=cell.base_T_camera)
-            store.write(trial, CameraFrame(frame.color, frame.depth_mm, camera_info), references)
+    write_expert_episodes(root, config, layout_queries(config, SEEDS))
 
 
 def test_grpo_two_steps_on_simulator_episodes(tmp_path, monkeypatch):

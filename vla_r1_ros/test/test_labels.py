@@ -244,3 +244,38 @@ def test_record_judgement_stores_it_and_rescores_the_outcome(log):
     assert episode is None and judged.failure_stage == "timeout"
     with pytest.raises(labels.LabelError):
         labels.record_judgement(log, timed_out, {"success": False, "failure_stage": "bored"})
+
+
+def test_the_label_page_compares_the_operator_with_the_camera(tmp_path):
+    """A camera-judged log: the page's list and view say what the camera said and whether the operator
+    disagrees (how a lab measures the judge on its own cell); the camera's handed-over trial is no verdict."""
+    from dataclasses import replace
+
+    from vla_r1_ros.core.episodes import CameraJudgement, SimulatorVerdict
+
+    root = tmp_path / "log"
+
+    def judged(success: bool, asks: bool = False) -> CameraJudgement:
+        verdict = {
+            "judged": not asks,
+            "success": success,
+            "failure_stage": "" if success else "place",
+            "confidence": 0.95,
+            "message": "red_cube placed in the tray",
+            "asks_operator": asks,
+        }
+        return CameraJudgement(frame(), {}, verdict)
+
+    with EpisodeStore(root) as store:
+        for success, asks in ((True, False), (False, False), (False, True)):
+            record = replace(trial(success=success), outcome_source="vision" if not asks else "none")
+            record = replace(record, camera_judgement=judged(success, asks), simulator_verdict=SimulatorVerdict(True))
+            store.write(record, frame(), References(ReferenceSource.NONE, note="camera-judged"))
+    labels.save_labels(root, "000001", {"success": False, "failure_stage": "place"})  # the operator disagrees
+    labels.save_labels(root, "000002", {"success": False, "failure_stage": "place"})  # ... and agrees
+    summaries = {s["episode"]: s for s in labels.episode_summaries(root)}
+    assert [summaries[e]["camera"] for e in ("000001", "000002", "000003")] == [True, False, None]
+    assert [summaries[e]["camera_disagrees"] for e in ("000001", "000002", "000003")] == [True, False, False]
+    view = labels.episode_view(root, "000001")
+    assert view["camera"]["said"] is True and view["camera"]["confidence"] == 0.95 and view["camera_disagrees"]
+    assert labels.episode_view(root, "000003")["camera"]["said"] is None

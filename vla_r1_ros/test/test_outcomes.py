@@ -50,6 +50,7 @@ def test_taxonomy_and_judged_trials():
         FAILURE_STAGES
     )
     assert {"timeout", "cancelled", "dry_run"} < set(FAILURE_STAGES)
-    assert set(OUTCOME_SOURCES) == {"simulator", "gripper", "operator", "pipeline", "none"}
+    assert set(OUTCOME_SOURCES) == {"simulator", "gripper", "operator", "vision", "pipeline", "none"}
     assert is_judged("simulator", "place") and is_judged("operator") and is_judged("pipeline", "parse")
+    assert is_judged("vision", "wrong_object") and is_judged("vision")
     assert not is_judged("none") and not is_judged("simulator", "dry_run")

@@ -58,6 +58,7 @@ IMPORT_SOURCES = {
     "PIL": "python3-pil",
     "requests": "python3-requests",
     "tqdm": "python3-tqdm",
+    "psutil": "python3-psutil",
     "moveit": "moveit_py",
     "torch": "torch",  # pip, on its own: the build for the machine's GPU (docs/lab-setup.md)
     "pybullet_data": "pybullet",

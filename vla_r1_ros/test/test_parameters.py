@@ -24,7 +24,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from vla_r1_ros.core.config import PackageConfig, node_defaults
-from vla_r1_ros.graph import GraphArgs, build_graph
+from vla_r1_ros.graph import GraphArgs, build_graph, recording
 from vla_r1_ros.nodes import inference_node, perception_node, workcell_node
 from vla_r1_ros.nodes.context import ProcessContext
 from vla_r1_ros.nodes.spin import destroy_node
@@ -45,6 +45,7 @@ NODES: dict[str, tuple[str, Callable[[PackageConfig], dict[str, Any]]]] = {
     "vla_r1_ros.nodes.inference_node:InferenceNode": ("inference", inference_node.extra_parameters),
     "vla_r1_ros.nodes.reward_logger_node:RewardLoggerNode": ("reward_logger", _no_extras),
     "vla_r1_ros.nodes.workcell_node:WorkcellNode": ("workcell", workcell_node.extra_parameters),
+    "vla_r1_ros.nodes.recorder_node:RecorderNode": ("recorder", _no_extras),
 }
 SECTIONS = {section: extras for section, extras in NODES.values()}
 
@@ -129,6 +130,7 @@ def build_node(section: str, config: PackageConfig, tmp_path: Path) -> Node:
     from vla_r1_ros.nodes.inference_node import InferenceNode
     from vla_r1_ros.nodes.perception_node import PerceptionNode
     from vla_r1_ros.nodes.planning_node import PlanningNode
+    from vla_r1_ros.nodes.recorder_node import RecorderNode
     from vla_r1_ros.nodes.reward_logger_node import RewardLoggerNode
     from vla_r1_ros.nodes.workcell_node import WorkcellNode
 
@@ -136,7 +138,7 @@ def build_node(section: str, config: PackageConfig, tmp_path: Path) -> Node:
     if section == "perception":
         return PerceptionNode(context, source=StandInCamera())
     if section == "planning":
-        return PlanningNode(context, arm=SimpleNamespace(name="stand-in", stop=lambda: None))
+        return PlanningNode(context, arm=SimpleNamespace(name="stand-in", stop=lambda: None, gripper_opening_m=0.08))
     if section == "inference":
         node = InferenceNode(context)  # the scripted policy: loads in a moment, without the model
         deadline = time.monotonic() + 30.0
@@ -148,6 +150,8 @@ def build_node(section: str, config: PackageConfig, tmp_path: Path) -> Node:
         return RewardLoggerNode(context, parameter_overrides=[Parameter("log_dir", value=str(tmp_path / "log"))])
     if section == "workcell":
         return WorkcellNode(context)
+    if section == "recorder":
+        return RecorderNode(context, parameter_overrides=[Parameter("bag_dir", value=str(tmp_path / "bag"))])
     raise AssertionError(f"no way to build the node of section {section!r}")
 
 
@@ -167,7 +171,7 @@ def test_a_node_declares_exactly_its_section_and_extras(ros, config, tmp_path, s
         # Extras never shadow a nodes.yaml key (one place per default).
         assert not set(node_defaults(config, section)) & set(SECTIONS[section](config))
         # The default's type is the declared type (YAML `15.0` a double, `30` an integer).
-        overridden = {"log_dir"} if section == "reward_logger" else set()
+        overridden = {"reward_logger": {"log_dir"}, "recorder": {"bag_dir"}}.get(section, set())
         for name, default in expected.items():
             value = node.get_parameter(name).value
             assert type(value) is type(default), f"{section}.{name}: {value!r} is not a {type(default).__name__}"
@@ -185,13 +189,15 @@ GRAPHS = (
     GraphArgs(camera="realsense", executor="moveit", policy="vla_r1", quantization="nf4"),
     GraphArgs(camera="replay", executor="moveit", policy="vla_r1", recording="/tmp/recording.db3"),
     GraphArgs(camera="realsense_ros", executor="moveit", policy="vla_r1", use_rviz=True),
+    GraphArgs(record=True),
 )
 
 
-@pytest.mark.parametrize("args", GRAPHS, ids=lambda a: f"{a.camera}-{a.policy}")
+@pytest.mark.parametrize("args", GRAPHS, ids=lambda a: f"{a.camera}-{a.policy}{'-record' if a.record else ''}")
 def test_the_graph_sets_only_declared_parameters_of_their_type(config, args):
     checked = set()
-    for process in build_graph(args):
+    recorded = recording(args)
+    for process in build_graph(args) + ([recorded.recorder_process()] if recorded else []):
         for spec in process.nodes:
             if not spec.node_class.startswith("vla_r1_ros."):
                 continue  # another package's node (RealSense driver, robot_state_publisher, RViz)

@@ -12,6 +12,7 @@ test_planning_node (answering from the workcell's scene, as for any real camera'
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -55,13 +56,31 @@ def node_parameters(args: GraphArgs, process: str) -> list[Parameter]:
     return [Parameter(name, value=value) for name, value in node.parameters.items() if name != "executor"]
 
 
-@pytest.fixture
-def graph(executor, config, workcell, recording, tmp_path):
+def played_graph(executor, config, workcell, played: GraphArgs, intrinsics, log_dir: Path) -> dict:
+    """The graph of a replayed camera (recording or bag) as its processes run it: perception and planning
+    with their launch parameters, each with a context of its own and neither with a simulated world; the
+    simulated Panda stands in for MoveIt, a ground-truth stand-in for the model; a reward logger."""
     from vla_r1_ros.executors.sim import SimArmExecutor
     from vla_r1_ros.nodes.context import ProcessContext
     from vla_r1_ros.nodes.perception_node import PerceptionNode
     from vla_r1_ros.nodes.planning_node import PlanningNode
 
+    perception = PerceptionNode(ProcessContext(config), parameter_overrides=node_parameters(played, "perception"))
+    planning = PlanningNode(
+        ProcessContext(config), arm=SimArmExecutor(workcell), parameter_overrides=node_parameters(played, "planning")
+    )
+    model = GroundTruthModel(intrinsics, scene_source=workcell.scene)
+    start_logger(executor, log_dir)
+    client = Node("trial_client")
+    action = ActionClient(client, ExecuteInstruction, topics.EXECUTE_INSTRUCTION)
+    for node in (perception, planning, model, client):
+        executor.add_node(node)
+    assert graph_discovered(executor, action, planning)
+    return {"executor": executor, "action": action, "received": {"feedback": []}, "log_dir": log_dir}
+
+
+@pytest.fixture
+def graph(executor, config, workcell, recording, tmp_path):
     replay = GraphArgs(
         camera="replay",
         executor="moveit",
@@ -69,19 +88,8 @@ def graph(executor, config, workcell, recording, tmp_path):
         recording=str(recording["path"]),
         log_dir=str(tmp_path / "log"),  # the planning node spools into the log folder
     )
-    # Separate processes in the graph, each with a context of its own; neither has a simulated world.
-    perception = PerceptionNode(ProcessContext(config), parameter_overrides=node_parameters(replay, "perception"))
-    planning = PlanningNode(
-        ProcessContext(config), arm=SimArmExecutor(workcell), parameter_overrides=node_parameters(replay, "planning")
-    )
-    model = GroundTruthModel(recording["frames"][min(recording["frames"])].intrinsics, scene_source=workcell.scene)
-    start_logger(executor, tmp_path / "log")
-    client = Node("trial_client")
-    action = ActionClient(client, ExecuteInstruction, topics.EXECUTE_INSTRUCTION)
-    for node in (perception, planning, model, client):
-        executor.add_node(node)
-    assert graph_discovered(executor, action, planning)
-    yield {"executor": executor, "action": action, "received": {"feedback": []}, "log_dir": tmp_path / "log"}
+    intrinsics = recording["frames"][min(recording["frames"])].intrinsics
+    return played_graph(executor, config, workcell, replay, intrinsics, tmp_path / "log")
 
 
 def test_a_replayed_recording_runs_trials_and_their_episodes_keep_the_recorded_stamps(graph, workcell, recording):

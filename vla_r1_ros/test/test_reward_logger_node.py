@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 import rclpy
@@ -188,6 +189,7 @@ def forged(**changes):
         (forged(success=False, failure_stage="teleported"), "failure_stage 'teleported' is not one of"),
         (forged(success=False, failure_stage="place", outcome_source="pipeline"), "judges only failures before"),
         (forged(outcome_source="gripper"), "only ever judges a failure"),
+        (forged(outcome_source="vision"), "judged by the camera without the frame set it judged"),
     ],
 )
 def test_a_forged_record_is_refused_says_why_and_logs_nothing(executor, graph, record, why):
@@ -202,6 +204,33 @@ def test_a_forged_record_is_refused_says_why_and_logs_nothing(executor, graph, r
         (logger.store.root / episodes.EPISODES_DIR).iterdir()
     )
     assert deliver(executor, log_client, record_msg("trial-after")).logged  # the logger goes on
+
+
+def test_a_camera_judged_record_keeps_its_after_frames_masks_and_both_verdicts(executor, graph):
+    """The camera judge's evidence reaches the episode: after frames, the masks, its verdict, and the
+    simulator's verdict beside it (the audit of the camera), in episode.json and the index line."""
+    logger, log_client, _logged = graph
+    record = record_msg("trial-vision")
+    mask = np.zeros((INTRINSICS.height, INTRINSICS.width), np.uint8)
+    mask[10:20, 30:40] = 255
+    record.outcome_source, record.has_after_frames = "vision", True
+    record.after_color, record.after_depth = record.color, record.depth
+    record.judge_mask_names, record.judge_masks = ["tray_new"], [numpy_to_image(mask, "mono8")]
+    verdict = {"judged": True, "success": True, "failure_stage": "", "confidence": 0.97, "message": "in the tray"}
+    record.vision_verdict = json.dumps(verdict | {"in_tray": ["red_cube"], "asks_operator": False})
+    record.has_simulator_verdict, record.simulator_success, record.simulator_failure_stage = True, False, "place"
+    response = deliver(executor, log_client, record)
+    assert response.logged, response.message
+    folder = logger.store.root / episodes.EPISODES_DIR / response.episode
+    document = json.loads((folder / "episode.json").read_text())
+    assert document["files"]["after_color"] == "after_color.png" and (folder / "after_depth.png").is_file()
+    saved = cv2.imread(str(folder / document["files"]["judge_masks"]["tray_new"]), cv2.IMREAD_UNCHANGED)
+    assert saved.shape == mask.shape and (saved > 0).sum() == 100
+    assert document["vision_judge"]["confidence"] == 0.97 and document["vision_judge"]["in_tray"] == ["red_cube"]
+    assert document["simulator_success"] is False and document["simulator_failure_stage"] == "place"
+    line = json.loads(response.index_line)
+    assert line["simulator_success"] is False and line["vision_judge"]["success"] is True
+    assert line["outcome_source"] == "vision"
 
 
 def test_metric_depth_is_stored_as_millimetres(executor, graph):

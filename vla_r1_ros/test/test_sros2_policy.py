@@ -1,6 +1,6 @@
-"""The SROS2 policy (config/sros2_policy.xml) covers what the graph really does: the graph `vla-r1 trials`
-starts (real processes over DDS: sim_stack, inference, reward_logger) and its trial client (this test's
-process, enclave /vla_r1/trials) are asked, through the ROS graph API, for every topic each node
+"""The SROS2 policy (config/sros2_policy.xml) covers what the graph really does: the graph `vla-r1 trials
+--record` starts (real processes over DDS: sim_stack, inference, reward_logger, recorder) and its trial
+client (this test's process, enclave /vla_r1/trials) are asked, through the ROS graph API, for every topic each node
 publishes and subscribes, every service it offers and calls and every action it serves and sends;
 each must be allowed for that node in its process's enclave. With access control enforced, anything
 missing would be refused at run time, the night's first trial would hang, and no test here could see it
@@ -12,12 +12,13 @@ from __future__ import annotations
 import time
 import xml.etree.ElementTree as ET
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from vla_r1_ros.core.config import config_dir
-from vla_r1_ros.graph import GraphArgs, build_graph, enclave_of
+from vla_r1_ros.graph import GraphArgs, build_graph, enclave_of, recording
 from vla_r1_ros.launcher import GraphLauncher
 
 ACTION_SERVICES = ("send_goal", "cancel_goal", "get_result")
@@ -68,7 +69,7 @@ def running_graph(tmp_path_factory):
     from vla_r1_ros.nodes.trial_client import GraphClient
 
     log = tmp_path_factory.mktemp("sros2")
-    launcher = GraphLauncher(GraphArgs(log_dir=str(log)), log / "logs")
+    launcher = GraphLauncher(GraphArgs(log_dir=str(log), record=True), log / "logs")
     launcher.start()
     rclpy.init()
     graph = GraphClient()
@@ -83,7 +84,8 @@ def running_graph(tmp_path_factory):
 
 def test_every_topic_service_and_action_of_the_running_graph_is_allowed_by_its_enclave(running_graph):
     rights = policy_rights(config_dir() / "sros2_policy.xml")
-    processes = {spec.name: spec for spec in build_graph(GraphArgs())}
+    recorded = GraphArgs(record=True)
+    processes = {spec.name: spec for spec in [*build_graph(recorded), recording(recorded).recorder_process()]}
     nodes = {node.name: enclave_of(process) for process in processes.values() for node in process.nodes}
     nodes.pop("robot_state_publisher", None)  # another package's process: not covered (the policy says so)
     nodes[running_graph.node.get_name()] = "/vla_r1/trials"
@@ -104,7 +106,7 @@ def test_every_process_the_graph_launches_has_an_enclave_of_the_policy():
     enclaves = {e.get("path") for e in ET.parse(config_dir() / "sros2_policy.xml").getroot().iter("enclave")}
     for camera, executor, policy in (("sim", "sim", "scripted"), ("realsense", "moveit", "vla_r1")):
         args = GraphArgs(camera=camera, executor=executor, policy=policy, keystore="/keys")
-        for process in build_graph(args):
+        for process in [*build_graph(args), recording(replace(args, record=True)).recorder_process()]:
             if process.package != "vla_r1_ros":
                 continue  # another package's process: not covered (the policy says so)
             kwargs = process.launch_kwargs(args)

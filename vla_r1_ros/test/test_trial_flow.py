@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from vla_r1_ros.core.episodes import SimulatorVerdict
 from vla_r1_ros.core.lifting import LiftedPrediction, LiftError
-from vla_r1_ros.core.outcomes import ExecutionResult
+from vla_r1_ros.core.outcomes import ExecutionResult, FailureStage, OutcomeSource
 from vla_r1_ros.core.planning import PlanRejected
 from vla_r1_ros.core.prediction import Prediction
 from vla_r1_ros.core.prompts import format_answer
-from vla_r1_ros.core.trial_flow import StageFailure, TrialFlow, TrialSteps
+from vla_r1_ros.core.trial_flow import CameraVerdict, StageFailure, TrialFlow, TrialSteps
+from vla_r1_ros.core.vision_judge import VisionVerdict
 
 TASKS = ("affordance", "trajectory")
 BOX_TEXT = format_answer("the cube", {"x": 0.5, "y": 0.5, "width": 0.1, "height": 0.1})
@@ -105,3 +107,53 @@ def test_plan_only_and_cancel():
     polls = iter([False, False, True])
     record = TrialFlow(run).run("x", [], should_stop=lambda: next(polls, True))
     assert record.failure_stage == "cancelled" and record.stage_names == ["perceive", "predict"] and not executed
+
+
+def camera(success: bool, stage: str = "", judged: bool = True):
+    def judge(record):
+        assert record.frames is FRAMES and record.execution is not None  # after the arm moved, its own frames
+        return CameraVerdict("after", VisionVerdict(judged, success, stage, 0.97, "seen"))
+
+    return judge
+
+
+def test_the_camera_judges_every_executed_trial_and_the_simulator_is_kept_beside_it():
+    simulated = ExecutionResult(True, message="placed", outcome_source=OutcomeSource.SIMULATOR)
+    record = TrialFlow(steps(execute=lambda v, s: simulated, judge=camera(False, "place"))).run("x", list(TASKS))
+    assert (record.success, record.failure_stage, record.outcome_source) == (False, "place", "vision")
+    assert record.simulator_verdict == SimulatorVerdict(True, "") and record.camera.after_frames == "after"
+    assert record.stage_names[-1] == "judge" and record.message == "camera: seen"
+    # A failed motion is judged too: the scene may have changed all the same.
+    failed = ExecutionResult(False, FailureStage.EXECUTE, "controller abort", outcome_source=OutcomeSource.NONE)
+    record = TrialFlow(steps(execute=lambda v, s: failed, judge=camera(False, "grasp"))).run("x", list(TASKS))
+    assert (record.failure_stage, record.outcome_source, record.simulator_verdict) == ("grasp", "vision", None)
+
+
+def test_what_the_camera_cannot_judge_goes_to_the_operator_and_a_gripper_verdict_stands():
+    record = TrialFlow(steps(judge=camera(False, judged=False))).run("x", list(TASKS))
+    assert (record.success, record.failure_stage, record.outcome_source) == (False, "", "none")
+    assert record.message.endswith("asks the operator")
+
+    def no_frames(record):
+        raise StageFailure("", "no complete frame set in 3 s")
+
+    record = TrialFlow(steps(judge=no_frames)).run("x", list(TASKS))
+    assert record.outcome_source == "none" and not record.camera.verdict.judged and record.camera.after_frames is None
+    empty = ExecutionResult(False, FailureStage.GRASP, "closed on nothing", outcome_source=OutcomeSource.GRIPPER)
+    record = TrialFlow(steps(execute=lambda v, s: empty, judge=camera(False, judged=False))).run("x", list(TASKS))
+    assert (record.failure_stage, record.outcome_source) == ("grasp", "gripper")
+
+
+def test_nothing_is_judged_before_the_arm_moved_or_after_a_stop():
+    judged = []
+
+    def judge(record):
+        judged.append(record)
+        return CameraVerdict("after", VisionVerdict(True, True, "", 1.0, "seen"))
+
+    record = TrialFlow(steps(plan=PlanRejected("workspace", "out of bounds"), judge=judge)).run("x", list(TASKS))
+    assert record.outcome_source == "pipeline"
+    stopped = ExecutionResult(False, FailureStage.CANCELLED, "stopped during carry")
+    record = TrialFlow(steps(execute=lambda v, s: stopped, judge=judge)).run("x", list(TASKS))
+    assert record.failure_stage == "cancelled"
+    assert judged == [] and TrialFlow(steps(judge=judge)).run("x", list(TASKS)).success

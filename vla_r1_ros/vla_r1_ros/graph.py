@@ -22,16 +22,18 @@ from __future__ import annotations
 
 import importlib
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from vla_r1_ros.cameras import SOURCES
+from vla_r1_ros.cameras import REPLAYED_SOURCES, SOURCES
 from vla_r1_ros.core.config import package_share_path
-from vla_r1_ros.core.episodes.layout import PLANNING_SPOOL_DIR
+from vla_r1_ros.core.episodes.layout import BAGS_DIR, OBJECT_REGISTRY_FILE, PLANNING_SPOOL_DIR
 from vla_r1_ros.core.error_model import ErrorModelError, parse_error_model
+from vla_r1_ros.core.outcomes import JUDGES
 from vla_r1_ros.die_with_launcher import launch_prefix
 from vla_r1_ros.executors import EXECUTORS
 from vla_r1_ros.policies import PATH_CONVENTIONS, POLICIES
@@ -64,6 +66,9 @@ ARGUMENT_HELP: dict[str, str] = {
     "noise": "scripted policy error model: none | paper | key=value pairs (iou, rmse, wrong_object, parse_fail)",
     "path_convention": "scripted policy paths: carry (object -> place) | sharerobot (gripper -> object -> place)",
     "recording": "RealSense recording (.db3/.bag) for camera:=replay",
+    "bag": "rosbag2 bag (its folder or .mcap) for camera:=bag: ours (record:=true) or realsense2_camera's topics",
+    "record": "record the graph's topics into a rosbag2 MCAP bag under <log_dir>/bags (ros2 bag record -s mcap): "
+    "true | false",
     "log_dir": "where the reward logger writes episodes",
     "seed": "simulator layout / policy seed: a non-negative integer",
     "use_rviz": "start RViz with the workcell view: true | false",
@@ -71,6 +76,10 @@ ARGUMENT_HELP: dict[str, str] = {
     "e.g. MoveIt's bring-up, already publishes /robot_description)",
     "discovery_range": "DDS discovery: LOCALHOST (this machine only) | SUBNET (a robot PC and a GPU host) | OFF | "
     "SYSTEM_DEFAULT",
+    "judge": "who judges an executed trial: empty (the executor: the simulator, or nobody on a real arm) | vision "
+    "(the camera judge, from the frame sets before and after the trial and the object registry)",
+    "object_registry": "the objects the camera judge and the self-reset know (vla-r1 objects register); empty: "
+    "<log_dir>/objects.json",
     "keystore": "SROS2 keystore folder: every process runs in its enclave of config/sros2_policy.xml with access "
     "control enforced (empty: security off)",
 }
@@ -114,12 +123,16 @@ class GraphArgs:
     noise: str = "none"
     path_convention: str = "carry"
     recording: str = ""
+    bag: str = ""
+    record: bool = False
     log_dir: str = "runs/latest"
     seed: int = 0
     use_rviz: bool = False
     robot_description: str = "own"
     discovery_range: str = DEFAULT_DISCOVERY_RANGE
     keystore: str = ""
+    judge: str = ""
+    object_registry: str = ""
 
     def __post_init__(self) -> None:
         """Every value is checked here, with the argument's name and what it may be: a wrong launch
@@ -133,11 +146,12 @@ class GraphArgs:
             ("path_convention", PATH_CONVENTIONS),
             ("robot_description", ROBOT_DESCRIPTIONS),
             ("discovery_range", DISCOVERY_RANGES),
+            ("judge", JUDGES),
         )
         for name, allowed in choices:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}:={getattr(self, name)!r} is not one of {', '.join(allowed)}")
-        for name in ("camera_driver", "use_rviz"):
+        for name in ("camera_driver", "use_rviz", "record"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}:={getattr(self, name)!r} is not a boolean: use true or false")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -156,12 +170,26 @@ class GraphArgs:
         if (self.camera == "sim") != (self.executor == "sim"):
             raise ValueError(
                 "the simulated camera and the simulated arm go together: use camera:=sim with "
-                "executor:=sim, or a real camera (realsense/replay) with executor:=moveit"
+                "executor:=sim, or a real camera (realsense/replay/bag) with executor:=moveit"
             )
         if self.policy == "scripted" and self.camera != "sim":
             raise ValueError("policy:=scripted reads the simulator's ground truth: it needs camera:=sim")
         if self.camera == "replay" and not self.recording:
             raise ValueError("camera:=replay needs recording:=/path/to/recording.db3")
+        if self.camera == "bag":
+            self._check_bag()
+
+    def _check_bag(self) -> None:
+        """A bag without the camera topics a trial needs, or with an encoding the camera cannot take, is
+        refused here, naming what is missing, before any process starts."""
+        from vla_r1_ros.cameras.bag import BagError, bag_streams
+
+        if not self.bag:
+            raise ValueError("camera:=bag needs bag:=/path/to/bag (a rosbag2 folder or .mcap)")
+        try:
+            bag_streams(self.bag)
+        except BagError as exc:
+            raise ValueError(f"bag:={self.bag}: {exc}") from None
 
     @classmethod
     def from_strings(cls, values: dict[str, str]) -> GraphArgs:
@@ -333,11 +361,11 @@ def build_graph(args: GraphArgs) -> list[ProcessSpec]:
         "vla_r1_ros.nodes.perception_node:PerceptionNode",
         "perception_node",
         # The simulator renders on the CPU (~70 ms a frame): 5 Hz leaves the other core for the graph.
-        # A recording for trials loops at its recorded pace, as a camera streams: every goal, however
-        # late, finds frames played after it.
-        {"source": args.camera, "recording": args.recording}
+        # A recording or a bag for trials loops at its recorded pace, as a camera streams: every goal,
+        # however late, finds frames played after it.
+        {"source": args.camera, "recording": args.recording, "bag": args.bag}
         | ({"rate_hz": 5.0} if args.camera == "sim" else {})
-        | ({"repeat": True, "real_time": True} if args.camera == "replay" else {}),
+        | ({"repeat": True, "real_time": True} if args.camera in REPLAYED_SOURCES else {}),
     )
     planning = NodeSpec(
         "planning",
@@ -348,8 +376,10 @@ def build_graph(args: GraphArgs) -> list[ProcessSpec]:
         {
             "executor": args.executor,
             "scene": args.camera == "sim",
-            "recorded_stamps": args.camera == "replay",
+            "recorded_stamps": args.camera in REPLAYED_SOURCES,
             "spool_dir": str(Path(args.log_dir) / PLANNING_SPOOL_DIR),
+            "judge": args.judge,
+            "object_registry": args.object_registry or str(Path(args.log_dir) / OBJECT_REGISTRY_FILE),
         },
         remappings=camera_topics,
     )
@@ -422,6 +452,66 @@ def build_graph(args: GraphArgs) -> list[ProcessSpec]:
 
 class MissingPackageError(RuntimeError):
     """A process the graph cannot run without belongs to a package that is not installed."""
+
+
+# rosbag2's packages `ros2 bag record -s mcap` needs on a lab's Jazzy (its verb, and the MCAP storage).
+ROSBAG2_PACKAGES = ("ros2bag", "rosbag2_storage_mcap")
+
+
+@dataclass(frozen=True)
+class Recording:
+    """record:=true: the graph's topics into one rosbag2 bag (`metadata.yaml` + one `.mcap`). The launch runs
+    rosbag2 itself (`ros2 bag record -s mcap`); `vla-r1 demo` / `trials`, where rosbag2 cannot be installed,
+    run the package's recorder node (`nodes/recorder_node.py`) in its place, which writes the same folder."""
+
+    bag_dir: str
+    topics: tuple[str, ...]  # absolute names, as they appear in the bag
+
+    def ros2_bag_record(self, args: GraphArgs) -> dict[str, Any]:
+        """Keyword arguments of launch's `ExecuteProcess` (launch/launch/actions/execute_process.py, Jazzy):
+        rosbag2's recorder, dying with the launch like every process of the graph."""
+        return {
+            "cmd": ["ros2", "bag", "record", "-s", "mcap", "-o", self.bag_dir, *self.topics],
+            "name": "rosbag2_recorder",
+            "prefix": launch_prefix(os.getpid()),
+            "output": "screen",
+            "additional_env": process_environment(args),
+        }
+
+    def recorder_process(self) -> ProcessSpec:
+        node = NodeSpec(
+            "recorder",
+            "vla_r1_ros.nodes.recorder_node:RecorderNode",
+            "recorder_node",
+            {"bag_dir": self.bag_dir, "topics": list(self.topics)},
+        )
+        # Not respawned: a recorder that stopped (a full disk) stays stopped, and the run goes on without it.
+        return ProcessSpec("recorder", (node,))
+
+    def check_installed(self, installed: Callable[[str], bool]) -> None:
+        """MissingPackageError naming the apt packages when rosbag2 cannot record MCAP here."""
+        missing = [package for package in ROSBAG2_PACKAGES if not installed(package)]
+        if missing:
+            raise MissingPackageError(
+                f"record:=true needs {', '.join(missing)}: sudo apt install {' '.join(map(apt_package, missing))}"
+            )
+
+
+def recording(args: GraphArgs, started_s: float | None = None) -> Recording | None:
+    """The recording record:=true asks for: one bag a launch in `<log_dir>/bags`, named as rosbag2 names its
+    own, after `started_s` (now); None without it. The
+    topics are config/nodes.yaml's `recorder.topics` (what `ros2 bag record` records too), with
+    camera:=realsense_ros the driver's camera topics in place of ours."""
+    if not args.record:
+        return None
+    from vla_r1_ros.core.config import PackageConfig, node_defaults
+
+    driver = dict(realsense_driver_remappings()) if args.camera == "realsense_ros" else {}
+    recorded = node_defaults(PackageConfig.load(), "recorder")["topics"]
+    name = time.strftime("rosbag2_%Y_%m_%d-%H_%M_%S", time.localtime(started_s))
+    return Recording(
+        str(Path(args.log_dir) / BAGS_DIR / name), tuple(driver.get(topic, f"/{topic}") for topic in recorded)
+    )
 
 
 def apt_package(package: str) -> str:

@@ -5,7 +5,8 @@ and does what launch_ros does with them: the prefix (`die_with_launcher`: each p
 one, even on SIGKILL), the executable (the package's console script, run as
 `python -m vla_r1_ros.nodes.<executable>`), `--ros-args` with the node name, remappings and a
 parameters file, and respawn. Processes of other packages (robot_state_publisher, rviz2) need a ROS
-install and are reported as skipped.
+install and are reported as skipped. With record:=true the package's recorder node stands in for
+rosbag2's `ros2 bag record` (which the launch file runs): the same topics into the same bag folder.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from vla_r1_ros.graph import PACKAGE, GraphArgs, ProcessSpec, build_graph
+from vla_r1_ros.graph import PACKAGE, GraphArgs, ProcessSpec, Recording, build_graph, recording
 
 
 def process_command(kwargs: dict[str, Any], params_dir: Path) -> list[str]:
@@ -71,12 +72,15 @@ class GraphLauncher:
     log_dir: Path
     processes: list[RunningProcess] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    recording: Recording | None = None  # record:=true: the bag being written, from `start`
     _stopping: threading.Event = field(default_factory=threading.Event)
     _watcher: threading.Thread | None = None
 
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        for spec in build_graph(self.args):
+        self.recording = recording(self.args)
+        recorder = [self.recording.recorder_process()] if self.recording else []
+        for spec in build_graph(self.args) + recorder:
             if spec.package != PACKAGE:
                 self.skipped.append(f"{spec.package}/{spec.nodes[0].executable}")
                 continue

@@ -1,12 +1,14 @@
-"""`vla-r1 report LOGDIR`: a self-contained HTML evaluation report of an episode log.
+"""`vla-r1 report LOG [LOG …]`: a self-contained HTML evaluation report of an episode log.
 
 Per trial: the image the model saw with its box, numbered waypoints and reasoning drawn on it; a 3-D
 plot of the plan and the executed end-effector path in the robot base frame; rewards and outcome.
 Summary: success rate over judged trials with its Wilson interval and who judged them, success per
 scene (layout) with `--scenes`, by target object and by instruction, reward histograms, latency per
-stage. A sweep folder (`vla-r1 sweep`) gets `write_sweep_report`: success versus error with Wilson
-bands and VLA-R1-3B's operating point. Pictures are inline PNGs (base64), so the file can be mailed
-around.
+stage, and the runs by checkpoint: per (checkpoint, adapter) that answered — the prediction's model id —
+trials, judged successes with their Wilson interval and mean rewards. `write_comparison_report` puts
+that table over several logs on one page. A sweep folder (`vla-r1 sweep`) gets `write_sweep_report`:
+success versus error with Wilson bands and VLA-R1-3B's operating point. Pictures are inline PNGs
+(base64), so the file can be mailed around.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ import numpy as np
 
 from vla_r1_ros.core.annotate import SHOWN_LABEL_CHARS, SHOWN_TEXT_CHARS, annotate, capped
 from vla_r1_ros.core.episodes import EpisodeStoreError, load_color, write_bytes_atomic, write_text_atomic
-from vla_r1_ros.core.labels import LabelledEpisode, labelled_episodes, trial_outcomes_from_log
-from vla_r1_ros.core.trials import TrialOutcome, format_summary, summarize
+from vla_r1_ros.core.labels import LabelledEpisode, labelled_episodes, outcomes_by_checkpoint, trial_outcomes_from_log
+from vla_r1_ros.core.trials import TrialOutcome, compare_checkpoints, format_summary, summarize
 
 SUMMARY_FILE, TRIALS_FILE = "summary.json", "trials.json"  # what `vla-r1 trials` writes beside its log
 
@@ -194,6 +196,94 @@ def _per_scene_table(summary: dict[str, Any]) -> str:
     )
 
 
+def _camera_judge_section(episodes: list[LabelledEpisode], summary: dict[str, Any]) -> str:
+    """The camera judge against the simulator (a confusion matrix over the episodes both judged) and the
+    timeline of a self-reset run (its resets and operator calls between the trials); empty otherwise."""
+    cells: dict[tuple[str, str], int] = {}
+    for episode in episodes:
+        camera, simulator = episode.document.get("vision_judge"), episode.document.get("simulator_success")
+        if camera is None or simulator is None:
+            continue
+        said = (
+            "handed to the operator"
+            if camera.get("asks_operator") or not camera.get("judged")
+            else ("success" if camera.get("success") else "failure")
+        )
+        key = (said, "success" if simulator else "failure")
+        cells[key] = cells.get(key, 0) + 1
+    parts = []
+    if cells:
+        rows = "".join(
+            f"<tr><th>camera: {said}</th>"
+            + "".join(f"<td>{cells.get((said, physics), 0)}</td>" for physics in ("success", "failure"))
+            + "</tr>"
+            for said in ("success", "failure", "handed to the operator")
+        )
+        parts.append(
+            "<h2>The camera judge against the simulator</h2><table><tr><th></th><th>simulator: success</th>"
+            f"<th>simulator: failure</th></tr>{rows}</table>"
+            '<p class="muted">camera success / simulator failure is a false success: the error that flatters a '
+            "policy.</p>"
+        )
+    resets = summary.get("resets") or []
+    if resets:
+        by_trial: dict[int, list[dict[str, Any]]] = {}
+        for event in resets:
+            by_trial.setdefault(int(event["trial"]), []).append(event)
+        rows = "".join(
+            f"<tr><td>before trial {trial + 1}</td><td>{html.escape(str(event['kind']))}</td>"
+            f"<td>{'ok' if event['success'] else 'FAILED'}</td>"
+            f"<td>{html.escape(capped(str(event['message']), SHOWN_LABEL_CHARS))}</td></tr>"
+            for trial, events in sorted(by_trial.items())
+            for event in events
+        )
+        parts.append(
+            "<h2>Resets and operator calls</h2><table><tr><th>when</th><th>what</th><th></th><th></th></tr>"
+            f"{rows}</table>"
+        )
+    return "".join(parts)
+
+
+def _comparison_table(rows: list[dict[str, Any]]) -> str:
+    """The runs by checkpoint: one table row per (checkpoint, adapter) of `compare_checkpoints`."""
+
+    def reward(value: float | None) -> str:
+        return "—" if value is None else f"{value:.3f}"
+
+    body = "".join(
+        f"<tr><td><code>{html.escape(_line(row['checkpoint']))}</code></td>"
+        f"<td><code>{html.escape(_line(row['adapter'])) or '—'}</code></td><td>{row['trials']}</td>"
+        f"<td>{row['successes']}/{row['n']}</td><td>{row['success_rate']:.0%}</td>"
+        f"<td>{row['wilson_95'][0]:.0%} – {row['wilson_95'][1]:.0%}</td>"
+        + "".join(f"<td>{reward(row['mean_rewards'][key])}</td>" for key in ("total", "format", "region", "trajectory"))
+        + "</tr>"
+        for row in rows
+    )
+    return (
+        "<h2>Runs by checkpoint</h2><table><tr><th>checkpoint</th><th>adapter</th><th>trials</th>"
+        "<th>judged successes</th><th>rate</th><th>95% Wilson</th><th>mean total</th><th>format</th>"
+        f"<th>region</th><th>trajectory</th></tr>{body}</table>"
+    )
+
+
+def write_comparison_report(roots: list[str | Path], out: str | Path) -> Path:
+    """One page comparing the runs of several logs by checkpoint and adapter (labels applied)."""
+    roots = [Path(root) for root in roots]
+    rows = compare_checkpoints(outcomes_by_checkpoint(roots))
+    logs = "".join(f"<li><code>{html.escape(str(root))}</code></li>" for root in roots)
+    document = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>VLA-R1 runs by checkpoint</title>
+<style>{_STYLE}</style></head><body>
+<h1>VLA-R1 runs by checkpoint</h1>
+<p class="muted">{len(roots)} logs; success rates over judged trials only, rewards re-scored with the labels.</p>
+<ul>{logs}</ul>
+{_comparison_table(rows)}
+</body></html>
+"""
+    write_text_atomic(out, _writable_text(document))
+    return Path(out)
+
+
 def sweep_figure(curve: dict[str, Any]):
     """Success versus the swept error level, its 95 % Wilson band, and VLA-R1-3B's operating point."""
     points = sorted(curve["points"], key=lambda point: point["level"])
@@ -330,6 +420,8 @@ def write_report(root: str | Path, out: str | Path, summary: dict[str, Any] | No
 <p class="muted">{html.escape(str(root))} — {len(episodes)} episodes</p>
 <pre>{html.escape(format_summary(summary))}</pre>
 {_per_scene_table(summary)}
+{_camera_judge_section(episodes, summary)}
+{_comparison_table(compare_checkpoints(outcomes_by_checkpoint([root])))}
 {charts}
 <h2>Trials</h2>
 {trials or "<p>No episodes logged.</p>"}

@@ -14,6 +14,7 @@ PERCEPTION_STATUS = "perception/status"
 # Simulator.
 SCENE = "workcell/scene"
 RESET = "workcell/reset"
+SELF_RESET = "vla_r1/self_reset"  # the planning node: the arm puts the scene back (camera and arm only)
 JOINT_STATES = "joint_states"
 
 # Inference.
@@ -34,3 +35,6 @@ PLANNING_STATUS = "planning/status"
 # Episodes.
 LOG_EPISODE = "vla_r1/log_episode"
 EPISODE_LOGGED = "vla_r1/episode_logged"
+
+# Recording (record:=true): the package's recorder says what it records, and when it stopped (JSON, latched).
+RECORDER_STATUS = "recorder/status"

@@ -4,17 +4,20 @@ An observer hears each finished (and judged) trial, each event the operator must
 and its cause, a logging problem, a stop), the stages of the running trial, and the end of the run.
 `ProgressBar` is the terminal's: a tqdm bar with the running success count, events written above it.
 `SummaryWriter` is the run folder's: at the end, the summary table on stdout and `summary.json`,
-`trials.json` and `report.html` beside the episode log.
+`trials.json` and `report.html` beside the episode log. `RecordingIndex` is a recorded run's
+(`--record`): `recording.json`, the run's bag and each trial's span in it.
 """
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from vla_r1_ros.core.episodes import RUN_CONFIG_FILE, EpisodeStoreError, write_json_atomic
+from vla_r1_ros.core.episodes import RECORDING_FILE, RUN_CONFIG_FILE, EpisodeStoreError, write_json_atomic
 from vla_r1_ros.core.trials import TrialOutcome, format_summary, summarize
 
 
@@ -59,18 +62,27 @@ class ProgressBar(TrialObserver):
 
 
 class SummaryWriter(TrialObserver):
-    def __init__(self, out: Path, total: int, run: Mapping[str, Any], report: bool = True) -> None:
+    def __init__(
+        self,
+        out: Path,
+        total: int,
+        run: Mapping[str, Any],
+        report: bool = True,
+        sections: Callable[[], Mapping[str, Any]] = dict,
+    ) -> None:
         """`run`: what the summary says the run was (policy, noise, seed, protocol, …) beside its figures;
-        `report`: also draw report.html. `error` holds why the files could not be written, if they could not."""
+        `sections`: more of it known only at the end (a self-reset run's resets); `report`: also draw
+        report.html. `error` holds why the files could not be written, if they could not."""
         self.out = out
         self.total = total
         self.run = dict(run)
+        self.sections = sections
         self.report = report
         self.summary: dict[str, Any] = {}
         self.error = ""
 
     def on_run_end(self, outcomes: Sequence[TrialOutcome], stopped: str, unlogged: Sequence[str]) -> None:
-        summary = summarize(list(outcomes)) | self.run | {"run_config": RUN_CONFIG_FILE}
+        summary = summarize(list(outcomes)) | self.run | dict(self.sections()) | {"run_config": RUN_CONFIG_FILE}
         if stopped:
             summary |= {"stopped": stopped, "not_run": self.total - len(outcomes)}
         if unlogged:
@@ -88,3 +100,53 @@ class SummaryWriter(TrialObserver):
         except (OSError, EpisodeStoreError) as exc:  # a full or read-only disk: the table above is all there is
             self.error = f"could not write the summary into {self.out}: {exc}"
             print(f"vla-r1: {self.error}", file=sys.stderr)
+
+
+class RecordingIndex(TrialObserver):
+    """`recording.json` in the run's folder: the bag (relative to the folder) and, for each trial, its
+    episode (`trial_id`, as the index line names it) and its span in the bag, `start_ns` to `end_ns` on the
+    host clock (the bag's receive stamps). A span runs from the end of the trial before (the run's start)
+    to the first stage of the trial after (the run's end): it holds the reset before the trial, all the
+    trial made the graph publish and its logged line, however late the recorder receives what this
+    process heard first (a message reaches two subscribers a few milliseconds apart). Until the next
+    trial starts, the last span's `end_ns` is null.
+
+    Written here and not into the episodes: the reward logger writes an episode before its trial has
+    ended and never rewrites it, and the logger knows nothing of a bag; only the run sees trials begin
+    and end. Data goes one way: the graph into the bag and the log, the run into this file. Rewritten
+    whole (atomically) at each change, so a run that dies leaves the spans it had; a file the disk
+    refuses is said on stderr once and never stops the run."""
+
+    def __init__(self, out: Path, bag_dir: Path, clock: Callable[[], int] = time.time_ns) -> None:
+        self.path = out / RECORDING_FILE
+        self.bag = os.path.relpath(bag_dir, out)
+        self.clock = clock
+        self.trials: list[dict[str, Any]] = []
+        self.error = ""
+        self._since_ns = clock()
+
+    def on_trial(self, outcome: TrialOutcome) -> None:
+        ended_ns = self.clock()
+        span = {"trial": outcome.index, "trial_id": outcome.episode_id or None, "start_ns": self._since_ns}
+        self.trials.append(span | {"end_ns": None})
+        self._since_ns = ended_ns
+        self._write()
+
+    def on_stage(self, stage: str) -> None:
+        self._close_last_span()
+
+    def on_run_end(self, outcomes: Sequence[TrialOutcome], stopped: str, unlogged: Sequence[str]) -> None:
+        self._close_last_span()
+
+    def _close_last_span(self) -> None:
+        if self.trials and self.trials[-1]["end_ns"] is None:
+            self.trials[-1]["end_ns"] = self.clock()
+            self._write()
+
+    def _write(self) -> None:
+        try:
+            write_json_atomic(self.path, {"bag": self.bag, "trials": self.trials})
+        except (OSError, EpisodeStoreError) as exc:
+            if not self.error:
+                self.error = f"could not write {self.path}: {exc}"
+                print(f"vla-r1: {self.error} (the bag is still recorded)", file=sys.stderr)

@@ -27,7 +27,7 @@ from vla_r1_ros.core.outcomes import FailureStage, OutcomeSource, source_without
 from vla_r1_ros.core.run_holds import logging_alert
 from vla_r1_ros.core.trials import TrialOutcome, TrialSettings
 from vla_r1_ros.nodes.trial_client import GraphClient, TrialHeld
-from vla_r1_ros.scene_setup import SceneSetup
+from vla_r1_ros.scene_setup import RunPaused, SceneSetup
 from vla_r1_ros.trial_observers import TrialObserver
 
 LOG_CONFIRM_WAIT_S = 30.0  # per trial: how long the run waits for the logger's confirmation before going on
@@ -67,7 +67,7 @@ class TrialRunner:
         for index in range(settings.n):
             try:
                 outcome = self._run_when_possible(index, settings, rng)
-            except RunStopped as exc:
+            except (RunStopped, RunPaused) as exc:
                 self.stopped = str(exc)
                 self._event(f"run stopped before trial {index + 1} of {settings.n}: {exc}")
                 break
@@ -217,4 +217,6 @@ class TrialRunner:
         outcome.rewards = {k: v for k, v in logged.get("rewards", {}).items() if isinstance(v, int | float)}
         outcome.stage_seconds = dict(logged.get("stage_seconds", {}))
         outcome.outcome_source = logged.get("outcome_source") or outcome.outcome_source  # the record says who
+        outcome.vision_judge = logged.get("vision_judge")
+        outcome.simulator_success = logged.get("simulator_success")
         return True

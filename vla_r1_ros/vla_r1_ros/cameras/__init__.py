@@ -7,17 +7,20 @@ from typing import Any
 
 from vla_r1_ros.cameras.base import CameraError, CameraSource
 
-SOURCES = ("sim", "realsense", "replay")
+SOURCES = ("sim", "realsense", "replay", "bag")
+# Sources that play recorded frames: each frame is restamped at playback and keeps its recorded stamp.
+REPLAYED_SOURCES = ("replay", "bag")
 
 
 def make_camera(source: str, params: dict[str, Any], sim_workcell: Callable[[], Any] | None = None) -> CameraSource:
     """The camera named `source`, configured from `params` (the perception node's parameters).
 
-    Keys: realsense: `serial`, `width`, `height`, `fps`; replay: `recording`,
-    `repeat`, `real_time`; both: `spatial_filter`, `temporal_filter`, `hole_filling_filter`, `frame_id`. Missing
-    keys take the sources' defaults. Imports are lazy: the simulator needs no pyrealsense2 and the
-    RealSense no PyBullet. `sim_workcell()` returns the process's simulated workcell, for `sim` (the
-    caller owns it: the perception node passes its process context's `workcell`).
+    Keys: realsense: `serial`, `width`, `height`, `fps`; replay: `recording`, `repeat`, `real_time`; bag:
+    `bag`, `repeat`, `real_time`; realsense and replay: `spatial_filter`, `temporal_filter`,
+    `hole_filling_filter`, `frame_id`. Missing keys take the sources' defaults. Imports are lazy: the
+    simulator needs no pyrealsense2 and the RealSense no PyBullet. `sim_workcell()` returns the process's
+    simulated workcell, for `sim` (the caller owns it: the perception node passes its process context's
+    `workcell`).
     """
     if source == "sim":
         from vla_r1_ros.cameras.sim import SimCamera
@@ -27,6 +30,16 @@ def make_camera(source: str, params: dict[str, Any], sim_workcell: Callable[[], 
         return SimCamera(sim_workcell())
     if source not in SOURCES:
         raise CameraError(f"unknown camera source {source!r}; choose one of {', '.join(SOURCES)}")
+    if source == "bag":
+        from vla_r1_ros.cameras.bag import BagCamera
+
+        if not params.get("bag"):
+            raise CameraError("source 'bag' needs a rosbag2 bag path")
+        return BagCamera(
+            params["bag"],
+            repeat=bool(params.get("repeat", False)),
+            real_time=bool(params.get("real_time", False)),
+        )
 
     from vla_r1_ros.cameras.realsense import DepthFilters
 

@@ -16,9 +16,22 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "Qwen2.5-VL-3B architecture: the official path against the default and each lever; memory per precision",
     ),
     "pipeline": ("vla_r1_ros.bench.pipeline", "per-stage latency of the node graph outside the model"),
+    "autonomy": (
+        "vla_r1_ros.bench.autonomy",
+        "unattended sim trials with the camera judge and the self-reset: agreement with the physics, false "
+        "successes, self-reset success, operator calls, trials per hour, memory",
+    ),
+    "learning": (
+        "vla_r1_ros.bench.learning",
+        "held-out rewards of the tiny model: base, after train-sft, after train-grpo from the SFT adapter",
+    ),
     "soak": (
         "vla_r1_ros.bench.soak",
         "back-to-back sim trials: sim process memory per trial, camera frame gaps, trial times",
+    ),
+    "recording": (
+        "vla_r1_ros.bench.recording",
+        "sim trials with and without --record, alternating graphs: trial time ratios, bag size and rate",
     ),
 }
 

@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 from vla_r1_ros.cameras import SOURCES, make_camera
 from vla_r1_ros.core.config import PackageConfig
@@ -119,9 +118,7 @@ def expected_tray(frame, workcell_config) -> TrayPose:
     config/workcell.yaml says a real cell's tray stands."""
     scene = frame.extras.get("scene")
     if scene is not None:
-        tray = scene.tray
-        yaw = float(Rotation.from_quat(tray.quat_xyzw).as_euler("xyz")[2])
-        return TrayPose(np.array(tray.position, float), np.array(tray.size, float), yaw)
+        return TrayPose.of(scene.tray)
     unseen = workcell_config["collision"]["tray_when_unseen"]
     return TrayPose(np.array(unseen["centre_base"], float), np.array(unseen["size_m"], float), float(unseen["yaw_rad"]))
 

@@ -28,6 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "vla_r1_ros.cli.doctor",
         "check a cell before a night: camera, extrinsics, tray, arm, gripper, log, DDS",
     ),
+    "objects": (
+        "vla_r1_ros.cli.objects",
+        "register the cell's objects (one click each) for the camera judge and the self-reset; show a registry",
+    ),
     "sweep": ("vla_r1_ros.cli.sweep", "trials over a grid of policy error levels: success-vs-error curves"),
     "report": ("vla_r1_ros.cli.report", "write the HTML evaluation report of an episode log"),
     "label": ("vla_r1_ros.cli.label", "web page to review episodes and label outcome, reference box and path"),

@@ -14,7 +14,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from vla_r1_ros.core.episodes import INDEX_FILE, RUN_CONFIG_FILE, EpisodeStoreError, write_json_atomic
+from vla_r1_ros.core.episodes import INDEX_FILE, RECORDING_FILE, RUN_CONFIG_FILE, EpisodeStoreError, write_json_atomic
 from vla_r1_ros.core.trials import TrialSettings
 from vla_r1_ros.graph import (
     DEFAULT_DISCOVERY_RANGE,
@@ -107,10 +107,38 @@ def configure(parser: argparse.ArgumentParser, default_n: int = 10, default_out:
     )
     parser.add_argument(
         "--judge",
-        metavar="FILE.jsonl",
+        metavar="vision|FILE.jsonl",
+        help="vision: the camera judges every trial (the operator only its exceptions); FILE.jsonl: with "
+        "--manual-reset, the operator's judgements, one JSON line per trial in order, e.g. "
+        '{"success": false, "failure_stage": "grasp", "note": "slipped"} (default: the simulator judges; '
+        "--manual-reset asks after each trial)",
+    )
+    parser.add_argument(
+        "--reset",
+        choices=("sim", "self"),
+        default="sim",
+        help="sim: the simulator lays out each trial; self: the arm puts the scene back itself between trials "
+        "(the simulator's teleport for the first layout only), planned from the camera's depth",
+    )
+    parser.add_argument(
+        "--registry",
         type=Path,
-        help="--manual-reset without questions: the operator's judgements, one JSON line per trial in order, "
-        'e.g. {"success": false, "failure_stage": "grasp", "note": "slipped"} (default: ask after each trial)',
+        help="the object registry (vla-r1 objects register) of --judge vision / --reset self on a real arm; "
+        "in the simulator it is registered from the first layout into <out>/objects.json",
+    )
+    parser.add_argument(
+        "--stand-in-operator",
+        action="store_true",
+        help="benchmarks in the simulator: the simulator's teleport back to the first layout answers what would "
+        "call a person after three failed self-resets (counted as an operator call and a teleport)",
+    )
+    parser.add_argument(
+        "--on-exception",
+        metavar="CMD",
+        default="",
+        help="a command (pager, chat hook) called for what needs a person: a trial the camera could not judge, "
+        "three failed self-resets (docs/unattended.md#the-exception-channel); default: the console when "
+        "stdin is a terminal, else nobody",
     )
     parser.add_argument(
         "--log-dir",
@@ -119,6 +147,12 @@ def configure(parser: argparse.ArgumentParser, default_n: int = 10, default_out:
         "(default: asked from the reward_logger node's log_dir parameter)",
     )
     parser.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="record the graph's topics into a rosbag2 MCAP bag under <out>/bags, each trial's span in "
+        "<out>/recording.json (docs/recording.md)",
+    )
     parser.add_argument(
         "--keystore",
         default=GraphArgs.keystore,
@@ -176,10 +210,28 @@ def checked_arguments(args: argparse.Namespace) -> tuple[int, list[dict] | None]
     if args.manual_reset and not args.instruction:
         raise UsageError("--manual-reset needs at least one --instruction")
     n = trial_count(args)
-    if (args.judge or args.log_dir) and not args.manual_reset:
-        raise UsageError("--judge and --log-dir go with --manual-reset (the simulator judges its own trials)")
+    vision = args.judge == "vision"
+    if args.log_dir and not args.manual_reset:
+        raise UsageError("--log-dir goes with --manual-reset (a run it starts logs into --out)")
+    if args.judge and not vision and not args.manual_reset:
+        raise UsageError("--judge FILE goes with --manual-reset (the simulator judges its own trials)")
+    if args.reset == "self" and args.manual_reset:
+        raise UsageError("--reset self and --manual-reset contradict: the arm or a person resets the scene")
+    if args.stand_in_operator and (args.reset != "self" or args.registry is not None):
+        raise UsageError("--stand-in-operator answers a simulated self-reset run's operator calls: use --reset self")
+    if args.reset == "self" and args.scenes:
+        raise UsageError("--scenes lays out each scene with the simulator; --reset self makes its own layouts")
+    if vision and not (args.reset == "self" or args.manual_reset):
+        # Each simulator layout puts the tray elsewhere: the registry holds where it stood when registered.
+        raise UsageError("--judge vision needs the tray where it was registered: use --reset self (or --manual-reset)")
+    if args.registry is not None and not args.registry.is_file():
+        raise UsageError(f"--registry {args.registry}: no such file (vla-r1 objects register writes one)")
+    if args.manual_reset and vision and args.registry is None:
+        raise UsageError("--judge vision on a real arm needs --registry (vla-r1 objects register)")
+    if args.record and (args.attach or args.manual_reset):
+        raise UsageError("--record records the graph this command starts; a launched graph records with record:=true")
     checked_adapter(args)
-    if not args.judge:
+    if not args.judge or vision:
         return n, None
     from vla_r1_ros.core.labels import LabelError, load_judgements
 
@@ -230,6 +282,9 @@ def started_graph(args: argparse.Namespace, out: Path, security: GraphArgs):
         quantization=args.quantization,
         log_dir=str(out),
         seed=args.seed,
+        judge=args.judge if args.judge == "vision" else "",
+        object_registry=str(registry_path(args, out)),
+        record=args.record,
     )
     launcher = GraphLauncher(graph_args, out / "logs")
     launcher.start()
@@ -238,6 +293,13 @@ def started_graph(args: argparse.Namespace, out: Path, security: GraphArgs):
         f"needs a ROS install, skipped: {', '.join(launcher.skipped) or 'none'}"
     )
     return launcher
+
+
+def registry_path(args: argparse.Namespace, out: Path) -> Path:
+    """The object registry the run's camera judge and self-reset read: `--registry`, else the log's own."""
+    from vla_r1_ros.core.episodes.layout import OBJECT_REGISTRY_FILE
+
+    return args.registry.resolve() if args.registry is not None else out / OBJECT_REGISTRY_FILE
 
 
 def summary_fields(args: argparse.Namespace, n: int) -> dict:
@@ -249,16 +311,20 @@ def summary_fields(args: argparse.Namespace, n: int) -> dict:
         "path_convention": args.path_convention,
         "seed": args.seed,
         "protocol": protocol,
-    }
+        "judge": args.judge if args.judge == "vision" else ("operator" if args.manual_reset else "simulator"),
+        "reset": "manual" if args.manual_reset else args.reset,
+    } | ({"recording": RECORDING_FILE} if args.record else {})
 
 
 def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
     import rclpy
     from rclpy.signals import SignalHandlerOptions
 
+    from vla_r1_ros.core.config import PackageConfig
     from vla_r1_ros.nodes.trial_client import GraphClient, GraphUnavailable
-    from vla_r1_ros.scene_setup import ManualReset, SimReset
-    from vla_r1_ros.trial_observers import ProgressBar, SummaryWriter
+    from vla_r1_ros.operator_channel import OperatorChannel
+    from vla_r1_ros.scene_setup import ManualReset, SelfReset, SimReset, sim_first_layout
+    from vla_r1_ros.trial_observers import ProgressBar, RecordingIndex, SummaryWriter
     from vla_r1_ros.trial_runner import TrialRunner
 
     attach = args.attach or args.manual_reset
@@ -281,11 +347,18 @@ def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
     # With --manual-reset the questions are the progress: a bar would run into the prompts.
     progress = ProgressBar(n, enabled=not args.manual_reset)
     try:
+        operator = OperatorChannel(args.on_exception)
         if args.manual_reset:
             setup = ManualReset(
                 args.instruction,
                 lambda index, text: input(f"[trial {index + 1}/{n}] reset the scene for: {text!r}, then press Enter "),
             )
+        elif args.reset == "self":
+            registry = registry_path(args, out)
+            # In the simulator the first layout is the simulator's, and its objects are registered from it.
+            first = None if args.registry else sim_first_layout(graph, PackageConfig.load(), registry, args.objects)
+            stand_in = (lambda: graph.reset_layout(args.seed, args.objects)) if args.stand_in_operator else None
+            setup = SelfReset(graph, registry, operator.call, first, stand_in)
         else:
             setup = SimReset(graph, num_objects=args.objects)
         graph.wait_for_graph(timeout_s=180.0, need_reset=setup.needs_reset_service)
@@ -296,9 +369,16 @@ def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
             trial_timeout_s=args.timeout,
             hold_limit_s=args.pause_limit,
         )
-        judge = operator_judge(graph, args, judgements) if args.manual_reset else None
-        writer = SummaryWriter(out, n, summary_fields(args, n), report=not args.no_report)
-        runner = TrialRunner(graph, setup, judge, observers=[progress, writer] if n else [progress])
+        if args.judge == "vision":
+            judge = exception_judge(operator, args.log_dir or out, progress.on_event)
+        else:
+            judge = operator_judge(graph, args, judgements) if args.manual_reset else None
+        sections = setup.summary if isinstance(setup, SelfReset) else dict
+        writer = SummaryWriter(out, n, summary_fields(args, n), report=not args.no_report, sections=sections)
+        observers = [progress, writer] if n else [progress]
+        if launcher and launcher.recording:
+            observers.append(RecordingIndex(out, Path(launcher.recording.bag_dir)))
+        runner = TrialRunner(graph, setup, judge, observers=observers)
         outcomes = runner.run(settings)
         if status := exit_status(n, len(outcomes), runner.stopped, runner.unlogged, writer.error):
             return status
@@ -345,6 +425,7 @@ def run_config(args: argparse.Namespace) -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     from vla_r1_ros.core.config import PackageConfig
+    from vla_r1_ros.core.episodes.layout import OBJECT_REGISTRY_FILE
 
     try:
         package_version = version("vla_r1_ros")
@@ -357,12 +438,39 @@ def run_config(args: argparse.Namespace) -> dict:
     except (OSError, subprocess.SubprocessError):
         commit = ""
     config = asdict(PackageConfig.load())
+    camera_judged = args.reset == "self" or args.judge == "vision"
     return {
+        # The objects the camera judge and the self-reset know: `--registry`, or the one the run registers
+        # into its folder from the first layout (the simulator).
+        "object_registry": str(args.registry.resolve())
+        if args.registry
+        else (OBJECT_REGISTRY_FILE if camera_judged else None),
         "arguments": {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()},
         "config": config | {"directory": str(config["directory"])},
         "package_version": package_version,
         "git_commit": commit or None,
     }
+
+
+def exception_judge(operator, log_dir: Path, tell):
+    """The `judge` of a camera-judged run: the operator judges only the trials the camera handed over
+    (`vision_judge.asks_operator` in the index line), through `operator` (`OperatorChannel`); the answer is
+    stored in the trial's episode at once. Nobody answering leaves the trial not judged, and the run goes on."""
+    from vla_r1_ros.core import labels
+
+    def judge(outcome):
+        if not (outcome.vision_judge or {}).get("asks_operator"):
+            return outcome
+        answer = operator.ask(outcome, str(log_dir)) if operator.attached else None
+        if answer is None:
+            tell(f"trial {outcome.index + 1} not judged: the camera could not decide and no operator answered")
+            return outcome
+        judged, episode = labels.record_judgement(log_dir, outcome, answer)
+        verdict = "success" if judged.success else f"failure at {judged.failure_stage}"
+        tell(f"trial {outcome.index + 1} judged by the operator: {verdict} ({episode or 'no episode'})")
+        return judged
+
+    return judge
 
 
 def operator_judge(graph, args: argparse.Namespace, judgements: list[dict] | None):

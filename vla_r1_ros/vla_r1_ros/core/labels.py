@@ -42,6 +42,7 @@ from vla_r1_ros.core import episodes, prompts
 from vla_r1_ros.core.annotate import SHOWN_LABEL_CHARS, SHOWN_TEXT_CHARS, capped
 from vla_r1_ros.core.episodes import References, ReferenceSource
 from vla_r1_ros.core.outcomes import FAILURE_STAGES, EpisodeOutcome, OutcomeSource, episode_outcome
+from vla_r1_ros.core.prediction import checkpoint_and_adapter
 from vla_r1_ros.core.trials import REWARD_KEYS, TrialOutcome
 
 JUDGEMENT_KEYS = ("success", "failure_stage", "note")
@@ -276,11 +277,26 @@ def trial_outcomes_from_log(root: str | Path, ran: Sequence[TrialOutcome] = ()) 
     for trial in ran:
         episode = logged.pop(trial.episode_id, None)
         outcomes.append(trial if episode is None else _with_episode(trial, episode))
-    for episode in logged.values():
-        document = episode.document
-        blank = TrialOutcome(len(outcomes), -1, document["instruction"], "", False, episode_id=document["trial_id"])
-        outcomes.append(_with_episode(replace(blank, stage_seconds=dict(document["timings"])), episode))
+    outcomes.extend(_logged_trial(len(outcomes) + index, episode) for index, episode in enumerate(logged.values()))
     return outcomes
+
+
+def outcomes_by_checkpoint(roots: Sequence[str | Path]) -> dict[tuple[str, str], list[TrialOutcome]]:
+    """The episodes of the logs at `roots` as the summary counts them (labels applied), grouped by the
+    (checkpoint, adapter) their prediction's model id names, in the order each first appears."""
+    runs: dict[tuple[str, str], list[TrialOutcome]] = {}
+    for root in roots:
+        for episode in labelled_episodes(root):
+            key = checkpoint_and_adapter(episode.document["prediction"].get("model_id", ""))
+            runs.setdefault(key, []).append(_logged_trial(len(runs.get(key, ())), episode))
+    return runs
+
+
+def _logged_trial(index: int, episode: LabelledEpisode) -> TrialOutcome:
+    """A logged episode as a trial of its own (no run's `trials.json` to say its layout seed)."""
+    document = episode.document
+    blank = TrialOutcome(index, -1, document["instruction"], "", False, episode_id=document["trial_id"])
+    return _with_episode(replace(blank, stage_seconds=dict(document["timings"])), episode)
 
 
 def _with_episode(trial: TrialOutcome, episode: LabelledEpisode) -> TrialOutcome:
@@ -333,6 +349,21 @@ def ask_judgement(ask: Callable[[str], str], robot_report: str) -> dict[str, Any
     return {"success": success, "failure_stage": stage, "note": note}
 
 
+def parse_judgement(line: str) -> dict[str, Any]:
+    """One judgement as a JSON line (`--judge FILE`, an `--on-exception` command's answer); LabelError."""
+    try:
+        judgement = json.loads(line)
+        if not isinstance(judgement, dict) or "success" not in judgement:
+            raise LabelError('expected an object with "success"')
+        unknown = set(judgement) - set(JUDGEMENT_KEYS)
+        if unknown:
+            raise LabelError(f"unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(JUDGEMENT_KEYS)}")
+        checked = check_labels(judgement)
+    except (ValueError, RecursionError) as exc:
+        raise LabelError(str(exc)) from exc
+    return {key: checked.get(key, "") for key in JUDGEMENT_KEYS}
+
+
 def load_judgements(path: str | Path, count: int) -> list[dict[str, Any]]:
     """The `--judge FILE` answers: one JSON object per line, in trial order, exactly `count` of them:
     `{"success": true}` or `{"success": false, "failure_stage": "grasp", "note": "slipped"}`. Blank
@@ -346,16 +377,9 @@ def load_judgements(path: str | Path, count: int) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            judgement = json.loads(line)
-            if not isinstance(judgement, dict) or "success" not in judgement:
-                raise LabelError('expected an object with "success"')
-            unknown = set(judgement) - set(JUDGEMENT_KEYS)
-            if unknown:
-                raise LabelError(f"unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(JUDGEMENT_KEYS)}")
-            checked = check_labels(judgement)
-        except (ValueError, RecursionError) as exc:
+            judgements.append(parse_judgement(line))
+        except LabelError as exc:
             raise LabelError(f"{path}:{number}: {exc}") from exc
-        judgements.append({key: checked.get(key, "") for key in JUDGEMENT_KEYS})
     if len(judgements) != count:
         raise LabelError(f"{path} holds {len(judgements)} judgements for {count} trials")
     return judgements
@@ -402,9 +426,25 @@ def record_judgement(
 # What the labelling page shows (`vla-r1 label`)
 
 
+def camera_said(document: Mapping[str, Any]) -> bool | None:
+    """The camera judge's own verdict of an episode (success or not), or None when it decided nothing
+    (no camera judge, "cannot judge", or handed to the operator)."""
+    verdict = document.get("vision_judge") or {}
+    if not verdict.get("judged") or verdict.get("asks_operator"):
+        return None
+    return bool(verdict.get("success"))
+
+
+def camera_disagrees(document: Mapping[str, Any], labels: Mapping[str, Any]) -> bool:
+    """An operator's judgement and the camera's that differ: how a lab measures the camera on its cell."""
+    camera = camera_said(document)
+    return camera is not None and "success" in labels and bool(labels["success"]) != camera
+
+
 def episode_summaries(root: str | Path) -> list[dict[str, Any]]:
     """One line per indexed episode for the page's list: `labelled` means an operator reference (box or
-    path) was drawn; `judged` that the outcome is the operator's."""
+    path) was drawn; `judged` that the outcome is the operator's; `camera` the camera judge's verdict
+    (None: it decided nothing) and `camera_disagrees` whether the operator's differs from it."""
     return [
         {
             "episode": episode.name,
@@ -414,6 +454,8 @@ def episode_summaries(root: str | Path) -> list[dict[str, Any]]:
             "judged": "success" in episode.labels,
             "labelled": has_operator_reference(episode.labels),
             "reference_source": str(episode.references.source),
+            "camera": camera_said(episode.document),
+            "camera_disagrees": camera_disagrees(episode.document, episode.labels),
         }
         for episode in labelled_episodes(root)
     ]
@@ -432,9 +474,19 @@ def episode_view(root: str | Path, episode: str) -> dict[str, Any]:
     logged_rewards = {key: value for key, value in document["rewards"].items() if key != "per_task"}
     outcome = episode_outcome(document, labels).to_json()
     rescored = labelled_rewards(document, labels)
+    camera = document.get("vision_judge")
     return {
         "episode": episode,
         "trial_id": document["trial_id"],
+        "camera": None
+        if camera is None
+        else {
+            "said": camera_said(document),
+            "failure_stage": camera.get("failure_stage", ""),
+            "confidence": camera.get("confidence"),
+            "message": capped(str(camera.get("message", "")), SHOWN_LABEL_CHARS),
+        },
+        "camera_disagrees": camera_disagrees(document, labels),
         "instruction": capped(document["instruction"], SHOWN_TEXT_CHARS),
         "logged_at": document["logged_at"],
         "has_color": document["files"]["color"] is not None,

@@ -246,9 +246,15 @@ def grasp_surface(
             "surface around it (the box holds only background)",
         )
     blob = labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    points = _pixel_grid_points(depth_m, intrinsics, blob)
-    point_heights = heights[blob]
+    return surface_from_points(_pixel_grid_points(depth_m, intrinsics, blob), heights[blob], plane_point, up, params)
 
+
+def surface_from_points(
+    points: np.ndarray, point_heights: np.ndarray, plane_point: np.ndarray, up: np.ndarray, params: LiftParams
+) -> GraspSurface:
+    """One object's GraspSurface from its points (N, 3) and their heights above the support plane
+    (through `plane_point`, unit normal `up`): steps 3 and 4 of the module docstring. Also the camera
+    judge's and the self-reset's (core/tabletop.py), whose support plane is the table or the tray floor."""
     # The top: a high percentile, not the max, so a few flying pixels at the object's edge don't count.
     top = float(np.percentile(point_heights, 98))
     band = point_heights >= top - params.top_band_m
@@ -273,7 +279,7 @@ def grasp_surface(
         height_m=top,
         length_m=float(lengths.max()),
         width_m=float(lengths.min()),
-        pixels=int(blob.sum()),
+        pixels=len(points),
     )
 
 

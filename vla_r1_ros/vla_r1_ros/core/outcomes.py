@@ -66,11 +66,15 @@ class OutcomeSource(StrEnum):
     SIMULATOR = "simulator"  # physics ground truth: which objects rest in the tray at the end
     GRIPPER = "gripper"  # a real gripper's sensing: it closed on nothing (a certain grasp failure)
     OPERATOR = "operator"  # a person looked at the scene after the trial (`--judge`, the label page)
+    VISION = "vision"  # the camera judge: the frame sets before and after the trial (core.vision_judge)
     PIPELINE = "pipeline"  # the trial ended before the arm moved (BEFORE_MOTION): certainly no success
     NONE = "none"  # nobody judged it (a dry run, an executed real-arm trial not yet judged)
 
 
 OUTCOME_SOURCES: tuple[str, ...] = tuple(source.value for source in OutcomeSource)
+# Who judges an executed trial (the planning node's `judge`): "" the executor (the simulator; on a real arm
+# nobody but an empty gripper), or the camera judge.
+JUDGES: tuple[str, ...] = ("", OutcomeSource.VISION.value)
 
 
 def is_judged(outcome_source: str, failure_stage: str = "") -> bool:
@@ -112,11 +116,13 @@ def unsupported_claim(
     has_frames: bool,
     has_prediction: bool,
     has_scene: bool,
+    has_after_frames: bool,
 ) -> str:
     """Why a trial record claims an outcome its own evidence does not support ("" when it does): what
     the reward logger refuses to write (a forged or broken record must not become a logged success).
     Every record the pipeline makes passes: a success or a stage after the policy answered carries the
-    frame set (colour, depth, camera info) and the answer; the simulator judges only with its scene;
+    frame set (colour, depth, camera info) and the answer; the simulator judges only with its scene, the
+    camera judge only with its after frame set;
     the pipeline's verdict is a failure before motion; a gripper's only a failure; a trial that timed
     out, was cancelled or hit a bug may carry nothing."""
     if not TRIAL_ID.fullmatch(trial_id):
@@ -134,6 +140,8 @@ def unsupported_claim(
         return f"the pipeline judges only failures before motion ({before}), not {failure_stage!r}"
     if outcome_source == OutcomeSource.SIMULATOR and not has_scene:
         return "judged by the simulator without the simulator's scene (has_scene false)"
+    if outcome_source == OutcomeSource.VISION and not has_after_frames:
+        return "judged by the camera without the frame set it judged (has_after_frames false)"
     if success or failure_stage in AFTER_AN_ANSWER:
         claim = "a success" if success else f"a trial that ended at {failure_stage!r}"
         if not has_frames:

@@ -19,6 +19,21 @@ import numpy as np
 from vla_r1_ros.core.parsing import ParsedAnswer, box_to_pixels, parse_answer, waypoints_to_pixels
 from vla_r1_ros.core.prompts import AFFORDANCE, TRAJECTORY
 
+# A model id names what answered: "<policy>:<checkpoint>", then "+adapter:<directory>" when a LoRA
+# adapter was loaded onto it. Written by `model_id_with_adapter`, read back by `checkpoint_and_adapter` (the report).
+ADAPTER_MARK = "+adapter:"
+
+
+def model_id_with_adapter(checkpoint: str, adapter: str = "") -> str:
+    """The model id of a checkpoint ("<policy>:<checkpoint>") with the adapter loaded onto it ("" = none)."""
+    return checkpoint + (ADAPTER_MARK + adapter if adapter else "")
+
+
+def checkpoint_and_adapter(model_id: str) -> tuple[str, str]:
+    """(checkpoint, adapter) of a model id; the adapter is "" when none was loaded."""
+    checkpoint, mark, adapter = model_id.rpartition(ADAPTER_MARK)
+    return (checkpoint, adapter) if mark else (model_id, "")
+
 
 @dataclass(frozen=True)
 class Prediction:

@@ -8,7 +8,9 @@ trial runner read them back. Everything here is plain Python.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -71,7 +73,21 @@ def make_instruction(obj: ObjectState, rng: np.random.Generator) -> str:
     return template.format(colour=obj.colour, shape=words[rng.integers(len(words))])
 
 
-def resolve_target(instruction: str, objects: tuple[ObjectState, ...] | list[ObjectState]) -> ObjectState | None:
+class Nameable(Protocol):
+    """What an instruction can name an object by: the simulator's ObjectState, an operator's
+    core.object_registry.RegisteredObject."""
+
+    @property
+    def colour(self) -> str: ...
+
+    @property
+    def shape(self) -> str: ...
+
+
+NamedObject = TypeVar("NamedObject", bound=Nameable)
+
+
+def resolve_target(instruction: str, objects: Sequence[NamedObject]) -> NamedObject | None:
     """The object an instruction names: colour and shape word both present, else a unique colour match."""
     text = " " + re.sub(r"[^a-z ]", " ", instruction.lower()) + " "
 
@@ -94,6 +110,18 @@ def project_to_normalized(
     camera_points = base_T_camera.inverse().apply(np.asarray(points_base, dtype=float).reshape(-1, 3))
     pixels = intrinsics.project(camera_points)
     return pixels / np.array([intrinsics.width, intrinsics.height])
+
+
+def sim_marks(
+    scene: Scene, intrinsics: CameraIntrinsics, base_T_camera: RigidTransform
+) -> dict[str, tuple[float, float]]:
+    """Where an operator would click each visible object to register it (core.object_registry), from the
+    simulator's ground truth: the pixel of its top centre."""
+    visible = [o for o in scene.objects if o.visible]
+    if not visible:
+        return {}
+    pixels = intrinsics.project(base_T_camera.inverse().apply(np.array([o.top_center for o in visible])))
+    return {o.name: (float(u), float(v)) for o, (u, v) in zip(visible, pixels, strict=True)}
 
 
 def reference_box(target: ObjectState, intrinsics: CameraIntrinsics) -> tuple[float, float, float, float]:

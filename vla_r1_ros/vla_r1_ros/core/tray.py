@@ -13,6 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.spatial.transform import Rotation
+
+from vla_r1_ros.core.scene import ObjectState
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,12 @@ class TrayPose:
     centre: np.ndarray
     size: np.ndarray
     yaw_rad: float = 0.0
+
+    @classmethod
+    def of(cls, tray: ObjectState) -> TrayPose:
+        """Where the simulator put its tray (an ObjectState: only the simulator knows one)."""
+        yaw = float(Rotation.from_quat(tray.quat_xyzw).as_euler("xyz")[2])
+        return cls(np.array(tray.position, float), np.array(tray.size, float), yaw)
 
 
 class TrayNotFound(ValueError):

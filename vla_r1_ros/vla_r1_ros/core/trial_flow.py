@@ -1,6 +1,6 @@
 """One pick-and-place trial as a state machine with injected steps (no ROS).
 
-perceive -> predict -> lift -> plan (+ safety validation) -> execute. The trial owns its evidence: the
+perceive -> predict -> lift -> plan (+ safety validation) -> execute [-> judge]. The trial owns its evidence: the
 frame set `perceive` returns is kept in the record and handed to `predict` (the model answers about
 exactly that image) and to `lift` (its aligned depth); nothing is looked up again by timestamp. The
 planning node injects steps that talk to ROS (frame sets, the Predict action, the executor); tests
@@ -9,6 +9,12 @@ inject plain functions. Every way a trial can end maps to one EpisodeRecord.fail
 execute | timeout | cancelled | dry_run; an unexpected
 exception (a bug of ours) in any step is `internal`, with outcome_source none and its traceback in the
 record: it never counts as the policy's failure.
+
+With a `judge` step (the camera judge, `judge: vision`) every trial whose arm moved is judged from the
+frame sets before and after it, whatever the executor said: the camera's verdict becomes the outcome
+(outcome_source `vision`) and the simulator's, when there is one, is kept beside it to audit the camera.
+A camera that cannot judge, or judges below its confidence threshold, leaves the trial not judged and
+says it asks the operator (`camera_outcome`); a gripper's certain verdict (it closed on nothing) stands.
 """
 
 from __future__ import annotations
@@ -22,12 +28,15 @@ from typing import Any
 
 import numpy as np
 
+from vla_r1_ros.core.episodes.record import SimulatorVerdict
 from vla_r1_ros.core.lifting import LiftedPrediction, LiftError
 from vla_r1_ros.core.outcomes import ExecutionResult, FailureStage, OutcomeSource, source_without_record
 from vla_r1_ros.core.planning import PickPlacePlan, PlanRejected, ValidatedPlan
 from vla_r1_ros.core.prediction import Prediction
+from vla_r1_ros.core.vision_judge import cannot_judge
 
 STAGES = ("perceive", "predict", "lift", "plan", "execute")
+JUDGE_STAGE = "judge"
 
 
 class StageFailure(Exception):
@@ -46,6 +55,16 @@ class TrialSteps:
     plan: Callable[[LiftedPrediction], PickPlacePlan]  # raise PlanRejected
     validate: Callable[[PickPlacePlan], ValidatedPlan]  # raise PlanRejected
     execute: Callable[[ValidatedPlan, Callable[[], bool]], ExecutionResult]
+    # (record) -> the camera's judgement of the trial; None: the executor's verdict is the outcome
+    judge: Callable[[TrialRecord], CameraVerdict] | None = None
+
+
+@dataclass(frozen=True)
+class CameraVerdict:
+    """What the judge step returns: the frame set captured after the trial and the camera's verdict on it."""
+
+    after_frames: Any  # the planning node's FrameSet; None when none could be captured
+    verdict: Any  # core.vision_judge.VisionVerdict: not `judged` (below its confidence too) asks the operator
 
 
 @dataclass
@@ -65,6 +84,8 @@ class TrialRecord:
     validated: ValidatedPlan | None = None
     rejection: PlanRejected | None = None
     execution: ExecutionResult | None = None
+    camera: CameraVerdict | None = None  # the camera judge's frames and verdict (judge step)
+    simulator_verdict: SimulatorVerdict | None = None  # the simulator's verdict, when another judge decided
     traceback: str = ""  # an internal error's (FailureStage.INTERNAL), for the trial's log
     stage_names: list[str] = field(default_factory=list)
     stage_seconds: list[float] = field(default_factory=list)
@@ -107,6 +128,8 @@ class TrialFlow:
     ) -> TrialRecord:
         record = TrialRecord(trial_id=trial_id or new_trial_id(), instruction=instruction, tasks=tuple(tasks))
         self._run_stages(record, instruction, tasks, plan_only, should_stop)
+        if self.steps.judge is not None and record.execution is not None:
+            self._judge(record, should_stop)
         if not record.outcome_source:  # not judged by an executor: the pipeline's own verdict, if it has one
             record.outcome_source = source_without_record(record.success, record.failure_stage, OutcomeSource.NONE)
         return record
@@ -176,7 +199,42 @@ class TrialFlow:
                 unjudged = execution.outcome_source == OutcomeSource.NONE
                 record.failure_stage = execution.failure_stage or ("" if unjudged else FailureStage.EXECUTE)
 
+    def _judge(self, record: TrialRecord, should_stop: Callable[[], bool]) -> None:
+        """The judge stage: after every trial whose arm moved, unless it was stopped or hit a bug of ours."""
+        if record.failure_stage in (FailureStage.CANCELLED, FailureStage.INTERNAL) or should_stop():
+            return
+        self.on_stage(JUDGE_STAGE)
+        started = self.clock()
+        try:
+            record.camera = self.steps.judge(record)
+            camera_outcome(record)
+        except StageFailure as exc:  # no after frame set (or no registry): the camera cannot judge
+            record.camera = CameraVerdict(None, cannot_judge(str(exc)))
+            camera_outcome(record)
+        except Exception as exc:
+            self._fail(record, FailureStage.INTERNAL, f"internal error in {JUDGE_STAGE}: {exc!r}")
+            record.outcome_source = OutcomeSource.NONE
+            record.traceback = traceback.format_exc()
+        record.stage_names.append(JUDGE_STAGE)
+        record.stage_seconds.append(self.clock() - started)
+
     @staticmethod
     def _fail(record: TrialRecord, failure_stage: str, message: str) -> TrialRecord:
         record.success, record.failure_stage, record.message = False, failure_stage, message
         return record
+
+
+def camera_outcome(record: TrialRecord) -> None:
+    """The trial's outcome from its camera verdict (`record.camera`); the simulator's verdict kept beside."""
+    camera = record.camera
+    verdict = camera.verdict
+    if record.outcome_source == OutcomeSource.SIMULATOR:
+        record.simulator_verdict = SimulatorVerdict(record.success, record.failure_stage)
+    if verdict.judged:
+        record.success, record.failure_stage = bool(verdict.success), verdict.failure_stage
+        record.outcome_source, record.message = OutcomeSource.VISION, f"camera: {verdict.message}"
+    elif record.outcome_source == OutcomeSource.GRIPPER:  # a gripper that closed on nothing is certain
+        record.message += f" (the camera could not judge: {verdict.message})"
+    else:
+        record.success, record.failure_stage, record.outcome_source = False, "", OutcomeSource.NONE
+        record.message = f"camera: {verdict.message}; asks the operator"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -34,6 +35,8 @@ class TrialOutcome:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     wall_seconds: float = 0.0
     outcome_source: str = OutcomeSource.NONE  # who judged success / failure_stage (core.outcomes)
+    vision_judge: dict[str, Any] | None = None  # the camera judge's verdict in short (its index line's)
+    simulator_success: bool | None = None  # the simulator's verdict beside the camera's, when both judged
 
     @property
     def judged(self) -> bool:
@@ -87,6 +90,15 @@ def _rate(successes: int, n: int) -> dict[str, Any]:
     }
 
 
+def mean_rewards(outcomes: Sequence[TrialOutcome]) -> dict[str, float | None]:
+    """Each of REWARD_KEYS averaged over the trials the logger scored for it (None: none was)."""
+    means = {}
+    for key in REWARD_KEYS:
+        values = [o.rewards[key] for o in outcomes if o.rewards.get(key) is not None]
+        means[key] = float(np.mean(values)) if values else None
+    return means
+
+
 def summarize(outcomes: list[TrialOutcome]) -> dict[str, Any]:
     """The `summary.json` of a trial run: success over judged trials only, who judged them, failures by
     stage, what was not judged and why, success per scene (layout seed), rewards and latency."""
@@ -94,10 +106,6 @@ def summarize(outcomes: list[TrialOutcome]) -> dict[str, Any]:
     successes = sum(o.success for o in judged)
     failures = Counter(o.failure_stage for o in judged if not o.success)
     not_judged = Counter(o.failure_stage or "awaiting judgement" for o in outcomes if not o.judged)
-    mean_rewards = {}
-    for key in REWARD_KEYS:
-        values = [o.rewards[key] for o in outcomes if key in o.rewards and o.rewards[key] is not None]
-        mean_rewards[key] = float(np.mean(values)) if values else None
     stages = sorted({stage for o in outcomes for stage in o.stage_seconds})
     latency = {
         stage: _percentiles([o.stage_seconds[stage] for o in outcomes if stage in o.stage_seconds]) for stage in stages
@@ -114,17 +122,58 @@ def summarize(outcomes: list[TrialOutcome]) -> dict[str, Any]:
         for o in outcomes
         if o.failure_stage == FailureStage.INTERNAL
     ]
+    return (
+        {
+            "trials": len(outcomes),
+            **_rate(successes, len(judged)),
+            "judged_by": dict(sorted(Counter(str(o.outcome_source) for o in judged).items())),
+            "not_judged": dict(not_judged),
+            "failures": {stage: failures.get(stage, 0) for stage in FAILURE_STAGES if stage not in NEVER_JUDGED}
+            | {stage: count for stage, count in failures.items() if stage not in FAILURE_STAGES},
+            "per_scene": per_scene,
+            "mean_rewards": mean_rewards(outcomes),
+            "latency_s": latency,
+        }
+        | ({"internal_errors": internal} if internal else {})
+        | vision_section(outcomes)
+    )
+
+
+def vision_section(outcomes: list[TrialOutcome]) -> dict[str, Any]:
+    agreement = vision_judge_agreement(outcomes)
+    return {} if agreement is None else {"vision_judge": agreement}
+
+
+def vision_judge_agreement(outcomes: list[TrialOutcome]) -> dict[str, Any] | None:
+    """summary.json's `vision_judge`: of the trials the camera judged (not those it handed to the operator)
+    and the simulator judged too, how often the two agree, and how the camera erred: a false success (it
+    saw the instructed object in the tray, the physics says not) is the error that flatters a policy.
+    None when the camera judged nothing in this run."""
+    seen = [o for o in outcomes if o.vision_judge is not None]
+    if not seen:
+        return None
+    decided = [o for o in seen if o.vision_judge.get("judged") and not o.vision_judge.get("asks_operator")]
+    audited = [o for o in decided if o.simulator_success is not None]
+    camera = [(bool(o.vision_judge.get("success")), bool(o.simulator_success)) for o in audited]
+    agree = sum(c == s for c, s in camera)
     return {
-        "trials": len(outcomes),
-        **_rate(successes, len(judged)),
-        "judged_by": dict(sorted(Counter(str(o.outcome_source) for o in judged).items())),
-        "not_judged": dict(not_judged),
-        "failures": {stage: failures.get(stage, 0) for stage in FAILURE_STAGES if stage not in NEVER_JUDGED}
-        | {stage: count for stage, count in failures.items() if stage not in FAILURE_STAGES},
-        "per_scene": per_scene,
-        "mean_rewards": mean_rewards,
-        "latency_s": latency,
-    } | ({"internal_errors": internal} if internal else {})
+        "n": len(audited),
+        "agree": agree,
+        "agreement": agree / len(audited) if audited else None,
+        "false_success": sum(c and not s for c, s in camera),
+        "false_failure": sum(s and not c for c, s in camera),
+        "asked_operator": len(seen) - len(decided),
+        "judged_without_simulator": len(decided) - len(audited),
+    }
+
+
+def format_vision_judge(judge: dict[str, Any]) -> str:
+    agreement = "" if judge["agreement"] is None else f" ({judge['agreement']:.1%})"
+    return (
+        f"camera judge      agrees with the simulator on {judge['agree']}/{judge['n']}{agreement}; "
+        f"false successes {judge['false_success']}, false failures {judge['false_failure']}, "
+        f"asked the operator {judge['asked_operator']}"
+    )
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -143,6 +192,15 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"95% Wilson {low:.1%} – {high:.1%})",
         "failures by stage " + ("  ".join(f"{k}={v}" for k, v in summary["failures"].items() if v) or "none"),
         "not judged        " + ("  ".join(f"{k}={v}" for k, v in summary["not_judged"].items()) or "none"),
+        *([format_vision_judge(summary["vision_judge"])] if summary.get("vision_judge") else []),
+        *(
+            [
+                "self-reset        {succeeded}/{attempts} succeeded, {operator_calls} operator calls, "
+                "{teleports} teleports".format(**summary["self_reset"])
+            ]
+            if summary.get("self_reset")
+            else []
+        ),
         "mean rewards      "
         + "  ".join(f"{k}={'—' if v is None else f'{v:.3f}'}" for k, v in summary["mean_rewards"].items()),
     ]
@@ -158,6 +216,36 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines.append("latency (s)       stage            mean     p50      p95")
     for stage, stats in summary["latency_s"].items():
         lines.append(f"                  {stage:<16} {stats['mean']:<8.3f} {stats['p50']:<8.3f} {stats['p95']:.3f}")
+    return "\n".join(lines)
+
+
+def compare_checkpoints(runs: Mapping[tuple[str, str], Sequence[TrialOutcome]]) -> list[dict[str, Any]]:
+    """One row per (checkpoint, adapter): its trials, the judged ones, the success rate over those with
+    its Wilson interval, and the mean rewards; in the order of `runs`."""
+    return [
+        {
+            "checkpoint": checkpoint,
+            "adapter": adapter,
+            "trials": len(outcomes),
+            **_rate(sum(o.success for o in outcomes if o.judged), sum(o.judged for o in outcomes)),
+            "mean_rewards": mean_rewards(outcomes),
+        }
+        for (checkpoint, adapter), outcomes in runs.items()
+    ]
+
+
+def format_comparison(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The terminal table of `compare_checkpoints`: one line per checkpoint and adapter."""
+    header = "checkpoint + adapter · trials · judged successes · rate (95% Wilson) · mean rewards"
+    lines = [header]
+    for row in rows:
+        low, high = row["wilson_95"]
+        rewards = "  ".join(f"{k}={'—' if v is None else f'{v:.3f}'}" for k, v in row["mean_rewards"].items())
+        lines.append(f"{row['checkpoint']} + {row['adapter'] or 'no adapter'}")
+        lines.append(
+            f"    {row['trials']} trials  {row['successes']}/{row['n']} judged  {row['success_rate']:.1%} "
+            f"({low:.1%} – {high:.1%})  {rewards}"
+        )
     return "\n".join(lines)
 
 

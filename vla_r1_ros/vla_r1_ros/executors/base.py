@@ -70,6 +70,15 @@ class ArmExecutor(Protocol):
         closed (`vla-r1 doctor`). Raises RuntimeError when the gripper does not move."""
         ...
 
+    def finger_width(self) -> float:
+        """How far apart the fingers are now (m): what a real gripper tells of what it holds."""
+        ...
+
+    def observe(self, should_stop: Callable[[], bool]) -> str:
+        """Move the arm to its observe pose, clear of the table and the tray in the camera's view (the
+        camera judge's after frame set, the self-reset's frames); "" once there, else why not."""
+        ...
+
 
 def validate_for(
     arm: ArmExecutor, plan: PickPlacePlan, limits: SafetyLimits, yaw_offsets_deg: Sequence[float] = (0.0,)

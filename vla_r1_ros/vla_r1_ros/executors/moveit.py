@@ -105,6 +105,7 @@ class MoveItExecutor(ExecutorBase):
         self.base_frame = world.frame
         self.group = settings["planning_group"]
         self.hand_group = settings["hand_group"]
+        self.observe_state = settings["observe_state"]
         self.pose_link = settings["pose_link"]
         self.gripper_states = dict(settings["gripper_states"])
         self.gripper_opening_m = float(settings["gripper_opening_m"])
@@ -125,6 +126,7 @@ class MoveItExecutor(ExecutorBase):
         # Plan poses are of the TCP; MoveIt's IK is for pose_link: base_T_link = base_T_tcp · (link_T_tcp)^-1.
         self._link_T_tcp = RigidTransform.from_config(settings["tcp_in_pose_link"])
         self._hand = moveit.get_planning_component(self.hand_group)
+        self._arm = moveit.get_planning_component(self.group)
         self.obstacles = world.obstacles
         with moveit.get_planning_scene_monitor().read_write() as scene:
             for box in self.obstacles:
@@ -301,12 +303,24 @@ class MoveItExecutor(ExecutorBase):
 
     def _move_gripper(self, state: str, what: str) -> tuple[FailureStage | None, str]:
         """Plan and execute the hand to a named state; (None, "") on success, else (failure_stage, message)."""
-        self._hand.set_start_state_to_current_state()
-        self._hand.set_goal_state(configuration_name=state)
-        plan_result = self._hand.plan()
+        return self._move_to_named(self._hand, state, what)
+
+    def _move_to_named(self, component: Any, state: str, what: str) -> tuple[FailureStage | None, str]:
+        """Plan (collision-aware, MoveIt's pipeline) and execute a group to an SRDF named state."""
+        component.set_start_state_to_current_state()
+        component.set_goal_state(configuration_name=state)
+        plan_result = component.plan()
         if not plan_result:
             return FailureStage.EXECUTE, f"MoveIt found no motion plan for {what}"
         return self._run(plan_result.trajectory, what)
+
+    def observe(self, should_stop: Callable[[], bool]) -> str:
+        """The SRDF state `observe_state` (config/moveit_py.yaml), planned by MoveIt around the scene."""
+        self._stop.clear()
+        if should_stop():
+            return "stopped before the observe pose"
+        stage, message = self._move_to_named(self._arm, self.observe_state, f"the observe pose {self.observe_state!r}")
+        return message if stage else ""
 
     def _run(self, trajectory: Any, what: str) -> tuple[FailureStage | None, str]:
         if self._stop.is_set():  # stopped while preparing: nothing is executing yet, so do not start

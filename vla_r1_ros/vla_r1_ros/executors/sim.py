@@ -62,6 +62,17 @@ class SimArmExecutor(ExecutorBase):
         self.workcell.set_gripper(closed=False)
         return opened, closed
 
+    def finger_width(self) -> float:
+        return float(np.sum(self.workcell.finger_positions()))
+
+    def observe(self, should_stop: Callable[[], bool]) -> str:
+        """The workcell's home pose: the camera looks at the arm's front, so the arm at home hides neither
+        the table nor the tray (config/camera.yaml)."""
+        self._stop.clear()
+        stopping = self._stopping(should_stop)
+        self.workcell.home(should_stop=stopping)  # in joint space: from above the tray the way up is free
+        return "stopped on the way to the observe pose" if stopping() else ""
+
     def _follow(
         self, plan: ValidatedPlan, samples: np.ndarray, from_joints: np.ndarray, stopping: Callable[[], bool]
     ) -> list[np.ndarray]:

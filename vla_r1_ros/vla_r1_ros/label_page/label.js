@@ -215,7 +215,12 @@ function showView(view) {
     ? "not judged" + (outcome.failure_stage ? " (" + outcome.failure_stage + ")" : "")
     : (outcome.success ? "success" : "failure at " + outcome.failure_stage) + ", judged by " + outcome.outcome_source;
   const message = view.logged_outcome.message;
-  $("robot-outcome").textContent = "outcome: " + verdict + (message ? " — logged: " + message : "");
+  const camera = view.camera;
+  const cameraText = !camera ? "" : " · camera: " + (camera.said === null ? "could not decide"
+    : camera.said ? "success" : "failure at " + camera.failure_stage) +
+    (camera.confidence === null || camera.confidence === undefined ? "" : " (" + camera.confidence.toFixed(2) + ")") +
+    (view.camera_disagrees ? " — DISAGREES with the operator" : "");
+  $("robot-outcome").textContent = "outcome: " + verdict + (message ? " — logged: " + message : "") + cameraText;
   const reasoning = view.prediction.raw_texts || {};
   $("reasoning").textContent = Object.keys(reasoning).map((task) => task + ":\n" + reasoning[task]).join("\n\n");
   showRewards(view);
@@ -246,8 +251,12 @@ function showPosition() {
   const list = visible();
   const at = list.findIndex((e) => e.episode === state.current);
   const unlabelled = state.episodes.filter((e) => !e.labelled).length;
+  // Where the camera judged and the operator did too: how often they differ (the camera on this cell).
+  const compared = state.episodes.filter((e) => e.camera !== null && e.camera !== undefined && e.judged);
+  const disagreements = compared.filter((e) => e.camera_disagrees).length;
+  const camera = compared.length ? "; camera vs operator: " + disagreements + " of " + compared.length + " disagree" : "";
   $("position").textContent = list.length
-    ? (at + 1) + " / " + list.length + " (" + unlabelled + " of " + state.episodes.length + " unlabelled)"
+    ? (at + 1) + " / " + list.length + " (" + unlabelled + " of " + state.episodes.length + " unlabelled" + camera + ")"
     : "no episode to show";
 }
 
@@ -315,6 +324,7 @@ async function save() {
     if (summary) {
       summary.labelled = state.box !== null || state.path.length > 0;
       summary.judged = state.outcome !== "unjudged";
+      summary.camera_disagrees = view.camera_disagrees;
     }
     showPosition();
     draw();

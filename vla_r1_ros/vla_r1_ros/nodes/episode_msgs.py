@@ -7,21 +7,37 @@ logger converts and writes; it never looks anything up by timestamp.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, TimeReference
 from vla_r1_interfaces.msg import EpisodeRecord, ManipulationPlan, SceneState
 
-from vla_r1_ros.core.episodes import CameraFrame, TrialLog
+from vla_r1_ros.core.episodes import CameraFrame, CameraJudgement, SimulatorVerdict, TrialLog
+from vla_r1_ros.core.geometry import RigidTransform
 from vla_r1_ros.core.prompts import TASKS, build_prompt
 from vla_r1_ros.core.scene import Scene
+from vla_r1_ros.core.tabletop import RgbdView
 from vla_r1_ros.core.trial_flow import TrialRecord
-from vla_r1_ros.nodes.conversions import depth_to_mm, image_to_numpy, ns_to_stamp, point_msg, stamp_to_ns
+from vla_r1_ros.nodes.conversions import (
+    depth_to_metres,
+    depth_to_mm,
+    image_to_numpy,
+    intrinsics_from_camera_info,
+    ns_to_stamp,
+    numpy_to_image,
+    point_msg,
+    stamp_to_ns,
+)
 from vla_r1_ros.nodes.plan_msgs import plan_json
 from vla_r1_ros.nodes.prediction_msgs import prediction_from_msg, prediction_msg
 from vla_r1_ros.nodes.scene_msgs import scene_from_msg
+
+# Reliable, keep last 5 (as the perception node publishes): a frame set must arrive whole.
+FRAMES_QOS = QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
 
 
 @dataclass(frozen=True)
@@ -42,6 +58,20 @@ class FrameSet:
     def captured_ns(self) -> int:
         """When the frame was captured: its stamp, or for a replayed frame the stamp it was recorded with."""
         return self.stamp_ns if self.recorded_stamp is None else stamp_to_ns(self.recorded_stamp.time_ref)
+
+
+def rgbd_view(frames: FrameSet, base_T_camera: RigidTransform) -> RgbdView:
+    """A frame set as the camera judge, the registry and the self-reset see it (pixels, metres, camera)."""
+    color = image_to_numpy(frames.color)
+    if frames.color.encoding == "bgr8":
+        color = color[:, :, ::-1]
+    return RgbdView(
+        color=np.ascontiguousarray(color),
+        depth_m=depth_to_metres(frames.depth),
+        intrinsics=intrinsics_from_camera_info(frames.camera_info),
+        base_T_camera=base_T_camera,
+        stamp_ns=frames.stamp_ns,
+    )
 
 
 def episode_record_msg(record: TrialRecord, plan: ManipulationPlan, base_frame: str, now_ns: int) -> EpisodeRecord:
@@ -71,6 +101,20 @@ def episode_record_msg(record: TrialRecord, plan: ManipulationPlan, base_frame: 
     msg.message = record.message + (f"\n{record.traceback}" if record.traceback else "")
     msg.stage_names = list(record.stage_names)
     msg.stage_seconds = [float(s) for s in record.stage_seconds]
+    if record.camera is not None:
+        after: FrameSet | None = record.camera.after_frames
+        if after is not None:
+            msg.has_after_frames, msg.after_color, msg.after_depth = True, after.color, after.depth
+        masks = record.camera.verdict.evidence
+        msg.judge_mask_names = list(masks)
+        msg.judge_masks = [numpy_to_image(np.where(mask, 255, 0).astype(np.uint8), "mono8") for mask in masks.values()]
+        msg.vision_verdict = json.dumps(
+            record.camera.verdict.to_json() | {"asks_operator": not record.camera.verdict.judged}
+        )
+    if record.simulator_verdict is not None:
+        msg.has_simulator_verdict = True
+        msg.simulator_success = record.simulator_verdict.success
+        msg.simulator_failure_stage = record.simulator_verdict.failure_stage
     return msg
 
 
@@ -91,7 +135,29 @@ def trial_from_msg(msg: EpisodeRecord) -> TrialLog:
         message=msg.message,
         prompts=tuple(msg.prompts),
         timings=dict(zip(msg.stage_names, msg.stage_seconds, strict=False)),
+        camera_judgement=camera_judgement_of(msg),
+        simulator_verdict=(
+            SimulatorVerdict(bool(msg.simulator_success), msg.simulator_failure_stage)
+            if msg.has_simulator_verdict
+            else None
+        ),
     )
+
+
+def camera_judgement_of(msg: EpisodeRecord) -> CameraJudgement | None:
+    """The camera judge's part of a record; a verdict that is not JSON is logged as such, not lost."""
+    if not msg.vision_verdict:
+        return None
+    notes: list[str] = []
+    after = frame_from_msg(msg, notes, color=msg.after_color, depth=msg.after_depth) if msg.has_after_frames else None
+    masks = {name: image_to_numpy(mask) > 0 for name, mask in zip(msg.judge_mask_names, msg.judge_masks, strict=False)}
+    try:
+        verdict = json.loads(msg.vision_verdict) if msg.vision_verdict else {}
+    except json.JSONDecodeError as exc:
+        verdict = {"unreadable": f"{exc}"}
+    if not isinstance(verdict, dict):
+        verdict = {"unreadable": "not a JSON object"}
+    return CameraJudgement(after or CameraFrame(), masks, verdict | ({"notes": notes} if notes else {}))
 
 
 def camera_info_json(msg: CameraInfo) -> dict[str, Any]:
@@ -106,8 +172,13 @@ def camera_info_json(msg: CameraInfo) -> dict[str, Any]:
     }
 
 
-def frame_from_msg(msg: EpisodeRecord, notes: list[str]) -> CameraFrame:
-    """The record's frame set as arrays; a part that is absent or unreadable is a note, not a lost trial."""
+def frame_from_msg(
+    msg: EpisodeRecord, notes: list[str], color: Image | None = None, depth: Image | None = None
+) -> CameraFrame:
+    """The record's frame set as arrays (or the `color` and `depth` given, with its camera info: the after
+    frame set); a part that is absent or unreadable is a note, not a lost trial."""
+    color_msg = msg.color if color is None else color
+    depth_msg = msg.depth if depth is None else depth
 
     def convert(part: Any, what: str, to_array: Any) -> Any:
         if getattr(part, "width", 1) == 0:
@@ -119,12 +190,12 @@ def frame_from_msg(msg: EpisodeRecord, notes: list[str]) -> CameraFrame:
             notes.append(f"{what} unreadable: {exc}")
             return None
 
-    color = convert(msg.color, "colour frame", image_to_numpy)
-    if color is not None and msg.color.encoding == "bgr8":
+    color = convert(color_msg, "colour frame", image_to_numpy)
+    if color is not None and color_msg.encoding == "bgr8":
         color = np.ascontiguousarray(color[:, :, ::-1])
     return CameraFrame(
         color=color,
-        depth=convert(msg.depth, "aligned depth frame", depth_to_mm),
+        depth=convert(depth_msg, "aligned depth frame", depth_to_mm),
         camera_info=convert(msg.camera_info, "camera info", camera_info_json),
     )
 

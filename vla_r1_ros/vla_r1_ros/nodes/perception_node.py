@@ -11,9 +11,9 @@ published as JSON on `perception/status`.
 A source that raises is stopped and started again with exponential backoff (`cameras.restarts`:
 `restart_delay_s` doubling to `restart_max_delay_s`), for as long as the node runs; the state, the
 restart count and the last error are in `perception/status`, and each failure is logged with its cause.
-A replayed frame is stamped with its playback time by the source; its recorded stamp goes out on
-`camera/recorded_stamp` (sensor_msgs/TimeReference) with the frame's stamp, as one more stream of the
-frame set.
+A replayed frame (a RealSense recording, a bag) is stamped with its playback time by the source; its
+recorded stamp goes out on `camera/recorded_stamp` (sensor_msgs/TimeReference) with the frame's stamp,
+as one more stream of the frame set.
 
 Parameters: config/nodes.yaml `perception:` has each one's default and meaning; `width` and `height` default
 to config/camera.yaml's image size.
@@ -37,7 +37,7 @@ from std_msgs.msg import String
 from vla_r1_interfaces.msg import SceneState
 
 from vla_r1_ros import topics
-from vla_r1_ros.cameras import make_camera
+from vla_r1_ros.cameras import REPLAYED_SOURCES, make_camera
 from vla_r1_ros.cameras.base import CameraError, CameraSource, RgbdFrame
 from vla_r1_ros.cameras.frame_stats import FrameStats, RateLimiter
 from vla_r1_ros.cameras.restarts import RESTARTING, STREAMING, Backoff, SourceRestarts
@@ -91,7 +91,7 @@ class PerceptionNode(Node):
         self._scene_pub = None  # created with the first frame that carries a scene (sim source)
         self._recorded_stamp_pub = (
             self.create_publisher(TimeReference, RECORDED_STAMP_TOPIC, FRAME_QOS)
-            if self._source.name == "replay"
+            if self._source.name in REPLAYED_SOURCES
             else None
         )
 

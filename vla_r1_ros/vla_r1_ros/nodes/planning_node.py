@@ -12,6 +12,13 @@ Serves `vla_r1/execute_instruction` (ExecuteInstruction). One trial (`core.trial
   keeps records from the log). Goals are refused while no logger listens or while `max_undelivered`
   records wait.
 
+With `judge: vision` each trial whose arm moved ends with the camera judge: the arm goes to its observe
+pose, a frame set captured after it got there and the trial's own frame set are judged
+(`core.vision_judge`) against the object registry (`object_registry`, read at each use, so a run may
+register its objects after the graph started); the record carries the after frames, the judge's masks,
+its verdict and the simulator's beside it. `vla_r1/self_reset` (SelfReset) puts the scene back with the
+arm (`core.reset_flow`): moves planned from depth, validated and executed as a trial's are.
+
 An instruction on `vla_r1/instruction` (std_msgs/String) runs the same flow as a dry run (executed only
 with `auto_execute:=true`) when nothing else runs; an action goal preempts such a run, so a flood of
 topic instructions never blocks goals. `vla_r1/stop` (std_srvs/Trigger) halts the arm and ends whatever
@@ -26,36 +33,44 @@ Parameters and their defaults: `config/nodes.yaml` `planning:`.
 
 from __future__ import annotations
 
+import json
 import sys
+import traceback
+from pathlib import Path
 from typing import Any
 
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, TimeReference
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 from vla_r1_interfaces.action import ExecuteInstruction
 from vla_r1_interfaces.msg import ManipulationPlan, SceneState
+from vla_r1_interfaces.srv import SelfReset
 
 from vla_r1_ros import topics
 from vla_r1_ros.core.frame_sync import FrameSetSync
 from vla_r1_ros.core.geometry import camera_extrinsics
 from vla_r1_ros.core.lifting import LiftedPrediction, LiftError, LiftParams, check_depth_for, lift_prediction
-from vla_r1_ros.core.outcomes import ExecutionResult, FailureStage
+from vla_r1_ros.core.object_registry import ObjectRegistry, RegistryError
+from vla_r1_ros.core.outcomes import JUDGES, ExecutionResult, FailureStage
 from vla_r1_ros.core.planning import PickPlacePlan, PlanningParams, SafetyLimits, ValidatedPlan, plan_pick_and_place
 from vla_r1_ros.core.prediction import Prediction
 from vla_r1_ros.core.prompts import TASKS
-from vla_r1_ros.core.trial_flow import StageFailure, TrialFlow, TrialRecord, TrialSteps
+from vla_r1_ros.core.reset_flow import ResetFailure, ResetSteps, run_self_reset
+from vla_r1_ros.core.self_reset import ResetImpossible, ResetSettings, check_layout, plan_reset
+from vla_r1_ros.core.tabletop import RgbdView
+from vla_r1_ros.core.trial_flow import CameraVerdict, StageFailure, TrialFlow, TrialRecord, TrialSteps
 from vla_r1_ros.core.trial_slot import TrialSlot
+from vla_r1_ros.core.vision_judge import JudgeSettings, judge_trial
 from vla_r1_ros.executors import make_executor
 from vla_r1_ros.executors.base import ArmExecutor, validate_for
 from vla_r1_ros.nodes.context import ProcessContext
 from vla_r1_ros.nodes.conversions import depth_to_metres, intrinsics_from_camera_info, stamp_to_ns
 from vla_r1_ros.nodes.episode_delivery import EpisodeDelivery
-from vla_r1_ros.nodes.episode_msgs import FrameSet, episode_record_msg
+from vla_r1_ros.nodes.episode_msgs import FRAMES_QOS, FrameSet, episode_record_msg, rgbd_view
 from vla_r1_ros.nodes.parameters import declare_parameters
 from vla_r1_ros.nodes.plan_msgs import plan_markers, trial_plan_msg
 from vla_r1_ros.nodes.predict_client import PredictClient
@@ -69,8 +84,6 @@ STREAM_TOPICS = (
     (SCENE, SceneState, topics.SCENE),
     (RECORDED, TimeReference, topics.RECORDED_STAMP),
 )
-# Reliable, keep last 5 (as the perception node publishes): a frame set must arrive whole.
-FRAMES_QOS = QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
 PREEMPT_WAIT_S = 5.0  # how long a goal waits for a preempted topic-instruction run to stop
 
 
@@ -87,6 +100,10 @@ class PlanningNode(Node):
         self.planning_params = PlanningParams.from_config(workspace)
         self.limits = SafetyLimits.from_config(workspace)
         self.arm = arm if arm is not None else make_executor(params["executor"], context.config, context.workcell)
+        if params["judge"] not in JUDGES:
+            raise ValueError(f"planning parameter judge: {params['judge']!r} is not one of {JUDGES}")
+        self.judge_settings = JudgeSettings.from_config(workspace, camera)
+        self.reset_settings = ResetSettings.from_config(workspace, camera, self.arm.gripper_opening_m)
 
         group = ReentrantCallbackGroup()
         streams = (COLOR, DEPTH, INFO) + ((SCENE,) if params["scene"] else ())
@@ -111,6 +128,7 @@ class PlanningNode(Node):
             callback_group=group,
         )
         self.create_service(Trigger, topics.STOP, self._on_stop, callback_group=group)
+        self.create_service(SelfReset, topics.SELF_RESET, self._on_self_reset, callback_group=group)
         self.get_logger().info(f"planning node ready (executor: {self.arm.name}, frame set: {', '.join(streams)})")
 
     # --- the trial's steps --------------------------------------------------------------------------
@@ -155,6 +173,75 @@ class PlanningNode(Node):
         # Only frame sets with the simulator's scene show the world the simulator judges.
         return result if self.params["scene"] else result.unseen_by_the_camera()
 
+    def _view(self, frames: FrameSet) -> RgbdView:
+        return rgbd_view(frames, self.base_T_camera)
+
+    def _registry(self) -> ObjectRegistry:
+        path = str(self.params["object_registry"])
+        if not path:
+            raise RegistryError("no object registry (planning parameter object_registry; vla-r1 objects register)")
+        return ObjectRegistry.load(Path(path))
+
+    def _observed_frames(self, should_stop) -> FrameSet:
+        """The arm at its observe pose, then the first frame set captured after it got there."""
+        blocked = self.arm.observe(should_stop)
+        if blocked:
+            raise StageFailure("", f"the arm did not reach its observe pose: {blocked}")
+        return self._perceive(self.get_clock().now().nanoseconds)
+
+    def _judge(self, record: TrialRecord, should_stop) -> CameraVerdict:
+        """The camera's verdict on a trial: its own frame set against one captured after it, at the observe pose."""
+        try:
+            registry = self._registry()
+        except RegistryError as exc:
+            raise StageFailure("", str(exc)) from exc
+        after = self._observed_frames(should_stop)
+        verdict = judge_trial(
+            self._view(record.frames),
+            self._view(after),
+            registry,
+            record.instruction,
+            self.arm.finger_width(),
+            self.judge_settings,
+            now_ns=self.get_clock().now().nanoseconds,
+            gripper_opening_m=self.arm.gripper_opening_m,
+        )
+        return CameraVerdict(after, verdict)
+
+    def _self_reset(self, seed: int) -> SelfReset.Response:
+        response = SelfReset.Response()
+        try:
+            registry = self._registry()
+        except RegistryError as exc:
+            response.message = str(exc)
+            return response
+
+        def perceive() -> RgbdView:
+            try:
+                return self._view(self._perceive(self.get_clock().now().nanoseconds))
+            except StageFailure as exc:
+                raise ResetFailure(str(exc)) from exc
+
+        def stopping() -> bool:
+            return self.slot.stop_requested
+
+        outcome = run_self_reset(
+            ResetSteps(
+                observe=lambda: self.arm.observe(stopping),
+                perceive=perceive,
+                plan_moves=lambda view, rng: plan_reset(view, registry, rng, self.reset_settings),
+                plan=lambda move: plan_pick_and_place(move.grasp, move.surface_waypoints, self.planning_params),
+                validate=self._validate,
+                execute=lambda plan: self.arm.execute(plan, stopping),
+                check_layout=lambda view: check_layout(view, registry, self.reset_settings),
+            ),
+            seed,
+            impossible=(ResetImpossible,),
+        )
+        response.success, response.message, response.moved = outcome.success, outcome.message, len(outcome.moved)
+        response.layout = json.dumps({name: [float(v) for v in pose] for name, pose in outcome.layout.items()})
+        return response
+
     def _publish_plan(self, record: TrialRecord) -> None:
         msg = trial_plan_msg(record, self.base_frame, self.get_clock().now().to_msg())
         self.plan_pub.publish(msg)
@@ -189,6 +276,7 @@ class PlanningNode(Node):
                 validate=self._validate,
                 # The executor judges the outcome against the instructed object where it can (the sim).
                 execute=lambda plan, stop: self._execute(plan, stop, instruction),
+                judge=(lambda trial: self._judge(trial, should_stop)) if self.params["judge"] == "vision" else None,
             ),
             on_stage=on_stage,
             on_plan=self._publish_plan,
@@ -257,6 +345,24 @@ class PlanningNode(Node):
         response.success = True  # the arm is halted either way
         response.message = "stopped the running trial" if running else "nothing was running; the arm is halted"
         return response
+
+    def _on_self_reset(self, request: SelfReset.Request, response: SelfReset.Response) -> SelfReset.Response:
+        busy = self.slot.take_for_goal()
+        if busy:
+            response.message = f"not reset: {busy}"
+            return response
+        self.slot.begin()
+        try:  # one arm: a reset holds the slot a trial would
+            result = self._self_reset(int(request.seed))
+        except Exception as exc:  # a bug of ours: answered (the run calls the operator), not left unanswered
+            self.get_logger().error(f"self-reset: internal error:\n{traceback.format_exc()}")
+            result = SelfReset.Response(success=False, message=f"internal error in the self-reset: {exc!r}")
+        finally:
+            self.slot.release()
+        self.get_logger().info(
+            f"self-reset (seed {request.seed}): {'done' if result.success else 'FAILED'}: {result.message}"
+        )
+        return result
 
     def _on_instruction(self, msg: String) -> None:
         """A dry run (or, with auto_execute, a trial) of a topic instruction, only when nothing runs."""

@@ -87,6 +87,8 @@ class RewardLoggerNode(Node):
             has_frames=all(part.width > 0 for part in (record.color, record.depth, record.camera_info)),
             has_prediction=len(record.prediction.tasks) > 0,
             has_scene=bool(record.has_scene),
+            has_after_frames=bool(record.has_after_frames)
+            and all(part.width > 0 for part in (record.after_color, record.after_depth)),
         )
         if refused:  # a forged or broken record: nothing is written, and the sender is told why
             response.logged, response.refused, response.message = False, True, f"refused, nothing logged: {refused}"

@@ -17,15 +17,19 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 from vla_r1_interfaces.action import ExecuteInstruction
 from vla_r1_interfaces.msg import SceneState
-from vla_r1_interfaces.srv import LogEpisode, ResetScene
+from vla_r1_interfaces.srv import LogEpisode, ResetScene, SelfReset
 
 from vla_r1_ros import topics
+from vla_r1_ros.core.frame_sync import FrameSetSync
 from vla_r1_ros.core.outcomes import FailureStage
 from vla_r1_ros.core.run_holds import hold_reason
 from vla_r1_ros.core.scene import Scene
+from vla_r1_ros.nodes.conversions import stamp_to_ns
+from vla_r1_ros.nodes.episode_msgs import FRAMES_QOS, FrameSet
 from vla_r1_ros.nodes.goals import send_goal_with_retry, wait_future
 from vla_r1_ros.nodes.reward_logger_node import LOGGED_QOS
 from vla_r1_ros.nodes.scene_msgs import scene_from_msg
@@ -37,6 +41,8 @@ GOAL_SENDS = 6  # ... this many times in all (30 s)
 SERVER_GONE_S = 2.0
 RESPAWN_WAIT_S = 120.0  # how long a call waits for the respawned server (a process restarts in ~10 s)
 RESET_ANSWER_S = 20.0  # a workcell reset unanswered this long is sent again (to a respawned simulator)
+SELF_RESET_WAIT_S = 300.0  # a self-reset moves every object in the tray: minutes on a slow real arm
+FRAME_SET_WAIT_S = 10.0
 
 
 class GraphUnavailable(RuntimeError):
@@ -53,6 +59,7 @@ class TrialClient(Node):
         super().__init__("vla_r1_trials")
         group = ReentrantCallbackGroup()
         self.reset_client = self.create_client(ResetScene, topics.RESET, callback_group=group)
+        self.self_reset_client = self.create_client(SelfReset, topics.SELF_RESET, callback_group=group)
         self.log_client = self.create_client(LogEpisode, topics.LOG_EPISODE, callback_group=group)
         self.execute_client = ActionClient(self, ExecuteInstruction, topics.EXECUTE_INSTRUCTION, callback_group=group)
         self._lock = threading.Lock()
@@ -229,6 +236,44 @@ class GraphClient:
             held=self.node.hold_reason,
         )
         return scene_from_msg(scenes[-1])
+
+    def self_reset(self, seed: int) -> SelfReset.Response:
+        """The planning node's self-reset (`vla_r1/self_reset`): the arm puts the scene back, then the camera
+        verifies it. GraphUnavailable when nobody serves it or it does not answer in SELF_RESET_WAIT_S."""
+        client = self.node.self_reset_client
+        if not client.wait_for_service(timeout_sec=RESPAWN_WAIT_S):
+            raise GraphUnavailable(f"no {topics.SELF_RESET} service in {RESPAWN_WAIT_S:.0f} s (planning node)")
+        return future_result(
+            client.call_async(SelfReset.Request(seed=seed)), SELF_RESET_WAIT_S, f"{topics.SELF_RESET} to answer"
+        )
+
+    def frame_set(self) -> FrameSet:
+        """One frame set (colour, aligned depth, camera info, the simulator's scene) captured from now on, as
+        the planning node matches them (`core.frame_sync`); subscribed only while it is waited for."""
+        sync = FrameSetSync(("color", "depth", "camera_info", "scene"))
+        since_ns = self.node.get_clock().now().nanoseconds
+        streams = (
+            ("color", Image, topics.COLOR),
+            ("depth", Image, topics.DEPTH),
+            ("camera_info", CameraInfo, topics.CAMERA_INFO),
+            ("scene", SceneState, topics.SCENE),
+        )
+        subscriptions = [
+            self.node.create_subscription(
+                kind, topic, lambda msg, stream=stream: sync.add(stream, stamp_to_ns(msg.header.stamp), msg), FRAMES_QOS
+            )
+            for stream, kind, topic in streams
+        ]
+        try:
+            found = sync.wait_for_set(since_ns, FRAME_SET_WAIT_S)
+        finally:
+            for subscription in subscriptions:
+                self.node.destroy_subscription(subscription)
+        if found is None:
+            raise GraphUnavailable(
+                f"no complete frame set in {FRAME_SET_WAIT_S:.0f} s ({sync.missing_set_reason(since_ns)})"
+            )
+        return FrameSet(found["color"], found["depth"], found["camera_info"], found["scene"])
 
     def execute(
         self, instruction: str, timeout_s: float, on_feedback: Callable[[str], None] | None = None

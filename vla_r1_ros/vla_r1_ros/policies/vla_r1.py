@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from vla_r1_ros.core import prompts
+from vla_r1_ros.core.prediction import model_id_with_adapter
 from vla_r1_ros.policies import answer_format
 from vla_r1_ros.policies.adapter import AdapterError, check_adapter
 from vla_r1_ros.policies.base import TextCallback
@@ -159,7 +160,7 @@ class VlaR1Policy:
     def __init__(self, settings: TransformersSettings):
         self.settings = settings
         # Every prediction (and so every episode) names what produced it: checkpoint and adapter.
-        self.model_id = f"{self.name}:{settings.model}" + (f"+adapter:{settings.adapter}" if settings.adapter else "")
+        self.model_id = model_id_with_adapter(f"{self.name}:{settings.model}", settings.adapter)
         self._loaded: LoadedModel | None = None
         self._load_lock = threading.Lock()
         self._grammar_compiler: Any = None

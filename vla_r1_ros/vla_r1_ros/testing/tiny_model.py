@@ -16,10 +16,12 @@ Two tokenizers:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 # Bump when anything below changes what is written, so cached checkpoints are rebuilt.
@@ -164,7 +166,33 @@ def make_tokenizer(kind: str):
     return tokenizer
 
 
-def tiny_config(tokenizer):
+@dataclass(frozen=True)
+class TinyModelSize:
+    """The language model's size, its weights' initial spread and the image size the checkpoint's
+    processor resizes to. The defaults are the test model's; `vla-r1 bench learning` trains a larger one
+    (config/learning_bench.yaml)."""
+
+    hidden_size: int = 64
+    intermediate_size: int = 128
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4  # head_dim = hidden_size / num_attention_heads
+    num_key_value_heads: int = 2
+    # Wider than the usual 0.02: with near-uniform logits greedy decoding repeats one token, and tests
+    # comparing decoding paths token by token would compare nothing. Training from it is slow, though.
+    initializer_range: float = TEXT_INITIALIZER_RANGE
+    max_pixels: int = QWEN2_5_VL_PREPROCESSOR["max_pixels"]  # the processor's resize bound (image tokens)
+
+
+def mrope_section(head_dim: int) -> list[int]:
+    """M-RoPE's split of a head's frequency pairs into temporal / height / width sections, in Qwen's
+    proportions (head_dim 128: [16, 24, 24]; 16: [2, 3, 3])."""
+    pairs = head_dim // 2
+    temporal = pairs // 4
+    height = (pairs - temporal) // 2
+    return [temporal, height, pairs - temporal - height]
+
+
+def tiny_config(tokenizer, size: TinyModelSize = TinyModelSize()):
     """A Qwen2.5-VL config with the real architecture at toy size, token ids taken from `tokenizer`."""
     from transformers import Qwen2_5_VLConfig
 
@@ -172,29 +200,30 @@ def tiny_config(tokenizer):
     return Qwen2_5_VLConfig(
         text_config={
             "vocab_size": len(tokenizer),
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
+            "hidden_size": size.hidden_size,
+            "intermediate_size": size.intermediate_size,
+            "num_hidden_layers": size.num_hidden_layers,
+            "num_attention_heads": size.num_attention_heads,
+            "num_key_value_heads": size.num_key_value_heads,
             "max_position_embeddings": 4096,
             "rms_norm_eps": 1e-6,
-            # head_dim 16: M-RoPE splits its 8 frequency pairs into temporal/height/width sections.
-            "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3], "rope_theta": 1000000.0},
+            "rope_scaling": {
+                "type": "mrope",
+                "mrope_section": mrope_section(size.hidden_size // size.num_attention_heads),
+                "rope_theta": 1000000.0,
+            },
             "bos_token_id": ids["<|endoftext|>"],
             "eos_token_id": ids["<|im_end|>"],
             "pad_token_id": ids["<|endoftext|>"],
             "tie_word_embeddings": True,
-            # Wider than the default 0.02: with near-uniform logits greedy decoding repeats one token,
-            # and tests comparing decoding paths token by token would compare nothing.
-            "initializer_range": TEXT_INITIALIZER_RANGE,
+            "initializer_range": size.initializer_range,
         },
         vision_config={
             "depth": 2,
             "hidden_size": 64,
             "intermediate_size": 128,
             "num_heads": 4,
-            "out_hidden_size": 64,
+            "out_hidden_size": size.hidden_size,
             "fullatt_block_indexes": [1],
             "window_size": 112,
             "patch_size": 14,
@@ -210,8 +239,8 @@ def tiny_config(tokenizer):
     )
 
 
-def _content_key(tokenizer_kind: str) -> str:
-    """What the checkpoint's bytes depend on: this file's source, the tokenizer kind, library versions."""
+def _content_key(tokenizer_kind: str, size: TinyModelSize) -> str:
+    """What the checkpoint's bytes depend on: this file's source, tokenizer kind, size, library versions."""
     import tokenizers
     import torch
     import transformers
@@ -219,10 +248,11 @@ def _content_key(tokenizer_kind: str) -> str:
     digest = hashlib.sha256(Path(__file__).read_bytes())
     digest.update(f"{BUILDER_VERSION}|{tokenizer_kind}|{transformers.__version__}|{tokenizers.__version__}".encode())
     digest.update(torch.__version__.encode())
+    digest.update(json.dumps(dataclasses.asdict(size), sort_keys=True).encode())
     return digest.hexdigest()[:16]
 
 
-def build_tiny_vla_r1(out_dir: str | Path, tokenizer: str = "bpe") -> Path:
+def build_tiny_vla_r1(out_dir: str | Path, tokenizer: str = "bpe", size: TinyModelSize = TinyModelSize()) -> Path:
     """Write (or reuse) a tiny random Qwen2.5-VL checkpoint in hub layout at `out_dir`; returns it.
 
     A stamp file holds a key of everything the contents depend on: a directory already built with the
@@ -230,7 +260,7 @@ def build_tiny_vla_r1(out_dir: str | Path, tokenizer: str = "bpe") -> Path:
     weights and a deterministic tokenizer training.
     """
     out = Path(out_dir)
-    key = _content_key(tokenizer)
+    key = _content_key(tokenizer, size)
     stamp = out / _STAMP_FILE
     if stamp.is_file() and stamp.read_text().strip() == key:
         return out
@@ -239,7 +269,7 @@ def build_tiny_vla_r1(out_dir: str | Path, tokenizer: str = "bpe") -> Path:
     from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
 
     tok = make_tokenizer(tokenizer)
-    config = tiny_config(tok)
+    config = tiny_config(tok, size)
     torch.manual_seed(0)
     model = Qwen2_5_VLForConditionalGeneration(config).to(torch.bfloat16).eval()
     model.generation_config = GenerationConfig(
@@ -255,7 +285,8 @@ def build_tiny_vla_r1(out_dir: str | Path, tokenizer: str = "bpe") -> Path:
     try:
         model.save_pretrained(staging, safe_serialization=True)
         tok.save_pretrained(staging)
-        (staging / "preprocessor_config.json").write_text(json.dumps(QWEN2_5_VL_PREPROCESSOR, indent=2) + "\n")
+        preprocessor = QWEN2_5_VL_PREPROCESSOR | {"max_pixels": size.max_pixels}
+        (staging / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2) + "\n")
         (staging / "chat_template.json").write_text(json.dumps({"chat_template": QWEN2_5_VL_CHAT_TEMPLATE}) + "\n")
         (staging / _STAMP_FILE).write_text(key + "\n")
         if out.exists():

@@ -26,23 +26,21 @@ from __future__ import annotations
 import csv
 import functools
 import logging
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from vla_r1_ros.core import rewards
 from vla_r1_ros.core.episodes import write_json_atomic
-from vla_r1_ros.training import loading
-from vla_r1_ros.training.loading import ADAPTER_DIR, LoraSettings
+from vla_r1_ros.training import loading, ranks
+from vla_r1_ros.training.loading import ADAPTER_DIR, TrainingSettings
 
 log = logging.getLogger(__name__)
 
 REWARD_CSV = "rewards.csv"
 LOG_HISTORY = "log_history.json"
 SETTINGS_FILE = "grpo_settings.json"
-RANKS_FILE = "ranks.json"  # world size and, per process, the steps and the rows (episode/task) it scored
 # Columns of rewards.csv, one row per logging step (TRL's metric names).
 REWARD_COLUMNS = (
     "step",
@@ -89,28 +87,19 @@ def _recording_episodes(function: Any, seen: list[str]) -> Any:
 
     @functools.wraps(function)
     def recorded(completions: Sequence[Any], **columns: Any) -> list[float]:
-        seen.extend(f"{episode}/{task}" for episode, task in zip(columns["episode"], columns["task"], strict=True))
+        seen.extend(ranks.row_names(columns["episode"], columns["task"]))
         return function(completions, **columns)
 
     return recorded
 
 
-def _write_ranks(output: Path, state: Any, steps: int, seen: list[str]) -> None:
-    """Gather every process's steps and scored episodes; the main process writes `ranks.json`."""
-    from accelerate.utils import gather_object
-
-    mine = {"rank": state.process_index, "steps": steps, "rows_scored": dict(sorted(Counter(seen).items()))}
-    ranks = gather_object([mine]) if state.num_processes > 1 else [mine]
-    if state.is_main_process:
-        report = {"world_size": state.num_processes, "ranks": sorted(ranks, key=lambda rank: rank["rank"])}
-        write_json_atomic(output / RANKS_FILE, report)
-
-
 @dataclass
-class GrpoSettings:
-    data: str  # export directory (or its hf/ folder)
-    model: str  # checkpoint directory or hub id in the local cache
-    output: str
+class GrpoSettings(TrainingSettings):
+    CPU_SMOKE: ClassVar[dict[str, Any]] = {
+        "num_generations": 2,
+        "max_completion_length": 32,
+    }
+
     num_generations: int = 5
     learning_rate: float = 3e-5
     beta: float = 0.01  # KL coefficient
@@ -119,46 +108,11 @@ class GrpoSettings:
     max_completion_length: int = 2048
     temperature: float = 1.0
     per_device_train_batch_size: int = 5  # one group of 5 per device step
-    gradient_accumulation_steps: int = 8
     num_train_epochs: float = 1.0
-    max_steps: int = -1
-    lora: bool = True
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    init_adapter: str = ""  # a PEFT adapter (e.g. `train-sft`'s) to go on training instead of a new LoRA
-    # Recompute activations in the backward pass: the memory that lets a 3B model train on one GPU, at the
-    # price of generating without a KV cache (transformers turns the cache off under checkpointing).
-    gradient_checkpointing: bool = True
-    quantization: str = "nf4"  # nf4 | int8 | none (bitsandbytes; GPU)
-    device: str = "auto"  # auto | cuda | cpu
-    logging_steps: int = 1
-    save_steps: int = 100
-    seed: int = 0
     # Rollouts through vLLM (TRL's `use_vllm`, GPU labs): none (model.generate) | server (a `vllm serve`
     # of the base model at vllm_server_base_url; TRL pushes the weights) | colocate (vLLM in each process).
     vllm_mode: str = "none"
     vllm_server_base_url: str = "http://127.0.0.1:8000"
-
-    def lora_settings(self) -> LoraSettings:
-        return LoraSettings(self.lora, self.lora_r, self.lora_alpha, self.lora_dropout, self.init_adapter)
-
-    @classmethod
-    def cpu_smoke(cls, data: str, model: str, output: str, **overrides: Any) -> GrpoSettings:
-        """Tiny settings that run in seconds on a CPU: they check the pipeline, not the learning."""
-        settings = {
-            "num_generations": 2,
-            "per_device_train_batch_size": 2,
-            "gradient_accumulation_steps": 1,
-            "max_completion_length": 32,
-            "max_steps": 2,
-            "lora_r": 8,
-            "lora_alpha": 16,
-            "gradient_checkpointing": False,  # memory is no concern here; cached generation is ~2.5x faster
-            "quantization": "none",
-            "device": "cpu",
-        }
-        return cls(data, model, output, **{**settings, **overrides})
 
 
 @dataclass
@@ -292,7 +246,7 @@ def train(settings: GrpoSettings) -> TrainResult:
     trainer.train()
     adapter = output / ADAPTER_DIR
     trainer.save_model(str(adapter))  # by the main process only
-    _write_ranks(output, state, trainer.state.global_step, seen)
+    ranks.write_ranks(output, state, trainer.state.global_step, seen)
     if state.is_main_process:
         write_json_atomic(output / LOG_HISTORY, trainer.state.log_history)
     return TrainResult(output, adapter, trainer.state.global_step, trainer.state.log_history, dropped)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 # LoRA on the language model's attention and MLP projections only. The vision tower has modules named
 # gate_proj / up_proj / down_proj too; a bare list of names would adapt them as well.
@@ -29,6 +29,53 @@ class LoraSettings:
     alpha: int
     dropout: float
     init_adapter: str  # "" = a new LoRA; else a PEFT adapter directory to go on training
+
+
+@dataclass
+class TrainingSettings:
+    """What SFT and GRPO runs share; each stage subclasses it with its own fields and defaults."""
+
+    # The smallest run that checks the pipeline on a CPU in seconds (not the learning); a stage adds its own.
+    CPU_SMOKE: ClassVar[dict[str, Any]] = {
+        "per_device_train_batch_size": 2,
+        "gradient_accumulation_steps": 1,
+        "max_steps": 2,
+        "lora_r": 8,
+        "lora_alpha": 16,
+        "gradient_checkpointing": False,  # memory is no concern here; cached generation is ~2.5x faster
+        "quantization": "none",
+        "device": "cpu",
+    }
+
+    data: str  # export directory (or its hf/ folder)
+    model: str  # checkpoint directory or hub id in the local cache
+    output: str
+    learning_rate: float = 1e-4
+    per_device_train_batch_size: int = 2
+    gradient_accumulation_steps: int = 8
+    num_train_epochs: float = 3.0
+    max_steps: int = -1
+    lora: bool = True
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    init_adapter: str = ""  # a PEFT adapter (e.g. `train-sft`'s) to go on training instead of a new LoRA
+    # Recompute activations in the backward pass: the memory that lets a 3B model train on one GPU, at the
+    # price of generating without a KV cache (transformers turns the cache off under checkpointing).
+    gradient_checkpointing: bool = True
+    quantization: str = "nf4"  # nf4 | int8 | none (bitsandbytes; GPU)
+    device: str = "auto"  # auto | cuda | cpu
+    logging_steps: int = 1
+    save_steps: int = 100
+    seed: int = 0
+
+    def lora_settings(self) -> LoraSettings:
+        return LoraSettings(self.lora, self.lora_r, self.lora_alpha, self.lora_dropout, self.init_adapter)
+
+    @classmethod
+    def cpu_smoke(cls, data: str, model: str, output: str, **overrides: Any) -> Self:
+        """`CPU_SMOKE` settings (the stage's own added), then `overrides`."""
+        return cls(data, model, output, **{**TrainingSettings.CPU_SMOKE, **cls.CPU_SMOKE, **overrides})
 
 
 @dataclass

@@ -23,55 +23,20 @@ from typing import Any
 
 from vla_r1_ros.core import rewards
 from vla_r1_ros.core.episodes import write_json_atomic
-from vla_r1_ros.training import loading
-from vla_r1_ros.training.loading import ADAPTER_DIR, LoraSettings, TrainingInputError
+from vla_r1_ros.training import loading, ranks
+from vla_r1_ros.training.loading import ADAPTER_DIR, TrainingInputError, TrainingSettings
 
 log = logging.getLogger(__name__)
 
 LOG_HISTORY = "log_history.json"
 SETTINGS_FILE = "sft_settings.json"
+ROW_COLUMN = "row"  # each training row's `episode/task`, noted per process for ranks.json
 _REASONING = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 
 
 @dataclass
-class SftSettings:
-    data: str  # export directory (or its hf/ folder)
-    model: str  # checkpoint directory or hub id in the local cache
-    output: str
-    learning_rate: float = 1e-4
-    per_device_train_batch_size: int = 2
-    gradient_accumulation_steps: int = 8
-    num_train_epochs: float = 3.0
-    max_steps: int = -1
-    lora: bool = True
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    init_adapter: str = ""
-    gradient_checkpointing: bool = True
-    quantization: str = "nf4"  # nf4 | int8 | none (bitsandbytes; GPU)
-    device: str = "auto"  # auto | cuda | cpu
-    logging_steps: int = 1
-    save_steps: int = 100
-    seed: int = 0
-
-    def lora_settings(self) -> LoraSettings:
-        return LoraSettings(self.lora, self.lora_r, self.lora_alpha, self.lora_dropout, self.init_adapter)
-
-    @classmethod
-    def cpu_smoke(cls, data: str, model: str, output: str, **overrides: Any) -> SftSettings:
-        """Tiny settings that run in seconds on a CPU: they check the pipeline, not the learning."""
-        settings = {
-            "per_device_train_batch_size": 2,
-            "gradient_accumulation_steps": 1,
-            "max_steps": 2,
-            "lora_r": 8,
-            "lora_alpha": 16,
-            "gradient_checkpointing": False,
-            "quantization": "none",
-            "device": "cpu",
-        }
-        return cls(data, model, output, **{**settings, **overrides})
+class SftSettings(TrainingSettings):
+    """SFT's settings are the shared ones (`loading.TrainingSettings`) with their defaults."""
 
 
 @dataclass
@@ -96,8 +61,8 @@ def target_problem(ground_truth: str) -> str | None:
 
 
 def sft_dataset(data: str):
-    """The export's usable records as TRL prompt-completion rows (`prompt`, `completion`, `image`) and
-    how many were dropped; TrainingInputError when none is usable or the export cannot be read."""
+    """The export's usable records as TRL prompt-completion rows (`prompt`, `completion`, `image`, and
+    `row`: which one) and how many were dropped; TrainingInputError when none is usable or the export cannot be read."""
     from vla_r1_ros.core.dataset import load_hf_dataset
 
     try:
@@ -115,16 +80,19 @@ def sft_dataset(data: str):
             f"no usable record in {data} ({before} record(s): {'; '.join(reasons) or 'the export is empty'})"
         )
     rows = usable.map(
-        lambda row: {"completion": [{"role": "assistant", "content": [{"type": "text", "text": row["ground_truth"]}]}]},
+        lambda row: {
+            "completion": [{"role": "assistant", "content": [{"type": "text", "text": row["ground_truth"]}]}],
+            ROW_COLUMN: ranks.row_names([row["episode"]], [row["task"]])[0],
+        },
         keep_in_memory=True,
     )
-    keep = ("prompt", "completion", "image")
+    keep = ("prompt", "completion", "image", ROW_COLUMN)
     return rows.remove_columns([c for c in rows.column_names if c not in keep]), before - len(usable)
 
 
 def train(settings: SftSettings) -> SftResult:
-    """Run SFT; writes `adapter/` (or the full model), `log_history.json` and `sft_settings.json` in
-    `settings.output`. Input is checked (records, `init_adapter`) before the model loads."""
+    """Run SFT; writes `adapter/` (or the full model), `log_history.json`, `sft_settings.json` and
+    `ranks.json` in `settings.output`. Input is checked (records, `init_adapter`) before the model loads."""
     from trl import SFTConfig, SFTTrainer
 
     dataset, dropped = sft_dataset(settings.data)
@@ -154,6 +122,7 @@ def train(settings: SftSettings) -> SftResult:
         save_steps=settings.save_steps,
         seed=settings.seed,
         report_to="none",
+        remove_unused_columns=False,  # the row column reaches the collator, which notes and drops it
     )
     trainer = SFTTrainer(
         model=loaded.model,
@@ -162,9 +131,12 @@ def train(settings: SftSettings) -> SftResult:
         processing_class=loaded.processor,
         peft_config=loaded.peft_config,
     )
+    seen: list[str] = []
+    trainer.data_collator = ranks.recording_rows(trainer.data_collator, ROW_COLUMN, seen)
     trainer.train()
     adapter = output / ADAPTER_DIR
     trainer.save_model(str(adapter))  # by the main process only
+    ranks.write_ranks(output, state, trainer.state.global_step, seen)
     if state.is_main_process:
         write_json_atomic(output / LOG_HISTORY, trainer.state.log_history)
     return SftResult(output, adapter, trainer.state.global_step, len(dataset), dropped, trainer.state.log_history)

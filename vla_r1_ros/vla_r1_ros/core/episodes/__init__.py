@@ -24,6 +24,7 @@ from vla_r1_ros.core.episodes.layout import (
     INDEX_FILE,
     LABELS_FILE,
     LABELS_SCHEMA_VERSION,
+    RECORDING_FILE,
     RUN_CONFIG_FILE,
     SCHEMA_VERSION,
     EpisodeIndexPending,
@@ -40,7 +41,7 @@ from vla_r1_ros.core.episodes.reading import (
     read_labels,
     write_labels,
 )
-from vla_r1_ros.core.episodes.record import CameraFrame, TrialLog
+from vla_r1_ros.core.episodes.record import CameraFrame, CameraJudgement, SimulatorVerdict, TrialLog
 from vla_r1_ros.core.episodes.references import (
     References,
     ReferenceSource,
@@ -58,15 +59,18 @@ __all__ = [
     "INDEX_FILE",
     "LABELS_FILE",
     "LABELS_SCHEMA_VERSION",
+    "RECORDING_FILE",
     "RUN_CONFIG_FILE",
     "SCHEMA_VERSION",
     "CameraFrame",
+    "CameraJudgement",
     "EpisodeIndexPending",
     "EpisodeNameError",
     "EpisodeStore",
     "EpisodeStoreError",
     "ReferenceSource",
     "References",
+    "SimulatorVerdict",
     "TrialLog",
     "episode_dir",
     "episode_document",

@@ -6,10 +6,40 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from vla_r1_ros.core.episodes.layout import COLOR_FILE, DEPTH_FILE, DEPTH_UNITS_M, EPISODES_DIR, SCHEMA_VERSION
-from vla_r1_ros.core.episodes.record import CameraFrame, TrialLog
+from vla_r1_ros.core.episodes.layout import (
+    AFTER_COLOR_FILE,
+    AFTER_DEPTH_FILE,
+    COLOR_FILE,
+    DEPTH_FILE,
+    DEPTH_UNITS_M,
+    EPISODES_DIR,
+    JUDGE_MASK_FILE,
+    SCHEMA_VERSION,
+)
+from vla_r1_ros.core.episodes.record import CameraFrame, CameraJudgement, TrialLog
 from vla_r1_ros.core.episodes.references import References, episode_rewards
 from vla_r1_ros.core.prediction import Prediction
+
+
+def judgement_files(judgement: CameraJudgement | None) -> dict[str, Any]:
+    """The files of the camera judge's evidence, by role (None for an image it does not have)."""
+    if judgement is None:
+        return {}
+    return {
+        "after_color": AFTER_COLOR_FILE if judgement.after.color is not None else None,
+        "after_depth": AFTER_DEPTH_FILE if judgement.after.depth is not None else None,
+        "judge_masks": {name: JUDGE_MASK_FILE.format(name) for name in judgement.masks},
+    }
+
+
+def judgement_json(record: TrialLog) -> dict[str, Any]:
+    """episode.json's `vision_judge` (the camera's verdict, or None) and the simulator's verdict beside it."""
+    simulator = record.simulator_verdict
+    return {
+        "vision_judge": None if record.camera_judgement is None else dict(record.camera_judgement.verdict),
+        "simulator_success": None if simulator is None else simulator.success,
+        "simulator_failure_stage": None if simulator is None else simulator.failure_stage,
+    }
 
 
 def episode_document(
@@ -32,6 +62,7 @@ def episode_document(
         "files": {
             "color": COLOR_FILE if frame.color is not None else None,
             "depth": DEPTH_FILE if frame.depth is not None else None,
+            **judgement_files(record.camera_judgement),
         },
         "camera": None if frame.camera_info is None else dict(frame.camera_info),
         "depth_units_m": DEPTH_UNITS_M,
@@ -46,6 +77,7 @@ def episode_document(
             "outcome_source": record.outcome_source,
             "message": record.message,
         },
+        **judgement_json(record),
         "references": references.to_json(),
         "rewards": episode_rewards(record, references),
         "notes": notes,
@@ -88,6 +120,9 @@ def index_entry(document: Mapping[str, Any]) -> dict[str, Any]:
         "failure_stage": document["outcome"]["failure_stage"],
         "outcome_source": document["outcome"].get("outcome_source", ""),
         "reference_source": document["references"]["source"],
+        # Who else judged: the camera's verdict in short, and the simulator's beside it (older logs: None).
+        "vision_judge": vision_summary(document.get("vision_judge")),
+        "simulator_success": document.get("simulator_success"),
         "rewards": {key: rewards_[key] for key in ("format", "region", "trajectory", "total", "success")},
         "stage_seconds": document["timings"],
         "has_color": document["files"]["color"] is not None,
@@ -95,3 +130,11 @@ def index_entry(document: Mapping[str, Any]) -> dict[str, Any]:
         "notes": document["notes"],
         "run_config": document.get("run_config"),
     }
+
+
+def vision_summary(verdict: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The camera judge's verdict as an index line carries it (without its long lists)."""
+    if verdict is None:
+        return None
+    keys = ("judged", "success", "failure_stage", "confidence", "asks_operator")
+    return {key: verdict.get(key) for key in keys}

@@ -6,6 +6,10 @@ episodes/000001/         one finished trial
     color.png            the colour frame the model saw (RGB, 8 bit)
     depth.png            the aligned depth frame (16 bit, millimetres, 0 = no depth)
     labels.json          operator labels (sidecar, optional)
+    after_color.png      the camera judge's frame set after the trial (`judge: vision`; optional)
+    after_depth.png
+    judge_<mask>.png     the masks the camera judge's verdict rests on (8 bit, 255 = in the mask)
+objects.json             the object registry of a camera-judged or self-reset run (`vla-r1 objects register`)
 run_config.json          what the run that wrote the log ran with (`vla-r1 trials`; optional); every
                          episode written while it is there names it with its SHA-256
 episodes/.tmp-000002/    an episode being written; never listed in the index
@@ -30,7 +34,14 @@ EPISODE_FILE = "episode.json"
 LABELS_FILE = "labels.json"
 COLOR_FILE = "color.png"
 DEPTH_FILE = "depth.png"
+AFTER_COLOR_FILE = "after_color.png"
+AFTER_DEPTH_FILE = "after_depth.png"
+JUDGE_MASK_FILE = "judge_{}.png"
 RUN_CONFIG_FILE = "run_config.json"
+OBJECT_REGISTRY_FILE = "objects.json"  # the objects the camera judge and the self-reset know (core.object_registry)
+# A recorded run (record:=true, --record): its bags, and each trial's span in its bag (trial_observers).
+BAGS_DIR = "bags"
+RECORDING_FILE = "recording.json"
 PLANNING_SPOOL_DIR = ".planning_outbox"  # the planning node's finished trials not yet confirmed (graph.py)
 LOCK_FILE = ".lock"
 TMP_PREFIX = ".tmp-"

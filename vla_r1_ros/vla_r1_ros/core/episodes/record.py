@@ -30,6 +30,8 @@ class TrialLog:
     message: str = ""
     prompts: tuple[str, ...] = ()  # the exact prompt text per task
     timings: Mapping[str, float] = field(default_factory=dict)  # stage -> seconds, in the order they ran
+    camera_judgement: CameraJudgement | None = None  # the camera judge's evidence and verdict, when it judged
+    simulator_verdict: SimulatorVerdict | None = None  # the simulator's own verdict, beside another judge's
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -52,3 +54,21 @@ class CameraFrame:
     def intrinsics(self) -> CameraIntrinsics | None:
         info = self.camera_info
         return None if info is None else CameraIntrinsics.from_k(info["width"], info["height"], info["k"])
+
+
+@dataclass(frozen=True)
+class CameraJudgement:
+    """What the camera judge (`core.vision_judge`) saw and said of a trial: the frame set captured after
+    it, the masks its verdict rests on, and the verdict (`VisionVerdict.to_json()`)."""
+
+    after: CameraFrame
+    masks: Mapping[str, np.ndarray] = field(default_factory=dict)  # name -> (H, W) bool
+    verdict: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SimulatorVerdict:
+    """The simulator's verdict of a trial another judge (the camera) judged: kept to audit that judge."""
+
+    success: bool
+    failure_stage: str = ""

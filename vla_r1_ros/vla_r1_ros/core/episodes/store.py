@@ -45,12 +45,15 @@ from vla_r1_ros.core.episodes.durable import (
     write_durable,
 )
 from vla_r1_ros.core.episodes.layout import (
+    AFTER_COLOR_FILE,
+    AFTER_DEPTH_FILE,
     COLOR_FILE,
     DEPTH_FILE,
     EPISODE_FILE,
     EPISODE_NAME,
     EPISODES_DIR,
     INDEX_FILE,
+    JUDGE_MASK_FILE,
     LOCK_FILE,
     RUN_CONFIG_FILE,
     TMP_PREFIX,
@@ -58,7 +61,7 @@ from vla_r1_ros.core.episodes.layout import (
     EpisodeStoreError,
 )
 from vla_r1_ros.core.episodes.reading import load_episode, parse_index
-from vla_r1_ros.core.episodes.record import CameraFrame, TrialLog
+from vla_r1_ros.core.episodes.record import CameraFrame, CameraJudgement, TrialLog
 from vla_r1_ros.core.episodes.references import References, ReferenceSource
 
 
@@ -173,10 +176,7 @@ class EpisodeStore:
             if record.trial_id in self._by_trial:
                 return self._by_trial[record.trial_id]
             episode = self.next_episode
-            files = {
-                COLOR_FILE: None if frame.color is None else encode_png(frame.color, "colour"),
-                DEPTH_FILE: None if frame.depth is None else encode_png(np.asarray(frame.depth, np.uint16), "depth"),
-            }
+            files = image_files(frame, record.camera_judgement)
             document = episode_document(episode, record, frame, references, list(notes), self._run_config())
             tmp = self.episodes / f"{TMP_PREFIX}{episode}"
             final = self.episodes / episode
@@ -226,3 +226,22 @@ class EpisodeStore:
             except OSError as exc:
                 raise store_error("append to", self.index_path, exc) from exc
             self._unindexed.pop(0)
+
+
+def image_files(frame: CameraFrame, judgement: CameraJudgement | None) -> dict[str, bytes | None]:
+    """An episode's images as PNG bytes by file name: the trial's frame set and the camera judge's evidence."""
+
+    def depth_png(depth: np.ndarray | None, what: str) -> bytes | None:
+        return None if depth is None else encode_png(np.asarray(depth, np.uint16), what)
+
+    files = {
+        COLOR_FILE: None if frame.color is None else encode_png(frame.color, "colour"),
+        DEPTH_FILE: depth_png(frame.depth, "depth"),
+    }
+    if judgement is not None:
+        after = judgement.after
+        files[AFTER_COLOR_FILE] = None if after.color is None else encode_png(after.color, "after colour")
+        files[AFTER_DEPTH_FILE] = depth_png(after.depth, "after depth")
+        for name, mask in judgement.masks.items():
+            files[JUDGE_MASK_FILE.format(name)] = encode_png(np.where(mask, 255, 0).astype(np.uint8), f"mask {name}")
+    return files
