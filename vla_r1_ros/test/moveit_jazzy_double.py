@@ -38,8 +38,19 @@ Where attached bodies live follows moveit2 `jazzy` at 4d841063574c31a21f69ae12a3
   `(robot_state, joint_model_group_name, verbose)`.
 So a RobotState made fresh from the robot model carries no attached body, and checking it never sees
 what the hand holds. Self-collisions are not modelled. Executing an arm
-trajectory moves the double's arm to its last waypoint (or its second, for a `stall_segment`); executing
-the hand to "close" leaves the fingers at `World.object_width_m` (0 when there is nothing to hold).
+trajectory moves the double's arm through its waypoints (`World.playback_period_s` each) to the last
+(or its second, for a `stall_segment`); executing the hand to "close" leaves the fingers at
+`World.object_width_m` (0 when there is nothing to hold).
+
+When the scene learns of the robot's motion follows moveit2 `jazzy` at the same commit:
+`moveit_ros/planning/planning_scene_monitor/src/planning_scene_monitor.cpp` takes the state monitor's
+joint states into the scene throttled (`dt_state_update_` 0.03 s), and `waitForCurrentRobotState(t,
+wait_time)` (bound without argument names, so positional only) waits until the state monitor holds a
+joint state stamped at or after `t` (`current_state_monitor.cpp` `waitForCurrentState`: the stamps are
+ROS time, and rclcpp refuses to compare times of different clocks), then updates the scene at once;
+`t` of 0 ns returns False. So the live scene's current state shows where the robot was until 30 ms after
+a motion ended, or until the executor waited for a fresh joint state; with `World.joint_states_flowing`
+False no state arrives and the wait fails after `wait_time`.
 """
 
 from __future__ import annotations
@@ -47,6 +58,7 @@ from __future__ import annotations
 import copy
 import sys
 import threading
+import time
 import types
 from typing import Any
 
@@ -258,6 +270,7 @@ PLANNING_FRAME = "panda_link0"
 HAND_STATES = {"open": 0.04, "close": 0.0}  # moveit_resources_panda's SRDF: each finger joint (m)
 ARM_STATES = {"ready": (0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785)}  # its "panda_arm" group_state "ready"
 PANDA_LINK8 = 7  # its index in PyBullet's panda.urdf
+STATE_UPDATE_PERIOD_S = 0.03  # planning_scene_monitor.cpp dt_state_update_: joint states into the scene
 
 
 class World:
@@ -265,9 +278,16 @@ class World:
 
     def __init__(self) -> None:
         self.calls: list[tuple] = []
+        # The robot's joints (a test may put them anywhere; the scene sees that at once). A motion the
+        # double executes reaches the scene's current state only as the monitor would (`seen_state`).
         self.arm_q = np.zeros(7)
         self.finger_q = HAND_STATES["open"]  # each finger joint
+        self.joint_states_flowing = True  # False: the robot's joint states stopped
+        self.playback_period_s = 0.002  # an executed arm trajectory's time per waypoint
+        self._seen: tuple[np.ndarray, float] = (self.arm_q.copy(), self.finger_q)
+        self._state_due: float | None = None  # when the scene takes the last motion's end (monotonic)
         self.object_width_m: float | None = None  # what the hand closes on (None: nothing)
+        self.slip_segment: int | None = None  # during this arm trajectory the held object slips out
         self.stall_segment: int | None = None  # this arm trajectory stops after its first sample
         self.untimeable = False  # apply_totg_time_parameterization fails
         self.arm_trajectories = 0
@@ -283,6 +303,36 @@ class World:
         self._fk_client = p.connect(p.DIRECT)
         p.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=self._fk_client)
         self._fk_robot = p.loadURDF(config["robot"]["urdf"], useFixedBase=True, physicsClientId=self._fk_client)
+
+    def seen_state(self) -> tuple[np.ndarray, float]:
+        """(arm, finger) as the planning scene monitor's scene has them: the robot's joints, except the
+        end of the last executed motion until STATE_UPDATE_PERIOD_S after it (while joint states flow)."""
+        due = self._state_due
+        if due is None or (self.joint_states_flowing and time.monotonic() >= due):
+            self._state_due = None
+            self._seen = (self.arm_q.copy(), self.finger_q)
+        return self._seen
+
+    def move_robot(self, arm_q: Any = None, finger_q: float | None = None, *, last: bool = True) -> None:
+        """The robot moved (an executed trajectory): the scene sees it at once while the motion goes on
+        and joint states flow; the motion's end (`last`) only after STATE_UPDATE_PERIOD_S."""
+        self.seen_state()
+        if arm_q is not None:
+            self.arm_q = np.array(arm_q, dtype=float)
+        if finger_q is not None:
+            self.finger_q = finger_q
+        if last or not self.joint_states_flowing:
+            self._state_due = time.monotonic() + STATE_UPDATE_PERIOD_S
+        else:
+            self._state_due = None
+
+    def wait_for_joint_state(self, wait_time: float) -> bool:
+        """A joint state after now reaches the scene (the state monitor's wait), or none within wait_time."""
+        if not self.joint_states_flowing:
+            time.sleep(wait_time)
+            return False
+        self._state_due = None
+        return True
 
     def close(self) -> None:
         self.kinematics.close()
@@ -525,9 +575,9 @@ class PlanningScene:
     def current_state(self) -> RobotState:
         """The scene's own state object (pybind reference_internal): changing it changes the scene."""
         if self._live:
-            world = _world()
-            self._state.set_joint_group_positions(ARM_GROUP, world.arm_q)
-            self._state.set_joint_group_positions(HAND_GROUP, [world.finger_q, world.finger_q])
+            arm_q, finger_q = _world().seen_state()
+            self._state.set_joint_group_positions(ARM_GROUP, arm_q)
+            self._state.set_joint_group_positions(HAND_GROUP, [finger_q, finger_q])
         return self._state
 
     @current_state.setter
@@ -712,6 +762,18 @@ class PlanningSceneMonitor:
     def read_write(self) -> LockedPlanningSceneContextManagerRW:
         return LockedPlanningSceneContextManagerRW(self._scene)
 
+    def wait_for_current_robot_state(self, t: Any, wait_time: float = 1.0, /) -> bool:
+        """`waitForCurrentRobotState(t, wait_time)`: `t` is an rclpy Time (the typecaster reads its
+        nanoseconds and clock type) of the joint states' clock, ROS time."""
+        from rclpy.clock import ClockType
+
+        _world().calls.append(("monitor", "wait_for_current_robot_state", t, wait_time))
+        if t.clock_type != ClockType.ROS_TIME:
+            raise RuntimeError("can't compare times with different time sources")
+        if t.nanoseconds == 0:
+            return False
+        return _world().wait_for_joint_state(wait_time)
+
 
 class TrajectoryExecutionManager:
     __slots__ = ()
@@ -756,14 +818,20 @@ class MoveItPy:
             goal = robot_trajectory._named_goal
             closing = goal == "close"
             width = world.object_width_m if closing and world.object_width_m is not None else None
-            world.finger_q = width / 2 if width is not None else HAND_STATES[goal]
+            world.move_robot(finger_q=width / 2 if width is not None else HAND_STATES[goal])
         elif robot_trajectory._named_goal is not None:  # a planned motion to an SRDF state ends there
-            world.arm_q = np.array(ARM_STATES[robot_trajectory._named_goal])
+            world.move_robot(ARM_STATES[robot_trajectory._named_goal])
             world.arm_trajectories += 1
         else:
             path = np.array([pt.positions for pt in msg.joint_trajectory.points])
-            stalled = world.arm_trajectories == world.stall_segment
-            world.arm_q = path[1] if stalled else path[-1]
+            if world.arm_trajectories == world.stall_segment:
+                path = path[:2]
+            for q in path[1:-1]:
+                world.move_robot(q, last=False)
+                time.sleep(world.playback_period_s)
+            # The object slipping out of closed fingers: they close to the "close" state on the way.
+            slipped = world.arm_trajectories == world.slip_segment and world.finger_q > HAND_STATES["close"]
+            world.move_robot(path[-1], HAND_STATES["close"] if slipped else None)
             world.arm_trajectories += 1
         return ExecutionStatus()
 

@@ -131,7 +131,31 @@ def test_the_arm_runs_exactly_the_validated_joint_path(fake_moveit):
     assert timings == [(speed, speed, totg["path_tolerance_rad"], totg["resample_dt_s"])] * len(segments)
     # No arm motion is planned anew: only the hand has a planning component that plans.
     assert {c[0] for c in world.calls if c[1] == "plan"} == {"hand"}
-    assert len(result.ee_path) == len(segments)
+    # Nothing is read from the scene after a motion before a joint state newer than its end arrived.
+    executes = [i for i, c in enumerate(world.calls) if c[1] == "execute"]
+    assert all(world.calls[i + 1][1] == "wait_for_current_robot_state" for i in executes)
+
+
+def tcp_of(executor, q):
+    return (double.WORLD.link8_pose(q) @ executor._link_T_tcp).translation
+
+
+def test_the_executed_path_is_read_from_joint_states_during_each_motion(fake_moveit):
+    """Dense: every waypoint the double's arm passes is seen by the sampler (10 ms each, read every
+    1 ms), not one point per segment; and every point is where a validated sample puts the TCP."""
+    fake, world = fake_moveit
+    executor = make_executor(fake)
+    validated = validated_plan(executor)
+    world.object_width_m, world.playback_period_s, executor.path_sample_period_s = 0.05, 0.01, 0.001
+    result = executor.execute(validated, lambda: False)
+    assert result.success, result.message
+    segments = [s for s in validated.steps if isinstance(s, MotionSegment)]
+    samples = np.vstack([s.joints for s in segments])
+    assert len(result.ee_path) >= 0.9 * len(samples) > 2 * len(segments)
+    reachable = np.array([tcp_of(executor, q) for q in samples])
+    for point in result.ee_path:
+        assert np.min(np.linalg.norm(reachable - point, axis=1)) < 1e-6
+    np.testing.assert_allclose(result.ee_path[-1], reachable[-1], atol=1e-6)  # it ends where the plan does
 
 
 def test_gripper_opens_first_closes_after_the_descent_and_opens_at_the_place(fake_moveit):
@@ -150,7 +174,9 @@ def test_an_empty_grasp_ends_at_grasp_and_the_arm_backs_up(fake_moveit):
     fake, world = fake_moveit
     executor = make_executor(fake)
     validated = validated_plan(executor)
-    world.object_width_m = None  # the fingers close on nothing: the hand's joint states read 0 mm
+    # The fingers close on nothing: the hand's joint states read 0 mm — once they reach the scene, 30 ms
+    # after the motion (the double's state monitor); read at once, they would still say "open", held.
+    world.object_width_m = None
     result = executor.execute(validated, lambda: False)
     assert not result.success and result.failure_stage == "grasp"
     assert "closed to 0 mm" in result.message and "nothing between the fingers" in result.message
@@ -160,6 +186,30 @@ def test_an_empty_grasp_ends_at_grasp_and_the_arm_backs_up(fake_moveit):
     assert [c[2] for c in world.calls if c[1] == "set_goal_state"] == ["open", "close", "open"]
     assert executed_groups(world) == ["hand", "arm", "arm", "hand", "hand", "arm"]
     np.testing.assert_allclose(world.arm_q, validated.steps[0].joints[-1])
+
+
+def test_an_object_slipping_out_during_the_carry_ends_at_grasp_judged_by_the_gripper(fake_moveit):
+    fake, world = fake_moveit
+    executor = make_executor(fake)
+    validated = validated_plan(executor)
+    world.object_width_m, world.slip_segment = 0.05, 3  # approach, descend, lift, carry: lost on the way
+    result = executor.execute(validated, lambda: False)
+    assert not result.success and result.failure_stage == "grasp"
+    assert "slipped out of the gripper during carry" in result.message and "closed to 0 mm" in result.message
+    assert result.outcome_source == "gripper" and is_judged(result.outcome_source, result.failure_stage)
+    assert len(arm_runs(world)) == 4  # no lower, no release: nothing is placed
+    assert [c[2] for c in world.calls if c[1] == "set_goal_state"] == ["open", "close"]
+
+
+def test_joint_states_that_stop_end_the_trial_at_execute_before_the_arm_moves(fake_moveit):
+    fake, world = fake_moveit
+    executor = make_executor(fake)
+    validated = validated_plan(executor)
+    world.joint_states_flowing, executor.state_wait_s = False, 0.05
+    result = executor.execute(validated, lambda: False)
+    assert not result.success and result.failure_stage == "execute"
+    assert "no joint state newer than the end of gripper open within 0.05 s" in result.message
+    assert arm_runs(world) == [] and result.outcome_source == OutcomeSource.NONE
 
 
 def test_a_grasp_on_a_thin_object_is_held(fake_moveit):

@@ -511,4 +511,5 @@ def test_a_trial_through_moveit_inside_the_planning_node_is_executed_logged_and_
     assert entry["trial_id"] == result.episode_id and document["plan"]["feasible"]
     assert entry["outcome_source"] == document["outcome"]["outcome_source"] == "none"
     assert not is_judged(entry["outcome_source"], entry["failure_stage"])  # no success until someone judges it
-    assert len(document["executed_ee_path"]) >= 4
+    # The path measured from joint states during the motions: more points than motions ran.
+    assert len(document["executed_ee_path"]) > world.arm_trajectories

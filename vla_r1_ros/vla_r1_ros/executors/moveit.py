@@ -26,11 +26,25 @@ scene carries no attached body, so checking one would never see what the hand ho
 sample is named by narrowing down on copies of the scene: which of our obstacles alone still collides,
 then which link stops colliding once the allowed collision matrix permits it.
 
+Fresh state: `MoveItPy.execute` returns when the controller reports the goal reached, but the planning
+scene's current state follows the robot's joint states only through the state monitor (and the scene
+takes them throttled, every 30 ms: planning_scene_monitor.cpp `dt_state_update_`). So after every motion
+the executor waits for a joint state stamped after it ended (`wait_for_current_robot_state`) before it
+reads anything: the tracking check, the finger width, the path. No such state within `state_wait_s`
+ends the trial at `execute`: a robot whose joint states stopped is not judged from old ones.
+
 Grasp verification: after closing, the hand group's joint positions (the Franka hand's finger joint
 states, as the planning scene monitor receives them) give the finger width; below `min_held_width_m`
 the grasp is empty, the trial fails at `grasp` — judged by the gripper (outcome_source `gripper`): that
-grasp certainly failed — and the arm opens and backs up the checked descent. Everything else an executed
-trial ends with is judged by nobody (outcome_source `none`): MoveIt has no model of where the objects are.
+grasp certainly failed — and the arm opens and backs up the checked descent. The width is read again
+after every segment the object is carried through (lift, carry, lower): fingers that closed past
+`min_held_width_m` on the way lost the object (a slip), the same certain `grasp` failure. Everything
+else an executed trial ends with is judged by nobody (outcome_source `none`): MoveIt has no model of
+where the objects are.
+
+The executed path: while each segment runs, a thread reads the TCP from the scene's current state every
+`path_sample_period_s` (the joint states the state monitor receives during the motion), so the episode's
+`executed_ee_path` is the measured path, densely, not one point per segment.
 
 Every moveit_py name used here exists in MoveIt 2's Jazzy bindings (moveit2 `jazzy`,
 `moveit_py/src/moveit/**` and `moveit_py/moveit/**/*.pyi`); test/moveit_jazzy_double.py mirrors them.
@@ -38,18 +52,21 @@ Every moveit_py name used here exists in MoveIt 2's Jazzy bindings (moveit2 `jaz
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 from geometry_msgs.msg import Pose
+from rclpy.clock import Clock, ClockType
 from trajectory_msgs.msg import JointTrajectoryPoint
 
 from vla_r1_ros.core.collision import HELD_OBJECT, Box, Collision, CollisionCheck, CollisionWorld
 from vla_r1_ros.core.geometry import RigidTransform
 from vla_r1_ros.core.outcomes import ExecutionResult, FailureStage, OutcomeSource
-from vla_r1_ros.core.planning import GripperAction, JointLimits, MotionSegment, ValidatedPlan
+from vla_r1_ros.core.planning import CARRYING_SEGMENTS, GripperAction, JointLimits, MotionSegment, ValidatedPlan
 from vla_r1_ros.executors.base import ExecutorBase, empty_grasp, require_validated
 from vla_r1_ros.nodes.conversions import pose_msg, transform_from_pose
 
@@ -112,6 +129,8 @@ class MoveItExecutor(ExecutorBase):
         self.ik_timeout_s = float(settings["ik_timeout_s"])
         self.totg = dict(settings["time_parameterization"])
         self.min_held_width_m = float(settings["min_held_width_m"])
+        self.state_wait_s = float(settings["state_wait_s"])
+        self.path_sample_period_s = float(settings["path_sample_period_s"])
         collision = settings["collision"]
         self.collision_group = str(collision["group"])
         self.collision_links = world.robot_links
@@ -125,10 +144,11 @@ class MoveItExecutor(ExecutorBase):
         )
         # Plan poses are of the TCP; MoveIt's IK is for pose_link: base_T_link = base_T_tcp · (link_T_tcp)^-1.
         self._link_T_tcp = RigidTransform.from_config(settings["tcp_in_pose_link"])
+        self._monitor = moveit.get_planning_scene_monitor()
         self._hand = moveit.get_planning_component(self.hand_group)
         self._arm = moveit.get_planning_component(self.group)
         self.obstacles = world.obstacles
-        with moveit.get_planning_scene_monitor().read_write() as scene:
+        with self._monitor.read_write() as scene:
             for box in self.obstacles:
                 scene.apply_collision_object(self._object_msg(box, self.base_frame, box.pose))
 
@@ -138,11 +158,11 @@ class MoveItExecutor(ExecutorBase):
         return self._limits
 
     def joint_positions(self) -> np.ndarray:
-        with self.moveit.get_planning_scene_monitor().read_only() as scene:
+        with self._monitor.read_only() as scene:
             return np.asarray(scene.current_state.get_joint_group_positions(self.group), dtype=float)
 
     def tcp_pose(self) -> RigidTransform:
-        with self.moveit.get_planning_scene_monitor().read_only() as scene:
+        with self._monitor.read_only() as scene:
             link_pose = transform_from_pose(scene.current_state.get_pose(self.pose_link))
         return link_pose @ self._link_T_tcp
 
@@ -209,7 +229,7 @@ class MoveItExecutor(ExecutorBase):
     def collision_check(self, grasp_point: np.ndarray, held: Box) -> CollisionCheck:
         """MoveIt's own check on copies of the live planning scene, one without and one with the held
         object. `grasp_point` is not needed: MoveIt's scene holds no model of the objects to pick."""
-        with self.moveit.get_planning_scene_monitor().read_only() as live:
+        with self._monitor.read_only() as live:
             free = copy.copy(live)
         carrying = copy.copy(free)
         carrying.process_attached_collision_object(self._held_msg(held))
@@ -253,7 +273,7 @@ class MoveItExecutor(ExecutorBase):
     def finger_width(self) -> float:
         """How far apart the fingers are now: the hand group's joints (each finger's travel) as the
         planning scene monitor has them from the Franka hand's joint states."""
-        with self.moveit.get_planning_scene_monitor().read_only() as scene:
+        with self._monitor.read_only() as scene:
             fingers = np.asarray(scene.current_state.get_joint_group_positions(self.hand_group), dtype=float)
         # Two finger joints (one a mimic) or one: either way twice the mean travel.
         return float(2.0 * np.mean(fingers))
@@ -268,7 +288,7 @@ class MoveItExecutor(ExecutorBase):
         ]
         trajectory = self._trajectory_type(self.moveit.get_robot_model())
         trajectory.joint_model_group_name = self.group
-        with self.moveit.get_planning_scene_monitor().read_only() as scene:
+        with self._monitor.read_only() as scene:
             trajectory.set_robot_trajectory_msg(scene.current_state, msg)  # fingers etc. as they are now
         speed = plan.plan.speed_scaling
         timed = trajectory.apply_totg_time_parameterization(
@@ -296,10 +316,10 @@ class MoveItExecutor(ExecutorBase):
         self, plan: ValidatedPlan, samples: np.ndarray, from_joints: np.ndarray, stopping: Callable[[], bool]
     ) -> list[np.ndarray]:
         trajectory = self.joint_trajectory(plan, samples, from_joints)
-        if trajectory is None or stopping():
-            return []
-        self._run(trajectory, "retreat after an empty grasp")
-        return [self.tcp_pose().translation]
+        path: list[np.ndarray] = []
+        if trajectory is not None and not stopping():
+            self._run(trajectory, "retreat after an empty grasp", path)
+        return path
 
     def _move_gripper(self, state: str, what: str) -> tuple[FailureStage | None, str]:
         """Plan and execute the hand to a named state; (None, "") on success, else (failure_stage, message)."""
@@ -322,15 +342,56 @@ class MoveItExecutor(ExecutorBase):
         stage, message = self._move_to_named(self._arm, self.observe_state, f"the observe pose {self.observe_state!r}")
         return message if stage else ""
 
-    def _run(self, trajectory: Any, what: str) -> tuple[FailureStage | None, str]:
+    def _run(self, trajectory: Any, what: str, path: list[np.ndarray] | None = None) -> tuple[FailureStage | None, str]:
+        """Execute `trajectory` and wait for the joint states that show where it ended; (None, "") on
+        success, else (failure_stage, message). `path`: the TCP positions measured during the motion are
+        appended to it, the one it ended at last."""
         if self._stop.is_set():  # stopped while preparing: nothing is executing yet, so do not start
             return FailureStage.CANCELLED, f"stopped before {what}"
-        status = self.moveit.execute(trajectory, controllers=[])
+        with self._sampling_tcp(path):
+            status = self.moveit.execute(trajectory, controllers=[])
         if self._stop.is_set():
             return FailureStage.CANCELLED, f"stopped during {what}"
         if not status:
             return FailureStage.EXECUTE, f"execution of {what} failed: {getattr(status, 'status', status)}"
+        if not self._wait_for_fresh_state():
+            return FailureStage.EXECUTE, (
+                f"no joint state newer than the end of {what} within {self.state_wait_s:g} s: "
+                "the robot's joint states stopped (is joint_state_broadcaster running?)"
+            )
+        if path is not None:
+            path.append(self.tcp_pose().translation)
         return None, ""
+
+    def _wait_for_fresh_state(self) -> bool:
+        """Whether the scene's current state got a joint state stamped after now within state_wait_s.
+        The time is ROS time: the state monitor compares it with the joint states' header stamps."""
+        return bool(
+            self._monitor.wait_for_current_robot_state(Clock(clock_type=ClockType.ROS_TIME).now(), self.state_wait_s)
+        )
+
+    @contextlib.contextmanager
+    def _sampling_tcp(self, path: list[np.ndarray] | None) -> Iterator[None]:
+        """While the block runs, append the TCP position to `path` every path_sample_period_s (a new
+        position only: the arm standing still adds nothing)."""
+        if path is None:
+            yield
+            return
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(self.path_sample_period_s):
+                point = self.tcp_pose().translation
+                if not path or not np.array_equal(point, path[-1]):
+                    path.append(point)
+
+        sampler = threading.Thread(target=sample, name="tcp-path-sampler", daemon=True)
+        sampler.start()
+        try:
+            yield
+        finally:
+            done.set()
+            sampler.join()
 
     def execute(self, plan: ValidatedPlan, should_stop: Callable[[], bool], instruction: str = "") -> ExecutionResult:
         # `instruction` is not judged here: MoveIt has no scene model to tell which object reached the
@@ -343,6 +404,7 @@ class MoveItExecutor(ExecutorBase):
         if drift:
             return result.fail(FailureStage.EXECUTE, drift)
         joints = plan.start_joints
+        holding = False  # between a grasp the fingers confirmed and the release
         # The hand must be open before the approach, whatever it did last.
         for step in (GripperAction("open", close=False), *plan.steps):
             if stopping():
@@ -351,13 +413,22 @@ class MoveItExecutor(ExecutorBase):
                 trajectory = self.joint_trajectory(plan, step.joints, joints)
                 if trajectory is None:
                     return result.fail(FailureStage.EXECUTE, f"TOTG could not time the validated {step.name} path")
-                stage, message = self._run(trajectory, step.name)
-                result.ee_path.append(self.tcp_pose().translation)
+                stage, message = self._run(trajectory, step.name, result.ee_path)
                 if stage:
                     return result.fail(stage, message)
                 error = plan.tracking_error(step, self.joint_positions())
                 if error:
                     return result.fail(FailureStage.EXECUTE, error)
+                if holding and step.name in CARRYING_SEGMENTS:
+                    width = self.finger_width()
+                    if empty_grasp(width, self.min_held_width_m):
+                        # Fingers that close past an object's width on the way hold nothing any more.
+                        result.outcome_source = OutcomeSource.GRIPPER
+                        return result.fail(
+                            FailureStage.GRASP,
+                            f"the object slipped out of the gripper during {step.name}: the fingers closed to "
+                            f"{width * 1000:.0f} mm (< {self.min_held_width_m * 1000:.0f} mm)",
+                        )
                 joints = step.joints[-1]
             elif isinstance(step, GripperAction):
                 state = self.gripper_states["close" if step.close else "open"]
@@ -369,11 +440,15 @@ class MoveItExecutor(ExecutorBase):
                     failed = {"grasp": FailureStage.GRASP, "release": FailureStage.PLACE}
                     return result.fail(failed.get(step.name, FailureStage.EXECUTE), message)
                 if step.close:
+                    # The hand stalling on an object is not a failed _run: wait for its joint states here.
+                    if stage and not self._wait_for_fresh_state():
+                        return result.fail(FailureStage.EXECUTE, f"no joint state after gripper {step.name}")
                     empty = empty_grasp(self.finger_width(), self.min_held_width_m)
                     if empty:
                         # The one certain verdict on a real arm: the fingers closed on nothing.
                         result.outcome_source = OutcomeSource.GRIPPER
                         return self._grasp_failed(result, plan, empty, joints, stopping)
+                holding = step.close
         # Without a scene model MoveIt cannot tell whether the object reached the tray; success here
         # means the whole validated motion executed (judged by nobody: outcome_source none).
         result.success, result.message = True, "pick-and-place motion executed"
