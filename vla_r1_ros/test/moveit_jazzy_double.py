@@ -7,8 +7,9 @@ Written from MoveIt's Jazzy sources, and exposing only names that exist there:
   robot_model,collision_detection,planning_interface,controller_manager}.pyi` and the pybind sources
   `moveit_py/src/moveit/moveit_ros/moveit_cpp/{moveit_cpp,planning_component}.cpp`,
   `moveit_py/src/moveit/moveit_ros/planning_scene_monitor/planning_scene_monitor.cpp`,
+  `moveit_py/src/moveit/moveit_ros/trajectory_execution_manager/trajectory_execution_manager.cpp`,
   `moveit_py/src/moveit/moveit_core/{planning_scene/planning_scene.cpp,robot_state/robot_state.cpp,
-  robot_trajectory/robot_trajectory.cpp,robot_model/robot_model.cpp,
+  robot_trajectory/robot_trajectory.cpp,robot_model/robot_model.cpp,robot_model/joint_model_group.cpp,
   collision_detection/collision_matrix.cpp,planning_interface/planning_response.cpp,
   controller_manager/controller_manager.cpp}` (method and keyword names as in their `.def(...)`);
 - moveit_msgs, branch `ros2` at ec3ba4bfa2ec37df576bcf7a087e5a4ab88d79a4 (version 2.6.0, Jazzy's
@@ -183,6 +184,17 @@ JAZZY_API: dict[str, frozenset[str]] = {
         }
     ),
     "AllowedCollisionMatrix": frozenset({"clear", "get_entry", "remove_entry", "set_entry"}),
+    "JointModelGroup": frozenset(
+        {
+            "name",
+            "link_model_names",
+            "joint_model_names",
+            "active_joint_model_names",
+            "active_joint_model_bounds",
+            "eef_name",
+            "satisfies_position_bounds",
+        }
+    ),
     "RobotModel": frozenset(
         {
             "name",
@@ -269,6 +281,13 @@ ARM_GROUP, HAND_GROUP = "panda_arm", "hand"
 PLANNING_FRAME = "panda_link0"
 HAND_STATES = {"open": 0.04, "close": 0.0}  # moveit_resources_panda's SRDF: each finger joint (m)
 ARM_STATES = {"ready": (0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785)}  # its "panda_arm" group_state "ready"
+# Its groups: panda_arm the chain panda_link0 -> panda_link8, hand the hand and both fingers.
+GROUP_LINKS = {
+    ARM_GROUP: tuple(f"panda_link{i}" for i in range(1, 9)),
+    HAND_GROUP: ("panda_hand", "panda_leftfinger", "panda_rightfinger"),
+}
+GROUP_JOINTS = {ARM_GROUP: tuple(f"panda_joint{i}" for i in range(1, 8)), HAND_GROUP: ("panda_finger_joint1",)}
+NAMED_STATES = {ARM_GROUP: tuple(ARM_STATES), HAND_GROUP: tuple(HAND_STATES)}
 PANDA_LINK8 = 7  # its index in PyBullet's panda.urdf
 STATE_UPDATE_PERIOD_S = 0.03  # planning_scene_monitor.cpp dt_state_update_: joint states into the scene
 
@@ -283,6 +302,7 @@ class World:
         self.arm_q = np.zeros(7)
         self.finger_q = HAND_STATES["open"]  # each finger joint
         self.joint_states_flowing = True  # False: the robot's joint states stopped
+        self.controlled_groups = {ARM_GROUP, HAND_GROUP}  # groups an active controller can move
         self.playback_period_s = 0.002  # an executed arm trajectory's time per waypoint
         self._seen: tuple[np.ndarray, float] = (self.arm_q.copy(), self.finger_q)
         self._state_due: float | None = None  # when the scene takes the last motion's end (monotonic)
@@ -422,12 +442,38 @@ def _boxes(msg: CollisionObject) -> list[Box]:
 # --- moveit.core ------------------------------------------------------------------------------------
 
 
+class JointModelGroup:
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def link_model_names(self) -> list[str]:
+        return list(GROUP_LINKS[self._name])
+
+    @property
+    def active_joint_model_names(self) -> list[str]:
+        return list(GROUP_JOINTS[self._name])
+
+
 class RobotModel:
     __slots__ = ()
 
     @property
     def name(self) -> str:
         return "panda"
+
+    def has_joint_model_group(self, joint_model_group_name: str) -> bool:
+        return joint_model_group_name in GROUP_LINKS
+
+    def get_joint_model_group(self, joint_model_group_name: str) -> JointModelGroup | None:
+        """`getJointModelGroup`: a missing group is logged and null (None)."""
+        return JointModelGroup(joint_model_group_name) if joint_model_group_name in GROUP_LINKS else None
 
 
 class RobotState:
@@ -699,6 +745,10 @@ class PlanningComponent:
     def planning_group_name(self) -> str:
         return self._group
 
+    @property
+    def named_target_states(self) -> list[str]:
+        return list(NAMED_STATES.get(self._group, ()))
+
     def set_start_state_to_current_state(self) -> None:
         _world().calls.append((self._group, "set_start_state_to_current_state"))
 
@@ -780,6 +830,9 @@ class TrajectoryExecutionManager:
 
     def stop_execution(self, auto_clear: bool = True) -> None:
         _world().stops += 1
+
+    def ensure_active_controllers_for_group(self, group: str) -> bool:
+        return group in _world().controlled_groups
 
 
 class MoveItPy:
@@ -866,6 +919,7 @@ def install(monkeypatch: Any) -> tuple[MoveItPy, World]:
     modules["moveit.core.robot_state"].RobotState = RobotState
     modules["moveit.core.robot_trajectory"].RobotTrajectory = RobotTrajectory
     modules["moveit.core.robot_model"].RobotModel = RobotModel
+    modules["moveit.core.robot_model"].JointModelGroup = JointModelGroup
     modules["moveit.core.planning_scene"].PlanningScene = PlanningScene
     modules["moveit.core.collision_detection"].AllowedCollisionMatrix = AllowedCollisionMatrix
     modules["moveit.core.planning_interface"].MotionPlanResponse = MotionPlanResponse
@@ -880,5 +934,5 @@ def install(monkeypatch: Any) -> tuple[MoveItPy, World]:
 
 DOUBLES = (MoveItPy, PlanningComponent, PlanningSceneMonitor, LockedPlanningSceneContextManagerRO,
            LockedPlanningSceneContextManagerRW, TrajectoryExecutionManager, PlanningScene, AllowedCollisionMatrix,
-           RobotModel, RobotState, RobotTrajectory, MotionPlanResponse, ExecutionStatus, CollisionObject,
-           AttachedCollisionObject, RobotTrajectoryMsg)  # fmt: skip
+           JointModelGroup, RobotModel, RobotState, RobotTrajectory, MotionPlanResponse, ExecutionStatus,
+           CollisionObject, AttachedCollisionObject, RobotTrajectoryMsg)  # fmt: skip

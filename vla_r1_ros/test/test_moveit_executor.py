@@ -393,6 +393,37 @@ def test_the_doctor_cycles_the_empty_gripper_through_its_named_states(fake_movei
     assert opened == pytest.approx(SETTINGS["gripper_opening_m"]) and closed < SETTINGS["min_held_width_m"]
 
 
+def test_the_doctor_finds_every_name_the_config_gives_moveit(fake_moveit):
+    fake, _ = fake_moveit
+    assert make_executor(fake).configuration_problems() == []
+
+
+def test_the_doctor_names_each_group_link_state_and_controller_the_robot_lacks(fake_moveit):
+    """A config written for another robot's MoveIt setup, and a hand whose controller is not running."""
+    fake, world = fake_moveit
+    from vla_r1_ros.executors.moveit import MoveItExecutor
+
+    settings = copy.deepcopy(SETTINGS)
+    settings["observe_state"] = "look_at_table"
+    settings["collision"]["hand_touch_links"] = ["panda_hand", "fr3_leftfinger"]
+    settings["joint_limits"]["names"] = [f"fr3_joint{i}" for i in range(1, 8)]
+    world.controlled_groups = {"panda_arm"}
+    executor = MoveItExecutor(fake, settings, CollisionWorld.from_config(WORKCELL, CAMERA))
+    assert executor.configuration_problems() == [
+        "group 'panda_arm' moves ['panda_joint1', 'panda_joint2', 'panda_joint3', 'panda_joint4', 'panda_joint5', "
+        "'panda_joint6', 'panda_joint7'], not joint_limits.names ['fr3_joint1', 'fr3_joint2', 'fr3_joint3', "
+        "'fr3_joint4', 'fr3_joint5', 'fr3_joint6', 'fr3_joint7']",
+        "no active controller moves group 'hand'",
+        "link 'fr3_leftfinger' is in neither group",
+        "no SRDF state 'look_at_table' for group 'panda_arm'",
+    ]
+    settings["hand_group"] = "gripper"
+    assert (
+        "no joint model group 'gripper' in the robot's SRDF"
+        in MoveItExecutor(fake, settings, CollisionWorld.from_config(WORKCELL, CAMERA)).configuration_problems()
+    )
+
+
 def test_the_observe_pose_is_planned_by_moveit_to_the_srdf_state_and_the_fingers_are_read(fake_moveit):
     """The camera judge's observe pose on a real arm: the arm group planned to config/moveit_py.yaml's
     `observe_state` (panda.srdf "ready") from the current state, then executed (the double: moveit2 jazzy

@@ -250,6 +250,21 @@ def check_arm(joints: np.ndarray, lower: np.ndarray, upper: np.ndarray, names: S
     return Check("arm joints", Verdict.OK, f"{len(names)} joints inside their limits")
 
 
+def check_arm_configuration(executor: str, problems: Sequence[str]) -> Check:
+    """The names the executor's config uses (groups, links, named states, controllers) exist on the arm."""
+    if problems:
+        return Check(
+            "arm configuration",
+            Verdict.FAIL,
+            "; ".join(problems),
+            "make config/moveit_py.yaml `vla_r1` name the robot's SRDF groups, links and states, and start "
+            "its controllers (ros2 control list_controllers)"
+            if executor == "moveit"
+            else "check config/workcell.yaml",
+        )
+    return Check("arm configuration", Verdict.OK, "every group, link, named state and controller the config names")
+
+
 def check_gripper(open_m: float, closed_m: float, opening_m: float, min_held_m: float) -> Check:
     """An empty gripper opened and closed: it opens to its opening and closes to below what means held."""
     detail = f"opened to {open_m * 1000:.0f} mm (of {opening_m * 1000:.0f}), closed empty to {closed_m * 1000:.0f} mm"

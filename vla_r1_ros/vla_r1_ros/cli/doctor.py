@@ -22,6 +22,7 @@ from vla_r1_ros.doctor import (
     DoctorSettings,
     Verdict,
     check_arm,
+    check_arm_configuration,
     check_dds,
     check_decision,
     check_depth_fill,
@@ -124,13 +125,16 @@ def expected_tray(frame, workcell_config) -> TrayPose:
 
 
 def arm_checks(args: argparse.Namespace, config: PackageConfig, workcell) -> list[Check]:
-    """The arm's joint state, and its empty gripper opened and closed."""
+    """The names the config gives the arm, its joint state, and its empty gripper opened and closed."""
     try:
         arm = make_executor(args.executor, config, sim_workcell=lambda: workcell)
     except (ImportError, RuntimeError, ValueError) as exc:
         return [Check("arm", Verdict.FAIL, f"{args.executor}: {type(exc).__name__}: {exc}", _arm_fix(args.executor))]
     limits = arm.joint_limits()
-    checks = [check_arm(arm.joint_positions(), limits.lower, limits.upper, arm.joint_names)]
+    checks = [
+        check_arm_configuration(args.executor, arm.configuration_problems()),
+        check_arm(arm.joint_positions(), limits.lower, limits.upper, arm.joint_names),
+    ]
     try:
         opened, closed = arm.cycle_gripper()
     except RuntimeError as exc:

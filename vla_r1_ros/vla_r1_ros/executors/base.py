@@ -74,6 +74,11 @@ class ArmExecutor(Protocol):
         """How far apart the fingers are now (m): what a real gripper tells of what it holds."""
         ...
 
+    def configuration_problems(self) -> list[str]:
+        """What the executor's config names (groups, links, named states, controllers) that the arm
+        lacks, one line each (`vla-r1 doctor`)."""
+        ...
+
     def observe(self, should_stop: Callable[[], bool]) -> str:
         """Move the arm to its observe pose, clear of the table and the tray in the camera's view (the
         camera judge's after frame set, the self-reset's frames); "" once there, else why not."""

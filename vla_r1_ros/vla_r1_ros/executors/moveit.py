@@ -152,6 +152,40 @@ class MoveItExecutor(ExecutorBase):
             for box in self.obstacles:
                 scene.apply_collision_object(self._object_msg(box, self.base_frame, box.pose))
 
+    def configuration_problems(self) -> list[str]:
+        """What moveit_py.yaml names that this robot's MoveIt setup lacks: the arm and hand groups (the
+        arm's joints as `joint_limits.names`), the pose, collision and touch links in them, the SRDF
+        states for the gripper and the observe pose, an active controller for each group."""
+        model = self.moveit.get_robot_model()
+        problems, links = [], set()
+        for group in (self.group, self.hand_group):
+            joint_group = model.get_joint_model_group(group) if model.has_joint_model_group(group) else None
+            if joint_group is None:
+                problems.append(f"no joint model group {group!r} in the robot's SRDF")
+                continue
+            links.update(joint_group.link_model_names)
+            if group == self.group and tuple(joint_group.active_joint_model_names) != self.joint_names:
+                problems.append(
+                    f"group {group!r} moves {list(joint_group.active_joint_model_names)}, "
+                    f"not joint_limits.names {list(self.joint_names)}"
+                )
+            if not self.moveit.get_trajectory_execution_manager().ensure_active_controllers_for_group(group):
+                problems.append(f"no active controller moves group {group!r}")
+        if links:
+            named = (self.pose_link, *self.collision_links, *self.touch_links)
+            problems += [f"link {link!r} is in neither group" for link in dict.fromkeys(named) if link not in links]
+        for component, states in (
+            (self._arm, (self.observe_state,)),
+            (self._hand, tuple(self.gripper_states.values())),
+        ):
+            known = set(component.named_target_states)
+            problems += [
+                f"no SRDF state {state!r} for group {component.planning_group_name!r}"
+                for state in states
+                if state not in known
+            ]
+        return problems
+
     # --- kinematics for the validator ------------------------------------------------------------
 
     def joint_limits(self) -> JointLimits:
