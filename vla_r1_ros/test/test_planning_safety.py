@@ -21,6 +21,7 @@ from vla_r1_ros.core.planning import (
     ValidatedPlan,
     grasp_candidates,
     grasp_yaw,
+    held_object_box,
     pick_waypoint_index,
     plan_pick_and_place,
     top_down_orientation,
@@ -272,12 +273,45 @@ def test_a_grasp_turned_about_the_vertical_spans_the_footprint_across_its_new_di
     assert plan.turned_half().grasp_width_m == pytest.approx(0.03)
 
 
+def test_a_shifted_grasp_holds_the_object_off_centre_and_carries_it_to_the_same_place(params):
+    """The hand moves along its fingers' length at every pose; the object (held -shift from the TCP) is
+    picked from and placed at the same points, so the task is unchanged."""
+    plan = plan_pick_and_place(replace(surface(), length_m=0.07, width_m=0.03), waypoints(), params)
+    shifted = plan.shifted(0.012)
+    along = plan.grasp.rotation.apply([1.0, 0.0, 0.0])
+    for before, after in zip(
+        (plan.pre_grasp, plan.grasp, *plan.carry_waypoints, plan.place),
+        (shifted.pre_grasp, shifted.grasp, *shifted.carry_waypoints, shifted.place),
+        strict=True,
+    ):
+        np.testing.assert_allclose(after.translation - before.translation, 0.012 * along, atol=1e-12)
+        np.testing.assert_allclose(after.rotation.as_matrix(), before.rotation.as_matrix())
+    held, held_shifted = held_object_box(plan, 0.0), held_object_box(shifted, 0.0)
+    object_at_grasp = plan.grasp.apply(held.pose.translation)
+    np.testing.assert_allclose(shifted.grasp.apply(held_shifted.pose.translation), object_at_grasp, atol=1e-12)
+    np.testing.assert_allclose(
+        shifted.place.apply(held_shifted.pose.translation), plan.place.apply(held.pose.translation), atol=1e-12
+    )
+    assert shifted.grasp_width_m == plan.grasp_width_m
+
+
+def test_shifted_candidates_follow_every_turn_only_where_the_fingertips_still_hold_the_object(params):
+    """A 70 x 30 mm box: held across its width, 35 mm of it lies along the fingers' length on each
+    side, so a 12 mm shift leaves a 20 mm pad on it; turned 90 deg, only 15 mm does, and it is not tried."""
+    sampling = PlanningParams(grasp_yaw_offsets_deg=(0.0, 90.0), grasp_shifts_m=(0.012, -0.012), finger_pad_m=0.02)
+    plan = plan_pick_and_place(replace(surface(), length_m=0.07, width_m=0.03), waypoints(), params)
+    names = [name for name, _ in grasp_candidates(plan, sampling)]
+    assert names == ["yaw +0 deg", "yaw +90 deg", "yaw +0 deg, +12 mm along", "yaw +0 deg, -12 mm along"]
+    unknown_length = replace(plan, grasp_length_m=0.0)
+    assert [name for name, _ in grasp_candidates(unknown_length, sampling)] == ["yaw +0 deg", "yaw +90 deg"]
+
+
 def test_grasp_candidates_are_tried_in_order_and_every_refusal_is_named(params, limits):
     """The first grasp that passes runs and names those refused before it; when none passes the
     rejection names every one; a check no other grasp can pass (the place is outside the workspace) is
     not retried. The collision model here hits whichever hand comes down with its fingers along x."""
     plan = plan_pick_and_place(surface(), waypoints(), params)
-    candidates = grasp_candidates(plan, (0.0, 90.0, 30.0))
+    candidates = grasp_candidates(plan, PlanningParams(grasp_yaw_offsets_deg=(0.0, 90.0, 30.0)))
     assert [name for name, _ in candidates] == ["yaw +0 deg", "yaw +90 deg", "yaw +30 deg"]
 
     def validate_with(collides):
@@ -307,5 +341,7 @@ def test_grasp_candidates_are_tried_in_order_and_every_refusal_is_named(params, 
 
     outside = plan_pick_and_place(surface(), waypoints(end=(0.6, 0.7, 0.0)), params)
     with pytest.raises(PlanRejected) as info:
-        validate_candidates(grasp_candidates(outside, (0.0, 90.0)), validate_with(None))
+        validate_candidates(
+            grasp_candidates(outside, PlanningParams(grasp_yaw_offsets_deg=(0.0, 90.0))), validate_with(None)
+        )
     assert info.value.check == "workspace" and len(info.value.grasps_tried) == 1

@@ -13,7 +13,7 @@ import pytest
 from vla_r1_ros.core.config import PackageConfig
 from vla_r1_ros.core.geometry import camera_extrinsics
 from vla_r1_ros.core.object_registry import register_objects
-from vla_r1_ros.core.planning import plan_pick_and_place
+from vla_r1_ros.core.planning import PlanRejected, plan_pick_and_place
 from vla_r1_ros.core.scene import sim_marks
 from vla_r1_ros.core.self_reset import ResetImpossible, ResetSettings, check_layout, plan_reset
 from vla_r1_ros.core.tabletop import segment_tabletop
@@ -64,7 +64,7 @@ def test_the_reset_empties_the_tray_with_the_arm(arm, settings):
     assert all(m.reason == "in the tray" and settings.in_spawn_area(m.place_xy) for m in moves)
     for move in moves:
         plan = plan_pick_and_place(move.grasp, move.surface_waypoints, settings.planning)
-        validated = validate_for(arm, plan, settings.limits, settings.planning.grasp_yaw_offsets_deg)
+        validated = validate_for(arm, plan, settings.limits, settings.planning)
         result = arm.execute(validated, should_stop=lambda: False)
         assert result.failure_stage == "" and result.held_object == move.object_name, result.message
     assert arm.workcell.objects_in_tray() == ()
@@ -73,6 +73,33 @@ def test_the_reset_empties_the_tray_with_the_arm(arm, settings):
     assert layout.ok, layout.message
     for move in moves:  # each object stands where its move put it
         assert np.linalg.norm(np.array(layout.positions[move.object_name][:2]) - move.place_xy) < 0.02
+
+
+def test_a_cube_in_a_tray_corner_is_taken_out_by_a_grasp_shifted_off_its_centre(arm, settings):
+    """Pressed into the tray's +x/-y corner, every centred grasp puts a finger into a wall; the hand
+    shifted along its fingers' length (planning.grasp_shifts_m) holds the cube by its far side."""
+    registry = registered(arm, settings)
+    workcell = arm.workcell
+    tray = workcell.scene().tray
+    cube = next(o for o in workcell.scene().objects if o.name == "purple_cube")
+    inner = np.array(tray.size[:2]) / 2 - 0.006 - np.array(cube.size[:2]) / 2 - 0.003  # 3 mm off both walls
+    corner = np.array(tray.position[:2]) + inner * [1, -1]
+    move_object(workcell, "purple_cube", corner, 0.0, bottom_z=float(tray.position[2] - tray.size[2] / 2 + 0.004))
+    workcell.home()
+    (move,) = plan_reset(look(arm), registry, np.random.default_rng(0), settings)
+    assert move.object_name == "purple_cube" and move.reason == "in the tray"
+    plan = plan_pick_and_place(move.grasp, move.surface_waypoints, settings.planning)
+    with pytest.raises(PlanRejected) as centred:
+        validate_for(arm, plan, settings.limits, dataclasses.replace(settings.planning, grasp_shifts_m=()))
+    assert centred.value.check == "collision" and all("tray_wall" in why for why in centred.value.grasps_tried)
+    validated = validate_for(arm, plan, settings.limits, settings.planning)
+    assert "mm along: ok" in validated.grasps_tried[-1]
+    result = arm.execute(validated, should_stop=lambda: False)
+    assert result.failure_stage == "" and result.held_object == "purple_cube", result.message
+    assert workcell.objects_in_tray() == ()
+    workcell.home()
+    layout = check_layout(look(arm), registry, settings)
+    assert np.linalg.norm(np.array(layout.positions["purple_cube"][:2]) - move.place_xy) < 0.02
 
 
 def test_free_spots_keep_their_clearance_and_strays_come_back(arm, settings):

@@ -310,9 +310,7 @@ def test_another_grasp_is_tried_when_the_first_is_refused(arm, seed, pick, refus
     with pytest.raises(PlanRejected) as info:
         validate(arm, plan)  # the first grasp only
     assert info.value.check == refused
-    validated = validate_for(
-        arm, plan, SafetyLimits.from_config(WORKSPACE), PlanningParams.from_config(WORKSPACE).grasp_yaw_offsets_deg
-    )
+    validated = validate_for(arm, plan, SafetyLimits.from_config(WORKSPACE), PlanningParams.from_config(WORKSPACE))
     assert validated.grasps_tried[0].startswith(f"yaw +0 deg: {refused}: ")
     assert validated.grasps_tried[-1].endswith(": ok") and len(validated.grasps_tried) >= 2
     result = arm.execute(validated, should_stop=lambda: False, instruction=instruction_for(arm, target.name))

@@ -141,7 +141,7 @@ def replay(
             "place": _points(plan.place.translation)[0],
             "path": _points([pose.translation for pose in plan.carry_waypoints]),
         }
-        validated = validate_for(arm, plan, SafetyLimits.from_config(workspace), planning.grasp_yaw_offsets_deg)
+        validated = validate_for(arm, plan, SafetyLimits.from_config(workspace), planning)
     except PlanRejected as exc:
         return result | {"failed_check": exc.check, "reason": exc.reason, "grasps_tried": list(exc.grasps_tried)}
     return result | {"feasible": True, "grasps_tried": list(validated.grasps_tried)}

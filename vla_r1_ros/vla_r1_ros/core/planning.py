@@ -54,14 +54,19 @@ class PlanningParams:
     release_gap_m: float = 0.015  # the held object's bottom this far above the surface at release
     speed_scaling: float = 0.5  # fraction of the arm's maximum joint speed
     # The grasps tried, in order, as turns of the gripper about the vertical from the one across the
-    # object's long axis; the first that is reachable and collision-free is executed.
+    # object's long axis; the first that is reachable and collision-free is executed. Then the same turns
+    # with the hand shifted along its fingers' length by each of grasp_shifts_m (off the object's centre,
+    # away from a wall beside it), where the fingers still hold `finger_pad_m` of the object.
     grasp_yaw_offsets_deg: tuple[float, ...] = (0.0,)
+    grasp_shifts_m: tuple[float, ...] = ()
+    finger_pad_m: float = 0.02  # a Franka Hand fingertip pad's width along the fingers' length
 
     @classmethod
     def from_config(cls, workspace_config: dict[str, Any]) -> PlanningParams:
         values = dict(workspace_config.get("planning", {}))
-        if "grasp_yaw_offsets_deg" in values:
-            values["grasp_yaw_offsets_deg"] = tuple(float(v) for v in values["grasp_yaw_offsets_deg"])
+        for name in ("grasp_yaw_offsets_deg", "grasp_shifts_m"):
+            if name in values:
+                values[name] = tuple(float(v) for v in values[name])
         return cls(**values)
 
 
@@ -120,6 +125,7 @@ class PickPlacePlan:
     speed_scaling: float
     grasp_width_m: float  # what the fingers must span: the object's footprint across the grasp
     grasp_length_m: float = 0.0  # the footprint at right angles to that, along the fingers (0: unknown)
+    grasp_shift_m: float = 0.0  # the TCP this far along its own x from the footprint's centre (`shifted`)
 
     @property
     def lift(self) -> RigidTransform:
@@ -156,6 +162,24 @@ class PickPlacePlan:
             grasp_length_m=float(sin * self.grasp_width_m + cos * self.grasp_length_m),
         )
 
+    def shifted(self, shift_m: float) -> PickPlacePlan:
+        """The same pick and place with the hand `shift_m` along its own x (the fingers' length
+        direction) at every pose: the fingers hold the object off its centre, and the object travels and
+        lands exactly as before, `-shift_m` from the TCP."""
+        step = self.grasp.rotation.apply([shift_m, 0.0, 0.0])
+
+        def shift(pose: RigidTransform) -> RigidTransform:
+            return RigidTransform(pose.rotation, pose.translation + step)
+
+        return replace(
+            self,
+            pre_grasp=shift(self.pre_grasp),
+            grasp=shift(self.grasp),
+            carry_waypoints=tuple(shift(p) for p in self.carry_waypoints),
+            place=shift(self.place),
+            grasp_shift_m=self.grasp_shift_m + float(shift_m),
+        )
+
     def key_poses(self) -> list[tuple[str, RigidTransform]]:
         """The plan's poses in execution order, named."""
         carry = [(f"carry_{i}", pose) for i, pose in enumerate(self.carry_waypoints)]
@@ -178,9 +202,8 @@ def held_object_box(plan: PickPlacePlan, table_z: float) -> Box:
     # TCP z points down: the top is (top - grasp_z) above the TCP, the bottom (grasp_z - table_z) below.
     centre_z = ((grasp_z - table_z) - (top - grasp_z)) / 2
     width = float(plan.grasp_width_m)
-    return Box(
-        HELD_OBJECT, np.array([width, width, height]), RigidTransform(Rotation.identity(), np.array([0, 0, centre_z]))
-    )
+    centre = np.array([-plan.grasp_shift_m, 0.0, centre_z])  # a shifted hand holds the object off its centre
+    return Box(HELD_OBJECT, np.array([width, width, height]), RigidTransform(Rotation.identity(), centre))
 
 
 def pick_waypoint_index(surface_waypoints: np.ndarray, pick_point: np.ndarray) -> int:
@@ -243,12 +266,22 @@ def plan_pick_and_place(grasp: GraspSurface, surface_waypoints: np.ndarray, para
     )
 
 
-def grasp_candidates(plan: PickPlacePlan, yaw_offsets_deg: Sequence[float]) -> list[tuple[str, PickPlacePlan]]:
-    """The grasps to try, named, in order: `plan` turned by each offset about the vertical through the
-    grasp (as MoveIt Task Constructor's GenerateGraspPose samples grasps around an object's axis)."""
-    return [
-        (f"yaw {offset:+.0f} deg", plan.turned(np.radians(offset)) if offset else plan) for offset in yaw_offsets_deg
+def grasp_candidates(plan: PickPlacePlan, params: PlanningParams) -> list[tuple[str, PickPlacePlan]]:
+    """The grasps to try, named, in order: `plan` turned by each of `params.grasp_yaw_offsets_deg` about
+    the vertical through the grasp (as MoveIt Task Constructor's GenerateGraspPose samples grasps around
+    an object's axis), then each turn shifted by each of `grasp_shifts_m` along the fingers' length where
+    the fingers still hold `finger_pad_m` of the object (its footprint along them known)."""
+    turns = [
+        (f"yaw {offset:+.0f} deg", plan.turned(np.radians(offset)) if offset else plan)
+        for offset in params.grasp_yaw_offsets_deg
     ]
+    shifted = [
+        (f"{name}, {shift * 1000:+.0f} mm along", turn.shifted(shift))
+        for shift in params.grasp_shifts_m
+        for name, turn in turns
+        if shift and turn.grasp_length_m / 2 - abs(shift) >= params.finger_pad_m / 2
+    ]
+    return turns + shifted
 
 
 # Checks another grasp can pass: where the arm must reach, how its joints end up, what the hand touches,

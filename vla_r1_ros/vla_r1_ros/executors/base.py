@@ -10,7 +10,7 @@ flag, a failed grasp and the retreat after it; `empty_grasp`: what the finger wi
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -21,6 +21,7 @@ from vla_r1_ros.core.outcomes import ExecutionResult, FailureStage
 from vla_r1_ros.core.planning import (
     JointLimits,
     PickPlacePlan,
+    PlanningParams,
     SafetyLimits,
     ValidatedPlan,
     grasp_candidates,
@@ -86,12 +87,13 @@ class ArmExecutor(Protocol):
 
 
 def validate_for(
-    arm: ArmExecutor, plan: PickPlacePlan, limits: SafetyLimits, yaw_offsets_deg: Sequence[float] = (0.0,)
+    arm: ArmExecutor, plan: PickPlacePlan, limits: SafetyLimits, params: PlanningParams | None = None
 ) -> ValidatedPlan:
     """Validate `plan` against this arm as it is now: its IK, joint limits, gripper and workcell
-    collisions, from where it stands. Each grasp candidate (`plan` turned by each of `yaw_offsets_deg`,
-    `core.planning.grasp_candidates`) is tried in order, and the first that passes is returned, naming
-    the ones refused before it; PlanRejected names every grasp tried when none passes."""
+    collisions, from where it stands. Each grasp candidate (`plan` turned and shifted as `params` says,
+    `core.planning.grasp_candidates`; without `params` the plan's own grasp only) is tried in order, and
+    the first that passes is returned, naming the ones refused before it; PlanRejected names every grasp
+    tried when none passes."""
 
     def validate(candidate: PickPlacePlan, grasps_tried: tuple[str, ...]) -> ValidatedPlan:
         collides = arm.collision_check(candidate.grasp_surface_point, held_object_box(candidate, limits.table_z))
@@ -108,7 +110,7 @@ def validate_for(
             grasps_tried=grasps_tried,
         )
 
-    return validate_candidates(grasp_candidates(plan, yaw_offsets_deg), validate)
+    return validate_candidates(grasp_candidates(plan, params or PlanningParams()), validate)
 
 
 def require_validated(plan: object) -> ValidatedPlan:

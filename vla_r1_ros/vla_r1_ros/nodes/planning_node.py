@@ -166,7 +166,7 @@ class PlanningNode(Node):
         return plan_pick_and_place(lifted.grasp, lifted.surface_waypoints, self.planning_params)
 
     def _validate(self, plan: PickPlacePlan) -> ValidatedPlan:
-        return validate_for(self.arm, plan, self.limits, self.planning_params.grasp_yaw_offsets_deg)
+        return validate_for(self.arm, plan, self.limits, self.planning_params)
 
     def _execute(self, plan: ValidatedPlan, should_stop, instruction: str) -> ExecutionResult:
         result = self.arm.execute(plan, should_stop, instruction=instruction)
