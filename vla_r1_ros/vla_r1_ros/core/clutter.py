@@ -42,6 +42,7 @@ class ClutterSettings:
 
     enabled: bool
     table_z: float
+    pixel_stride: int  # every this-th row and column of the depth image is lifted
     voxel_m: float
     min_height_m: float
     min_points: int
@@ -106,14 +107,16 @@ def depth_clutter(
     keep = ~in_footprint | (on_floor & (height > settings.tray_floor_m + settings.min_height_m))
     if picked is not None:
         keep &= ~_over_picked(pts[:, :2], picked, settings.picked_margin_m)
+    pts, on_floor = pts[keep], on_floor[keep]
     chain = np.asarray(arm_chain, float).reshape(-1, 3)
     if len(chain) >= 2:
-        keep &= ~_near_chain(pts, chain, settings.arm_radius_m)
-    pts, on_floor = pts[keep], on_floor[keep]
+        off_arm = ~_near_chain(pts, chain, settings.arm_radius_m)
+        pts, on_floor = pts[off_arm], on_floor[off_arm]
     if len(pts) == 0:
         return ()
     cells = np.floor(pts[:, :2] / settings.voxel_m).astype(np.int64)
-    _, inverse, counts = np.unique(cells, axis=0, return_inverse=True, return_counts=True)
+    key = (cells[:, 0] - cells[:, 0].min()) * (int(np.ptp(cells[:, 1])) + 1) + (cells[:, 1] - cells[:, 1].min())
+    _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
     order = np.argsort(inverse.reshape(-1), kind="stable")
     boxes: list[Box] = []
     for index, member in enumerate(np.split(order, np.cumsum(counts)[:-1])):
