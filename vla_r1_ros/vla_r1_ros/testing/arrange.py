@@ -3,7 +3,9 @@ the tray, onto the table or off it, as a trial could leave them (test support: t
 the frames captured afterwards, core/vision_judge.py).
 
 `arrange_outcome(workcell, rng, kind)` makes one trial's end state on the workcell's current layout and
-says what it did; `view_of(frame, camera_config)` is the frame set as the judge takes it.
+says what it did; `view_of(frame, camera_config)` is the frame set as the judge takes it. For the
+collision tests: `move_tray` (the tray somewhere else than the layout put it) and `depth_only_box` (a body
+the camera sees but the simulator's scene does not list, as a real cell's clutter).
 """
 
 from __future__ import annotations
@@ -54,6 +56,25 @@ def move_object(
         )
         p.resetBaseVelocity(body.uid, [0, 0, 0], [0, 0, 0], physicsClientId=workcell._client)
     workcell.step(SETTLE_S)
+
+
+def move_tray(workcell: Workcell, xy: np.ndarray, yaw: float = 0.0) -> None:
+    """Put the tray upright at `xy` (base frame), turned by `yaw`, and let it settle."""
+    with workcell.lock:
+        workcell.layout._place(workcell.layout.tray, float(xy[0]), float(xy[1]), yaw)
+    workcell.step(SETTLE_S)
+
+
+def depth_only_box(workcell: Workcell, centre: np.ndarray, size: np.ndarray) -> int:
+    """A static box standing at `centre` (base frame) that is in no Scene: the camera renders it, the
+    simulator's object list does not have it. Returns its body id (`p.removeBody` it afterwards)."""
+    half = (np.asarray(size, float) / 2).tolist()
+    c = workcell._client
+    world = workcell.world_T_base.apply(np.asarray(centre, float))
+    with workcell.lock:
+        shape = p.createCollisionShape(p.GEOM_BOX, halfExtents=half, physicsClientId=c)
+        visual = p.createVisualShape(p.GEOM_BOX, halfExtents=half, rgbaColor=[0.4, 0.3, 0.2, 1], physicsClientId=c)
+        return p.createMultiBody(0.0, shape, visual, world.tolist(), physicsClientId=c)
 
 
 def drop_off_the_table(workcell: Workcell, name: str) -> None:
