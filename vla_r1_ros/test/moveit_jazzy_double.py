@@ -360,12 +360,19 @@ class World:
         p.disconnect(physicsClientId=self._fk_client)
 
     def link8_pose(self, q: np.ndarray) -> RigidTransform:
+        return self.link_pose(q, PANDA_LINK8)
+
+    def link_pose(self, q: np.ndarray, link: int) -> RigidTransform:
         for j, value in enumerate(q):
             p.resetJointState(self._fk_robot, j, float(value), physicsClientId=self._fk_client)
-        state = p.getLinkState(
-            self._fk_robot, PANDA_LINK8, computeForwardKinematics=True, physicsClientId=self._fk_client
-        )
+        state = p.getLinkState(self._fk_robot, link, computeForwardKinematics=True, physicsClientId=self._fk_client)
         return RigidTransform.from_pose(state[4], state[5])
+
+    def link_index(self, name: str) -> int:
+        for j in range(p.getNumJoints(self._fk_robot, physicsClientId=self._fk_client)):
+            if p.getJointInfo(self._fk_robot, j, physicsClientId=self._fk_client)[12].decode() == name:
+                return j
+        raise RuntimeError(f"no link {name!r} in the robot model")
 
 
 WORLD: World | None = None  # set by `install`
@@ -529,6 +536,11 @@ class RobotState:
             return False
         self._arm = q
         return True
+
+    def get_global_link_transform(self, link_name: str) -> np.ndarray:
+        """The link's 4x4 transform in the model frame (the binding returns Eigen's matrix as an array)."""
+        world = _world()
+        return world.link_pose(self._arm, world.link_index(link_name)).as_matrix()
 
     def get_pose(self, link_name: str) -> Pose:
         assert link_name == "panda_link8"

@@ -23,7 +23,7 @@ import moveit_jazzy_double as double
 import numpy as np
 import pytest
 
-from vla_r1_ros.core.collision import CollisionWorld
+from vla_r1_ros.core.collision import Box, CollisionWorld
 from vla_r1_ros.core.config import load_config
 from vla_r1_ros.core.geometry import RigidTransform, look_at
 from vla_r1_ros.core.lifting import GraspSurface
@@ -438,3 +438,44 @@ def test_the_observe_pose_is_planned_by_moveit_to_the_srdf_state_and_the_fingers
     assert np.allclose(executor.joint_positions(), double.ARM_STATES["ready"])
     assert executor.finger_width() == pytest.approx(0.08)  # the hand is open
     assert executor.observe(lambda: True) == "stopped before the observe pose"
+
+
+def test_the_depth_clutter_and_the_measured_tray_are_collision_objects_of_the_checked_scene(fake_moveit):
+    """What the trial's depth saw reaches MoveIt's own check: a clutter box where the plan's descent goes
+    refuses it, named, while the live planning scene keeps none of it; a measured tray replaces the
+    configured one on the checked copy (the same ids)."""
+    from vla_r1_ros.core.collision import SeenObstacles
+    from vla_r1_ros.core.tray import TrayPose
+
+    fake, _ = fake_moveit
+    executor = make_executor(fake)
+    at_start(executor)
+    plan = plan_pick_and_place(
+        CUBE, np.linspace([0.5, 0.0, 0.05], [0.45, 0.3, 0.0], 3), PlanningParams.from_config(WORKSPACE)
+    )
+    beside = Box(
+        "depth_clutter_0", np.array([0.04, 0.04, 0.12]), RigidTransform.from_pose([0.5, 0.05, 0.06], [0, 0, 0, 1])
+    )
+    with pytest.raises(PlanRejected) as rejected:
+        validate_for(executor, plan, LIMITS, None, SeenObstacles(None, (beside,)))
+    assert rejected.value.check == "collision"
+    assert re.search(r"(panda_\w+|held_object) collides with depth_clutter_0", rejected.value.reason), rejected.value
+    assert validate_for(executor, plan, LIMITS).plan is not None  # the live scene kept nothing of it
+    with fake.get_planning_scene_monitor().read_only() as live:
+        assert "depth_clutter_0" not in live._objects
+    # The tray measured with its -y wall right under the cube's descent.
+    under = TrayPose(np.array([0.5, 0.12, 0.03]), np.array([0.24, 0.24, 0.06]), 0.0)
+    with pytest.raises(PlanRejected) as rejected:
+        validate_for(executor, plan, LIMITS, None, SeenObstacles(under))
+    assert re.search(r"collides with tray_wall_-y", rejected.value.reason), rejected.value
+
+
+def test_the_arm_chain_comes_from_the_planning_scene_state(fake_moveit):
+    """The region depth clutter leaves out follows the arm as MoveIt has it (get_global_link_transform)."""
+    executor = make_executor(fake_moveit[0])
+    at_start(executor)
+    chain = executor.arm_chain()
+    assert chain.shape == (len(WORKCELL["collision"]["depth_clutter"]["arm_links"]) + 2, 3)
+    np.testing.assert_allclose(chain[0], 0.0)
+    np.testing.assert_allclose(chain[-1], START.translation, atol=0.005)  # ends at the TCP
+    assert 0.3 < chain[-2][2] < 0.7  # panda_hand, above the TCP at the ready pose

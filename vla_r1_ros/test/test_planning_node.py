@@ -154,16 +154,22 @@ def start_logger(executor, log_dir):
     return logger
 
 
-def planning_graph(executor, workcell, tmp_path, arm):
-    """The planning node driving `arm`, the reward logger, the camera and model stand-ins, and a client."""
+def planning_graph(executor, workcell, tmp_path, arm, overrides=()):
+    """The planning node driving `arm` (with parameter `overrides`), the reward logger, the camera and
+    model stand-ins, and a client."""
     from vla_r1_ros.nodes.planning_node import PlanningNode
 
     planning = PlanningNode(
         ProcessContext(PackageConfig.load(), workcell),
         arm=arm,
-        parameter_overrides=[Parameter("log_retry_period_s", value=0.3), Parameter("max_undelivered", value=1)],
+        parameter_overrides=[
+            Parameter("log_retry_period_s", value=0.3),
+            Parameter("max_undelivered", value=1),
+            *overrides,
+        ],
     )
-    camera, model = GroundTruthCamera(workcell), GroundTruthModel(workcell.capture()[0].intrinsics)
+    camera = GroundTruthCamera(workcell)
+    model = GroundTruthModel(workcell.capture()[0].intrinsics, scene_source=workcell.scene)
     logger = start_logger(executor, tmp_path / "log")
     client = Node("trial_client")
     received = {"plans": [], "feedback": []}
@@ -513,3 +519,64 @@ def test_a_trial_through_moveit_inside_the_planning_node_is_executed_logged_and_
     assert not is_judged(entry["outcome_source"], entry["failure_stage"])  # no success until someone judges it
     # The path measured from joint states during the motions: more points than motions ran.
     assert len(document["executed_ee_path"]) > world.arm_trajectories
+
+
+@pytest.fixture
+def real_cell_graph(executor, workcell, tmp_path):
+    """The graph as on a real cell (`scene:=false`: no simulator scene in the frame set, so the tray is
+    measured from depth) with the simulated arm, its own object boxes off: depth is all it knows."""
+    from vla_r1_ros.executors.sim import SimArmExecutor
+
+    collision = workcell.config["collision"]
+    collision["scene_objects"] = False
+    try:
+        yield from planning_graph(
+            executor, workcell, tmp_path, SimArmExecutor(workcell), [Parameter("scene", value=False)]
+        )
+    finally:
+        collision["scene_objects"] = True
+
+
+def tray_moved_by(workcell, seed: int, offset_xy) -> tuple[str, np.ndarray]:
+    """Reset to `seed`, the tray put `offset_xy` from where config/workcell.yaml expects it."""
+    from vla_r1_ros.core.tray import TrayPose
+    from vla_r1_ros.testing.arrange import move_tray
+
+    _, instruction = instruction_for(workcell, seed)
+    where = TrayPose.configured(load_config("workcell")).centre[:2] + np.asarray(offset_xy)
+    move_tray(workcell, where)
+    return instruction, where
+
+
+def test_a_real_cells_tray_is_measured_and_used_and_clutter_only_depth_shows_refuses_the_plan(
+    real_cell_graph, workcell
+):
+    from vla_r1_ros.testing.arrange import depth_only_box, remove_body
+
+    planning = real_cell_graph["planning"]
+    instruction, where = tray_moved_by(workcell, seed=0, offset_xy=[0.01, 0.0])
+    result = run_goal(real_cell_graph, instruction, plan_only=True)
+    assert result.failure_stage == "dry_run", result.message
+    np.testing.assert_allclose(planning.measured_tray.centre[:2], where, atol=0.007)  # measured, not assumed
+    plan = real_cell_graph["received"]["plans"][-1]
+    grasp, place = plan.grasp_pose.position, plan.place_pose.position
+    middle = np.array([grasp.x + place.x, grasp.y + place.y]) / 2
+    uid = depth_only_box(workcell, np.array([*middle, 0.175]), np.array([0.06, 0.06, 0.35]))
+    try:
+        result = run_goal(real_cell_graph, instruction, plan_only=True)
+    finally:
+        remove_body(workcell, uid)
+    assert result.failure_stage == "collision", result.message
+    assert re.search(r"\d+ mm into depth_clutter_\d+", result.message), result.message
+
+
+def test_a_real_cells_tray_far_from_the_config_refuses_trials_and_nothing_moves(real_cell_graph, workcell):
+    instruction, _ = tray_moved_by(workcell, seed=0, offset_xy=[0.05, 0.0])
+    before = workcell.joint_positions()
+    result = run_goal(real_cell_graph, instruction)
+    assert result.failure_stage == "safety", result.message
+    assert re.search(r"tray measured from depth .* measured at .* \d+ mm and \d+ deg off", result.message), (
+        result.message
+    )
+    assert real_cell_graph["planning"].measured_tray is None
+    np.testing.assert_allclose(workcell.joint_positions(), before, atol=1e-3)

@@ -23,7 +23,7 @@ import numpy as np
 from vla_r1_ros.cameras.base import CameraSource, RgbdFrame
 from vla_r1_ros.core.geometry import CameraIntrinsics, RigidTransform
 from vla_r1_ros.core.lifting import LiftError, fit_plane
-from vla_r1_ros.core.tray import TrayNotFound, TrayPose, measure_tray, yaw_difference_deg
+from vla_r1_ros.core.tray import TrayNotFound, TrayPose, TrayTolerance, compare_tray, measure_tray
 from vla_r1_ros.graph import DEFAULT_DISCOVERY_RANGE, DISCOVERY_RANGE_VARIABLE
 
 
@@ -48,8 +48,7 @@ class DoctorSettings:
     min_depth_fill: float  # fraction of pixels with depth
     table_tolerance_m: float  # the table plane seen in depth vs the configured table height
     max_table_tilt_deg: float
-    tray_tolerance_m: float  # the measured tray centre vs the expected one
-    tray_tolerance_deg: float
+    tray_tolerance: TrayTolerance  # the measured tray vs the expected one (the planning node's too)
     episode_bytes: int  # disk one logged trial takes (PNGs + JSON), for the room check
 
     @classmethod
@@ -61,8 +60,7 @@ class DoctorSettings:
             min_depth_fill=float(doctor["min_depth_fill"]),
             table_tolerance_m=float(doctor["table_tolerance_m"]),
             max_table_tilt_deg=float(doctor["max_table_tilt_deg"]),
-            tray_tolerance_m=float(doctor["tray_tolerance_m"]),
-            tray_tolerance_deg=float(doctor["tray_tolerance_deg"]),
+            tray_tolerance=TrayTolerance.from_config(workspace_config),
             episode_bytes=int(doctor["episode_bytes"]),
         )
 
@@ -219,13 +217,9 @@ def check_tray(
         measured = measure_tray(base_points(frame, base_T_camera), tray, table_z)
     except TrayNotFound as exc:
         return Check("tray", Verdict.FAIL, f"{where}: {exc}", fix)
-    offset = float(np.linalg.norm(measured.centre[:2] - tray.centre[:2]))
-    turned = yaw_difference_deg(measured.yaw_rad, tray.yaw_rad)
-    detail = (
-        f"{where}, measured at ({measured.centre[0]:.3f}, {measured.centre[1]:.3f}) m: {offset * 1000:.0f} mm and "
-        f"{turned:.0f} deg off"
-    )
-    if offset > settings.tray_tolerance_m or turned > settings.tray_tolerance_deg:
+    comparison = compare_tray(measured, tray, settings.tray_tolerance)
+    detail = comparison.describe(measured, tray)
+    if not comparison.within:
         return Check("tray", Verdict.FAIL, detail, fix)
     return Check("tray", Verdict.OK, detail)
 

@@ -11,8 +11,6 @@ import argparse
 import os
 from pathlib import Path
 
-import numpy as np
-
 from vla_r1_ros.cameras import SOURCES, make_camera
 from vla_r1_ros.core.config import PackageConfig
 from vla_r1_ros.core.geometry import CameraIntrinsics, camera_extrinsics
@@ -120,8 +118,7 @@ def expected_tray(frame, workcell_config) -> TrayPose:
     scene = frame.extras.get("scene")
     if scene is not None:
         return TrayPose.of(scene.tray)
-    unseen = workcell_config["collision"]["tray_when_unseen"]
-    return TrayPose(np.array(unseen["centre_base"], float), np.array(unseen["size_m"], float), float(unseen["yaw_rad"]))
+    return TrayPose.configured(workcell_config)
 
 
 def arm_checks(args: argparse.Namespace, config: PackageConfig, workcell) -> list[Check]:

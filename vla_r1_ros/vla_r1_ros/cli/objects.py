@@ -105,12 +105,11 @@ def register(args: argparse.Namespace):
         raise RegistryError("--marks is needed: only the simulator knows where its objects are")
     # Where to look for the tray: the simulator's layout puts it on either side; a real cell's stands where
     # config/workcell.yaml says (measure_tray finds it within a few centimetres of that).
-    unseen = config.workcell["collision"]["tray_when_unseen"]
     expected = frame.extras["scene"].tray if "scene" in frame.extras else None
     tray = (
         TrayPose(np.array(expected.position), np.array(expected.size))
         if expected is not None
-        else TrayPose(np.array(unseen["centre_base"], float), np.array(unseen["size_m"], float), unseen["yaw_rad"])
+        else TrayPose.configured(config.workcell)
     )
     view = view_of_frame(frame, base_T_camera, float(config.camera["depth"]["units_m"]))
     return register_objects(view, marks, tray, TabletopSettings.from_config(config.workspace, config.camera))

@@ -5,10 +5,13 @@ config/workcell.yaml (`table`, `collision`) and config/camera.yaml (the camera m
 extrinsics put the camera):
 
 - `table`: the table top slab;
-- `tray_floor`, `tray_wall_{+x,-x,+y,-y}`: the tray, from its extent and pose (the simulator's scene, or
-  `collision.tray_when_unseen` where no scene reports it, e.g. on a real workcell);
+- `tray_floor`, `tray_wall_{+x,-x,+y,-y}`: the tray, from its extent and pose (measured from depth where
+  no scene reports it, `core.tray.locate_tray`; the simulator's scene; else `collision.tray_when_unseen`);
 - `camera_housing`, `camera_pole`: the camera body behind the optical frame and the pole it sits on;
-- one box per other object of the scene (its extent, oriented), the object being picked excluded;
+- in the simulator, with `collision.scene_objects`, one box per other object of the scene (its extent,
+  oriented), the object being picked excluded;
+- `depth_clutter_<i>`: what the trial's own depth shows standing above the table (`core.clutter`),
+  carried with the tray's measured pose in `SeenObstacles`;
 - while carrying, the held object: a box hanging from the tool centre point (TCP), from the plan
   (`core.planning.held_object_box`).
 
@@ -27,6 +30,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from vla_r1_ros.core.geometry import RigidTransform, camera_extrinsics
+from vla_r1_ros.core.tray import TrayPose
 
 if TYPE_CHECKING:
     from vla_r1_ros.core.scene import ObjectState, Scene
@@ -56,6 +60,18 @@ class Collision:
 
 # (arm joints, carrying the object?) -> the first collision, or None.
 CollisionCheck = Callable[[np.ndarray, bool], Collision | None]
+
+
+@dataclass(frozen=True)
+class SeenObstacles:
+    """What a trial's own frame set tells the collision check: the tray as measured from depth (None: the
+    scene's, or the config's) and the depth clutter boxes (`core.clutter.depth_clutter`)."""
+
+    tray: TrayPose | None = None
+    clutter: tuple[Box, ...] = ()
+
+
+NOTHING_SEEN = SeenObstacles()
 
 
 def world_T_base(workcell_config: dict[str, Any]) -> RigidTransform:
@@ -138,27 +154,34 @@ def static_obstacles(workcell_config: dict[str, Any], camera_config: dict[str, A
     ]
 
 
+def tray_pose_boxes(tray: TrayPose, wall_m: float) -> list[Box]:
+    """`tray_boxes` of a `core.tray.TrayPose` (measured, or `collision.tray_when_unseen`)."""
+    return tray_boxes(tray.centre, Rotation.from_euler("z", float(tray.yaw_rad)).as_quat(), tray.size, wall_m)
+
+
 def workcell_obstacles(
     workcell_config: dict[str, Any],
     camera_config: dict[str, Any],
     scene: Scene | None = None,
     grasp_point: Any = None,
+    seen: SeenObstacles = NOTHING_SEEN,
 ) -> list[Box]:
-    """Every obstacle of the workcell: table, camera mount, tray and (with a scene) its objects except
-    the one under `grasp_point`. Without a scene the tray is `collision.tray_when_unseen`."""
+    """Every obstacle of the workcell: table, camera mount, tray, (with a scene and `collision.scene_objects`)
+    its objects except the one under `grasp_point`, and what `seen` adds. The tray is `seen.tray` when
+    measured, else the scene's, else `collision.tray_when_unseen`."""
     collision = workcell_config["collision"]
     wall = float(collision["tray_wall_m"])
-    if scene is not None:
+    if seen.tray is not None:
+        tray = tray_pose_boxes(seen.tray, wall)
+    elif scene is not None:
         tray = tray_boxes(scene.tray.position, scene.tray.quat_xyzw, scene.tray.size, wall)
     else:
-        unseen = collision["tray_when_unseen"]
-        quat = Rotation.from_euler("z", float(unseen["yaw_rad"])).as_quat()
-        tray = tray_boxes(unseen["centre_base"], quat, unseen["size_m"], wall)
+        tray = tray_pose_boxes(TrayPose.configured(workcell_config), wall)
     others: list[Box] = []
-    if scene is not None:
+    if scene is not None and collision["scene_objects"]:
         picked = None if grasp_point is None else picked_object(scene.objects, grasp_point)
         others = [object_box(o) for o in scene.objects if o.name != picked]
-    return [*static_obstacles(workcell_config, camera_config), *tray, *others]
+    return [*static_obstacles(workcell_config, camera_config), *tray, *others, *seen.clutter]
 
 
 @dataclass(frozen=True)
@@ -168,11 +191,16 @@ class CollisionWorld:
     frame: str  # the base frame the boxes are in (MoveIt's planning frame)
     obstacles: tuple[Box, ...]
     robot_links: tuple[str, ...]  # the links that are checked
+    tray_wall_m: float  # a measured tray's boxes are built with this
+    arm_links: tuple[str, ...]  # the arm's chain, base to hand, that depth clutter leaves out
 
     @classmethod
     def from_config(cls, workcell_config: dict[str, Any], camera_config: dict[str, Any]) -> CollisionWorld:
+        collision = workcell_config["collision"]
         return cls(
             str(camera_config["frames"]["base"]),
             tuple(workcell_obstacles(workcell_config, camera_config)),
-            tuple(workcell_config["collision"]["robot_links"]),
+            tuple(collision["robot_links"]),
+            float(collision["tray_wall_m"]),
+            tuple(collision["depth_clutter"]["arm_links"]),
         )

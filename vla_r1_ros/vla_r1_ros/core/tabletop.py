@@ -44,10 +44,11 @@ class RgbdView:
     base_T_camera: RigidTransform  # base_T_camera_optical (config/camera.yaml extrinsics)
     stamp_ns: int = 0
 
-    def base_points(self, lift: LiftParams) -> np.ndarray:
-        """(H, W, 3) base-frame point of every pixel, NaN where the depth is missing or out of range."""
-        depth = depth_in_metres(np.asarray(self.depth_m, dtype=float), lift)
-        v, u = np.mgrid[0 : depth.shape[0], 0 : depth.shape[1]]
+    def base_points(self, lift: LiftParams, stride: int = 1) -> np.ndarray:
+        """(H, W, 3) base-frame point of every pixel (of every `stride`-th row and column), NaN where the
+        depth is missing or out of range."""
+        depth = depth_in_metres(np.asarray(self.depth_m, dtype=float)[::stride, ::stride], lift)
+        v, u = np.mgrid[0 : self.depth_m.shape[0] : stride, 0 : self.depth_m.shape[1] : stride]
         return self.base_T_camera.apply(self.intrinsics.deproject(u, v, depth))
 
 
@@ -153,10 +154,15 @@ def tray_local(xy: np.ndarray, tray: TrayPose) -> np.ndarray:
     return (np.asarray(xy, float) - tray.centre[:2]) @ np.array([[c, -s], [s, c]])
 
 
+def tray_sample(view: RgbdView, lift: LiftParams) -> np.ndarray:
+    """The view's points the tray is measured on (every TRAY_PIXEL_STRIDE-th pixel's, depth holes left out)."""
+    sample = view.base_points(lift)[::TRAY_PIXEL_STRIDE, ::TRAY_PIXEL_STRIDE].reshape(-1, 3)
+    return sample[np.all(np.isfinite(sample), axis=-1)]
+
+
 def measure_tray_in(view: RgbdView, expected: TrayPose, table_z: float, lift: LiftParams) -> TrayPose:
     """`core.tray.measure_tray` on the view's depth (TrayNotFound when no tray stands near `expected`)."""
-    sample = view.base_points(lift)[::TRAY_PIXEL_STRIDE, ::TRAY_PIXEL_STRIDE].reshape(-1, 3)
-    return measure_tray(sample[np.all(np.isfinite(sample), axis=-1)], expected, table_z)
+    return measure_tray(tray_sample(view, lift), expected, table_z)
 
 
 def within_tray(xy: np.ndarray, tray: TrayPose, inset_m: float) -> np.ndarray:

@@ -4,13 +4,15 @@ are, standing on a known footprint near where the config puts it.
 `measure_tray(points, expected, table_z)` takes the depth points (robot base frame) near the expected
 tray and finds the pose, within a few centimetres and degrees of the expected one, at which the tray's
 footprint explains them best: walls standing along its rim, its floor free (objects beside the tray
-stand as tall as its walls, so height alone does not tell them apart). `vla-r1 doctor` compares that
-with the config before a night.
+stand as tall as its walls, so height alone does not tell them apart). `compare_tray` says how far that
+is from the config (`vla-r1 doctor` before a night); `locate_tray` is what the planning node acts on where
+no simulator reports the tray: the measured pose, or `TrayOffConfig` naming the offset.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -32,9 +34,55 @@ class TrayPose:
         yaw = float(Rotation.from_quat(tray.quat_xyzw).as_euler("xyz")[2])
         return cls(np.array(tray.position, float), np.array(tray.size, float), yaw)
 
+    @classmethod
+    def configured(cls, workcell_config: dict[str, Any]) -> TrayPose:
+        """Where config/workcell.yaml says a real cell's tray stands (`collision.tray_when_unseen`)."""
+        unseen = workcell_config["collision"]["tray_when_unseen"]
+        return cls(np.array(unseen["centre_base"], float), np.array(unseen["size_m"], float), float(unseen["yaw_rad"]))
+
+    def describe(self) -> str:
+        return f"({self.centre[0]:.3f}, {self.centre[1]:.3f}) m, yaw {np.degrees(self.yaw_rad):.1f} deg"
+
 
 class TrayNotFound(ValueError):
     """Depth shows no tray near where it is expected."""
+
+
+class TrayOffConfig(ValueError):
+    """The tray measured from depth stands further from the config than the tolerance."""
+
+
+@dataclass(frozen=True)
+class TrayTolerance:
+    """How far the measured tray may stand from the expected one (workspace `doctor.tray_tolerance_*`)."""
+
+    centre_m: float
+    yaw_deg: float
+
+    @classmethod
+    def from_config(cls, workspace_config: dict[str, Any]) -> TrayTolerance:
+        doctor = workspace_config["doctor"]
+        return cls(float(doctor["tray_tolerance_m"]), float(doctor["tray_tolerance_deg"]))
+
+
+@dataclass(frozen=True)
+class TrayComparison:
+    offset_m: float  # of the centres, in the table plane
+    turned_deg: float
+    within: bool
+
+    def describe(self, measured: TrayPose, expected: TrayPose) -> str:
+        return (
+            f"tray expected at ({expected.centre[0]:.3f}, {expected.centre[1]:.3f}) m, measured at "
+            f"({measured.centre[0]:.3f}, {measured.centre[1]:.3f}) m: {self.offset_m * 1000:.0f} mm and "
+            f"{self.turned_deg:.0f} deg off"
+        )
+
+
+def compare_tray(measured: TrayPose, expected: TrayPose, tolerance: TrayTolerance) -> TrayComparison:
+    offset = float(np.linalg.norm(measured.centre[:2] - expected.centre[:2]))
+    turned = yaw_difference_deg(measured.yaw_rad, expected.yaw_rad)
+    return TrayComparison(offset, turned, offset <= tolerance.centre_m and turned <= tolerance.yaw_deg)
 
 
 SEARCH_M = 0.08  # how far from the expected centre the tray is looked for
@@ -90,3 +138,16 @@ def measure_tray(points: np.ndarray, expected: TrayPose, table_z: float) -> Tray
 def yaw_difference_deg(a: float, b: float) -> float:
     """How far apart two yaws of a rectangle are, in degrees: a quarter turn maps it onto itself."""
     return float(abs((np.degrees(a - b) + 45.0) % 90.0 - 45.0))
+
+
+def locate_tray(points: np.ndarray, expected: TrayPose, table_z: float, tolerance: TrayTolerance) -> TrayPose:
+    """The tray as measured (`measure_tray`) when it stands within `tolerance` of `expected`; TrayNotFound
+    when depth shows none, TrayOffConfig (naming the offset) when it stands further off."""
+    measured = measure_tray(points, expected, table_z)
+    comparison = compare_tray(measured, expected, tolerance)
+    if not comparison.within:
+        raise TrayOffConfig(
+            f"{comparison.describe(measured, expected)} (tolerance {tolerance.centre_m * 1000:.0f} mm, "
+            f"{tolerance.yaw_deg:.0f} deg)"
+        )
+    return measured

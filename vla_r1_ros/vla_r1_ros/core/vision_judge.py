@@ -29,7 +29,7 @@ import numpy as np
 from vla_r1_ros.core.object_registry import MatchSettings, ObjectRegistry, RegisteredObject
 from vla_r1_ros.core.outcomes import FailureStage
 from vla_r1_ros.core.tabletop import Blob, RgbdView, TabletopSettings, measure_tray_in, segment_tabletop
-from vla_r1_ros.core.tray import TrayNotFound, TrayPose, yaw_difference_deg
+from vla_r1_ros.core.tray import TrayNotFound, TrayPose, TrayTolerance, compare_tray
 
 
 @dataclass(frozen=True)
@@ -43,12 +43,11 @@ class JudgeSettings:
     holding_width_m: float  # fingers further apart than this after the trial still hold something
     moved_m: float  # the named object within this of where it stood before has not been picked
     min_tray_depth_fill: float  # fraction of the tray's pixels with depth
-    tray_tolerance_m: float
-    tray_tolerance_deg: float
+    tray_tolerance: TrayTolerance  # the doctor's and the planning node's
 
     @classmethod
     def from_config(cls, workspace_config: Mapping[str, Any], camera_config: Mapping[str, Any]) -> JudgeSettings:
-        judge, doctor = workspace_config["vision_judge"], workspace_config["doctor"]
+        judge = workspace_config["vision_judge"]
         return cls(
             segmentation=TabletopSettings.from_config(workspace_config, camera_config),
             match=MatchSettings.from_config(workspace_config),
@@ -57,8 +56,7 @@ class JudgeSettings:
             holding_width_m=float(judge["holding_width_m"]),
             moved_m=float(judge["moved_m"]),
             min_tray_depth_fill=float(judge["min_tray_depth_fill"]),
-            tray_tolerance_m=float(doctor["tray_tolerance_m"]),
-            tray_tolerance_deg=float(doctor["tray_tolerance_deg"]),
+            tray_tolerance=TrayTolerance.from_config(workspace_config),
         )
 
 
@@ -116,12 +114,11 @@ def measured_tray(view: RgbdView, registry: ObjectRegistry, settings: JudgeSetti
         tray = measure_tray_in(view, registry.tray, registry.table_z, settings.segmentation.lift)
     except TrayNotFound as exc:
         raise _Refusal(f"no tray near the registered one: {exc}") from None
-    offset = float(np.linalg.norm(tray.centre[:2] - registry.tray.centre[:2]))
-    turned = yaw_difference_deg(tray.yaw_rad, registry.tray.yaw_rad)
-    if offset > settings.tray_tolerance_m or turned > settings.tray_tolerance_deg:
+    comparison, tolerance = compare_tray(tray, registry.tray, settings.tray_tolerance), settings.tray_tolerance
+    if not comparison.within:
         raise _Refusal(
-            f"the tray is {offset * 1000:.0f} mm and {turned:.0f} deg from where it was registered "
-            f"(tolerance {settings.tray_tolerance_m * 1000:.0f} mm, {settings.tray_tolerance_deg:.0f} deg)"
+            f"the tray is {comparison.offset_m * 1000:.0f} mm and {comparison.turned_deg:.0f} deg from where it was "
+            f"registered (tolerance {tolerance.centre_m * 1000:.0f} mm, {tolerance.yaw_deg:.0f} deg)"
         )
     return tray
 

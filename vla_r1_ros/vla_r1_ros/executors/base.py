@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from vla_r1_ros.core.collision import Box, CollisionCheck
+from vla_r1_ros.core.collision import NOTHING_SEEN, Box, CollisionCheck, SeenObstacles
 from vla_r1_ros.core.geometry import RigidTransform
 from vla_r1_ros.core.outcomes import ExecutionResult, FailureStage
 from vla_r1_ros.core.planning import (
@@ -50,10 +50,17 @@ class ArmExecutor(Protocol):
         """Joints that put the TCP at the pose, or None when it is unreachable (the reachability check)."""
         ...
 
-    def collision_check(self, grasp_point: np.ndarray, held: Box) -> CollisionCheck:
+    def collision_check(self, grasp_point: np.ndarray, held: Box, seen: SeenObstacles = NOTHING_SEEN) -> CollisionCheck:
         """The check of one joint sample against this arm's workcell (core/collision.py), for a plan
         that picks the object at `grasp_point` (so that object is not an obstacle) and then carries
-        `held` (a box in the TCP frame)."""
+        `held` (a box in the TCP frame); `seen` is what the trial's frame set adds (the tray as measured,
+        the depth clutter boxes), checked like the configured boxes."""
+        ...
+
+    def arm_chain(self) -> np.ndarray:
+        """(K, 3) base frame: the robot's base, the origins of its arm links (config/workcell.yaml
+        `collision.depth_clutter.arm_links`) and the TCP, as the arm stands now — the region depth clutter
+        leaves out (`core.clutter`)."""
         ...
 
     def execute(self, plan: ValidatedPlan, should_stop: Callable[[], bool], instruction: str = "") -> ExecutionResult:
@@ -87,16 +94,21 @@ class ArmExecutor(Protocol):
 
 
 def validate_for(
-    arm: ArmExecutor, plan: PickPlacePlan, limits: SafetyLimits, params: PlanningParams | None = None
+    arm: ArmExecutor,
+    plan: PickPlacePlan,
+    limits: SafetyLimits,
+    params: PlanningParams | None = None,
+    seen: SeenObstacles = NOTHING_SEEN,
 ) -> ValidatedPlan:
     """Validate `plan` against this arm as it is now: its IK, joint limits, gripper and workcell
-    collisions, from where it stands. Each grasp candidate (`plan` turned and shifted as `params` says,
-    `core.planning.grasp_candidates`; without `params` the plan's own grasp only) is tried in order, and
-    the first that passes is returned, naming the ones refused before it; PlanRejected names every grasp
-    tried when none passes."""
+    collisions (with what the trial's frame set saw, `seen`), from where it stands. Each grasp candidate
+    (`plan` turned and shifted as `params` says, `core.planning.grasp_candidates`; without `params` the
+    plan's own grasp only) is tried in order, and the first that passes is returned, naming the ones
+    refused before it; PlanRejected names every grasp tried when none passes."""
 
     def validate(candidate: PickPlacePlan, grasps_tried: tuple[str, ...]) -> ValidatedPlan:
-        collides = arm.collision_check(candidate.grasp_surface_point, held_object_box(candidate, limits.table_z))
+        held = held_object_box(candidate, limits.table_z)
+        collides = arm.collision_check(candidate.grasp_surface_point, held, seen)
         return validate_either_way(
             candidate,
             limits,

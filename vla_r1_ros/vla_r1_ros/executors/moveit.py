@@ -56,6 +56,7 @@ import contextlib
 import copy
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -63,12 +64,23 @@ from geometry_msgs.msg import Pose
 from rclpy.clock import Clock, ClockType
 from trajectory_msgs.msg import JointTrajectoryPoint
 
-from vla_r1_ros.core.collision import HELD_OBJECT, Box, Collision, CollisionCheck, CollisionWorld
+from vla_r1_ros.core.collision import (
+    HELD_OBJECT,
+    NOTHING_SEEN,
+    Box,
+    Collision,
+    CollisionCheck,
+    CollisionWorld,
+    SeenObstacles,
+    tray_pose_boxes,
+)
 from vla_r1_ros.core.geometry import RigidTransform
 from vla_r1_ros.core.outcomes import ExecutionResult, FailureStage, OutcomeSource
 from vla_r1_ros.core.planning import CARRYING_SEGMENTS, GripperAction, JointLimits, MotionSegment, ValidatedPlan
 from vla_r1_ros.executors.base import ExecutorBase, empty_grasp, require_validated
 from vla_r1_ros.nodes.conversions import pose_msg, transform_from_pose
+
+SENSORS_3D_FILE = "sensors_3d.yaml"  # beside moveit_py.yaml in this package's config/
 
 
 class MoveItUnavailable(RuntimeError):
@@ -88,13 +100,14 @@ def make_moveit_py(moveit_py_yaml: str, settings: dict[str, Any], node_name: str
             "use executor:=sim without MoveIt"
         ) from exc
     builder = MoveItConfigsBuilder(robot_name=settings["robot_name"], package_name=settings["moveit_config_package"])
-    config = (
+    builder = (
         builder.robot_description(file_path=settings["robot_description_file"])
         .trajectory_execution(file_path=settings["trajectory_execution_file"])
         .moveit_cpp(file_path=moveit_py_yaml)
-        .to_moveit_configs()
     )
-    return MoveItPy(node_name=node_name, config_dict=config.to_dict())
+    if settings["collision"]["octomap_sensors"]:  # MoveIt's own octomap: see config/sensors_3d.yaml's caveat
+        builder = builder.sensors_3d(file_path=str(Path(moveit_py_yaml).with_name(SENSORS_3D_FILE)))
+    return MoveItPy(node_name=node_name, config_dict=builder.to_moveit_configs().to_dict())
 
 
 class MoveItExecutor(ExecutorBase):
@@ -148,6 +161,8 @@ class MoveItExecutor(ExecutorBase):
         self._hand = moveit.get_planning_component(self.hand_group)
         self._arm = moveit.get_planning_component(self.group)
         self.obstacles = world.obstacles
+        self.tray_wall_m = world.tray_wall_m
+        self.arm_links = world.arm_links
         with self._monitor.read_write() as scene:
             for box in self.obstacles:
                 scene.apply_collision_object(self._object_msg(box, self.base_frame, box.pose))
@@ -199,6 +214,14 @@ class MoveItExecutor(ExecutorBase):
         with self._monitor.read_only() as scene:
             link_pose = transform_from_pose(scene.current_state.get_pose(self.pose_link))
         return link_pose @ self._link_T_tcp
+
+    def arm_chain(self) -> np.ndarray:
+        """The base, each of the arm links' origins (`world.arm_links`) and the TCP, as the planning scene
+        monitor has the arm now (the model's root frame, the plans' base frame)."""
+        with self._monitor.read_only() as scene:
+            state = scene.current_state
+            links = [np.asarray(state.get_global_link_transform(link), float)[:3, 3] for link in self.arm_links]
+        return np.array([np.zeros(3), *links, self.tcp_pose().translation])
 
     def link_pose(self, tcp: RigidTransform) -> Pose:
         """The pose of `pose_link` that puts the TCP at `tcp`; both in the robot model's root frame, which
@@ -260,11 +283,17 @@ class MoveItExecutor(ExecutorBase):
         """MoveIt's check of the scene's current state, its attached bodies included."""
         return bool(scene.is_state_colliding(joint_model_group_name=self.collision_group, verbose=False))
 
-    def collision_check(self, grasp_point: np.ndarray, held: Box) -> CollisionCheck:
+    def collision_check(self, grasp_point: np.ndarray, held: Box, seen: SeenObstacles = NOTHING_SEEN) -> CollisionCheck:
         """MoveIt's own check on copies of the live planning scene, one without and one with the held
-        object. `grasp_point` is not needed: MoveIt's scene holds no model of the objects to pick."""
+        object; on them the tray stands where it was measured and the depth clutter boxes are collision
+        objects (`seen`: the live scene keeps neither). `grasp_point` is not needed: MoveIt's scene holds no
+        model of the objects to pick, and the clutter already leaves the picked object out."""
         with self._monitor.read_only() as live:
             free = copy.copy(live)
+        trial_boxes = [*(tray_pose_boxes(seen.tray, self.tray_wall_m) if seen.tray is not None else ()), *seen.clutter]
+        for box in trial_boxes:  # ADD of an existing id (a tray part) replaces it
+            free.apply_collision_object(self._object_msg(box, self.base_frame, box.pose))
+        names = list(dict.fromkeys([*(box.name for box in self.obstacles), *(box.name for box in trial_boxes)]))
         carrying = copy.copy(free)
         carrying.process_attached_collision_object(self._held_msg(held))
 
@@ -273,15 +302,14 @@ class MoveItExecutor(ExecutorBase):
             self._move_to(scene, joints)
             if not self._colliding(scene):
                 return None
-            return self._name_collision(scene, is_carrying)
+            return self._name_collision(scene, is_carrying, names)
 
         return check
 
-    def _name_collision(self, scene: Any, carrying: bool) -> Collision:
-        """Which of our obstacles the scene's current state hits (the first that alone still collides, on
-        a copy that keeps that state) and with which link (the one whose allowed-collision entry makes it
-        stop)."""
-        names = [box.name for box in self.obstacles]
+    def _name_collision(self, scene: Any, carrying: bool, names: list[str]) -> Collision:
+        """Which of our obstacles (`names`) the scene's current state hits (the first that alone still
+        collides, on a copy that keeps that state) and with which link (the one whose allowed-collision
+        entry makes it stop)."""
         for name in names:
             alone = copy.copy(scene)
             for other in names:

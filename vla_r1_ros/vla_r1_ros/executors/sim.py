@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from vla_r1_ros.core.collision import Box, CollisionCheck
+from vla_r1_ros.core.collision import NOTHING_SEEN, Box, CollisionCheck, SeenObstacles
 from vla_r1_ros.core.geometry import RigidTransform
 from vla_r1_ros.core.outcomes import ExecutionResult, FailureStage, OutcomeSource, judge_sim_placement
 from vla_r1_ros.core.planning import GripperAction, JointLimits, MotionSegment, ValidatedPlan
@@ -33,6 +33,7 @@ class SimArmExecutor(ExecutorBase):
         self.joint_names = tuple(workcell.arm_joint_names)
         self.gripper_opening_m = 2.0 * float(workcell.config["gripper"]["open_m"])  # open_m is per finger
         self.min_held_width_m = float(workcell.config["gripper"]["min_held_width_m"])
+        self.arm_links = tuple(workcell.config["collision"]["depth_clutter"]["arm_links"])
 
     def joint_limits(self) -> JointLimits:
         return JointLimits(*self.workcell.joint_limits())
@@ -48,10 +49,16 @@ class SimArmExecutor(ExecutorBase):
     ) -> np.ndarray | None:
         return self.workcell.solve_ik(position, quat_xyzw, seed_joints)
 
-    def collision_check(self, grasp_point: np.ndarray, held: Box) -> CollisionCheck:
-        """PyBullet's closest points against the workcell as it is now (the scene's tray and objects)."""
-        scene = CollisionScene(tuple(self.workcell.obstacles(grasp_point)), held)
+    def collision_check(self, grasp_point: np.ndarray, held: Box, seen: SeenObstacles = NOTHING_SEEN) -> CollisionCheck:
+        """PyBullet's closest points against the workcell as it is now (the scene's tray and objects) and
+        what the trial's frame set saw (`seen`: the measured tray, the depth clutter)."""
+        scene = CollisionScene(tuple(self.workcell.obstacles(grasp_point, seen)), held)
         return self.workcell.collision.check(scene)
+
+    def arm_chain(self) -> np.ndarray:
+        """The base, the origins of `collision.depth_clutter.arm_links` and the TCP, as the arm stands now."""
+        links = self.workcell.arm.link_positions(self.arm_links)
+        return np.array([np.zeros(3), *links, self.workcell.ee_pose()[0]])
 
     def _open_gripper(self) -> None:
         self.workcell.set_gripper(closed=False)

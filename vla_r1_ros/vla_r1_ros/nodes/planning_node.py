@@ -12,6 +12,14 @@ Serves `vla_r1/execute_instruction` (ExecuteInstruction). One trial (`core.trial
   keeps records from the log). Goals are refused while no logger listens or while `max_undelivered`
   records wait.
 
+Collision truth from the trial's own frame set (`collision_check`'s `SeenObstacles`): where no simulator
+scene reports the tray (`scene:=false`: a real cell), the first frame set's depth measures it
+(`core.tray.locate_tray`, within the doctor's tolerance of `collision.tray_when_unseen`; further off, or
+not found, every trial is refused at `safety` naming the offset until it stands right); once measured
+the pose is kept and logged. Before validation the frame set's depth above the table becomes obstacle
+columns (`core.clutter.depth_clutter`: not the table, the tray, the arm, nor the object the answer
+picks), checked by the executor like every configured box.
+
 With `judge: vision` each trial whose arm moved ends with the camera judge: the arm goes to its observe
 pose, a frame set captured after it got there and the trial's own frame set are judged
 (`core.vision_judge`) against the object registry (`object_registry`, read at each use, so a run may
@@ -35,6 +43,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -51,6 +60,8 @@ from vla_r1_interfaces.msg import ManipulationPlan, SceneState
 from vla_r1_interfaces.srv import SelfReset
 
 from vla_r1_ros import topics
+from vla_r1_ros.core.clutter import ClutterSettings, depth_clutter
+from vla_r1_ros.core.collision import NOTHING_SEEN, SeenObstacles
 from vla_r1_ros.core.frame_sync import FrameSetSync
 from vla_r1_ros.core.geometry import camera_extrinsics
 from vla_r1_ros.core.lifting import LiftedPrediction, LiftError, LiftParams, check_depth_for, lift_prediction
@@ -61,7 +72,8 @@ from vla_r1_ros.core.prediction import Prediction
 from vla_r1_ros.core.prompts import TASKS
 from vla_r1_ros.core.reset_flow import ResetFailure, ResetSteps, run_self_reset
 from vla_r1_ros.core.self_reset import ResetImpossible, ResetSettings, check_layout, plan_reset
-from vla_r1_ros.core.tabletop import RgbdView
+from vla_r1_ros.core.tabletop import RgbdView, tray_sample
+from vla_r1_ros.core.tray import TrayNotFound, TrayOffConfig, TrayPose, TrayTolerance, locate_tray
 from vla_r1_ros.core.trial_flow import CameraVerdict, StageFailure, TrialFlow, TrialRecord, TrialSteps
 from vla_r1_ros.core.trial_slot import TrialSlot
 from vla_r1_ros.core.vision_judge import JudgeSettings, judge_trial
@@ -74,6 +86,7 @@ from vla_r1_ros.nodes.episode_msgs import FRAMES_QOS, FrameSet, episode_record_m
 from vla_r1_ros.nodes.parameters import declare_parameters
 from vla_r1_ros.nodes.plan_msgs import plan_markers, trial_plan_msg
 from vla_r1_ros.nodes.predict_client import PredictClient
+from vla_r1_ros.nodes.scene_msgs import scene_from_msg
 from vla_r1_ros.nodes.spin import spin_nodes
 
 COLOR, DEPTH, INFO, SCENE, RECORDED = "color", "depth", "camera_info", "scene", "recorded_stamp"
@@ -104,6 +117,10 @@ class PlanningNode(Node):
             raise ValueError(f"planning parameter judge: {params['judge']!r} is not one of {JUDGES}")
         self.judge_settings = JudgeSettings.from_config(workspace, camera)
         self.reset_settings = ResetSettings.from_config(workspace, camera, self.arm.gripper_opening_m)
+        self.clutter_settings = ClutterSettings.from_config(context.config.workcell, workspace)
+        self.configured_tray = TrayPose.configured(context.config.workcell)
+        self.tray_tolerance = TrayTolerance.from_config(workspace)
+        self.measured_tray: TrayPose | None = None  # where no scene reports it: measured once, then kept
 
         group = ReentrantCallbackGroup()
         streams = (COLOR, DEPTH, INFO) + ((SCENE,) if params["scene"] else ())
@@ -165,8 +182,40 @@ class PlanningNode(Node):
     def _plan(self, lifted: LiftedPrediction) -> PickPlacePlan:
         return plan_pick_and_place(lifted.grasp, lifted.surface_waypoints, self.planning_params)
 
-    def _validate(self, plan: PickPlacePlan) -> ValidatedPlan:
-        return validate_for(self.arm, plan, self.limits, self.planning_params)
+    def _validate(self, plan: PickPlacePlan, seen: SeenObstacles = NOTHING_SEEN) -> ValidatedPlan:
+        return validate_for(self.arm, plan, self.limits, self.planning_params, seen)
+
+    def _measured_tray(self, frames: FrameSet) -> TrayPose | None:
+        """The tray measured from the frame set's depth where no simulator scene reports it (None: the
+        scene's tray is the truth), kept once measured; StageFailure when it is not where config says."""
+        if frames.scene is not None:
+            return None
+        if self.measured_tray is not None:
+            return self.measured_tray
+        points = tray_sample(self._view(frames), self.lift_params)
+        try:
+            self.measured_tray = locate_tray(points, self.configured_tray, self.limits.table_z, self.tray_tolerance)
+        except (TrayNotFound, TrayOffConfig) as exc:
+            raise StageFailure(
+                FailureStage.SAFETY,
+                f"the tray measured from depth is not where config/workcell.yaml collision.tray_when_unseen "
+                f"says: {exc}; nothing moves until it stands there (or the config says where it stands)",
+            ) from exc
+        self.get_logger().info(f"tray measured from depth at {self.measured_tray.describe()}")
+        return self.measured_tray
+
+    def _seen_obstacles(self, frames: FrameSet, lifted: LiftedPrediction, tray: TrayPose | None) -> SeenObstacles:
+        """The measured tray and the depth clutter of the trial's frame set (the picked object left out)."""
+        if not self.clutter_settings.enabled:
+            return SeenObstacles(tray)
+        started = time.perf_counter()
+        where = tray or (TrayPose.of(scene_from_msg(frames.scene).tray) if frames.scene is not None else None)
+        points = self._view(frames).base_points(self.lift_params, self.clutter_settings.pixel_stride)
+        clutter = depth_clutter(
+            points, where or self.configured_tray, lifted.grasp, self.arm.arm_chain(), self.clutter_settings
+        )
+        self.get_logger().debug(f"depth clutter: {len(clutter)} boxes in {time.perf_counter() - started:.3f} s")
+        return SeenObstacles(tray, clutter)
 
     def _execute(self, plan: ValidatedPlan, should_stop, instruction: str) -> ExecutionResult:
         result = self.arm.execute(plan, should_stop, instruction=instruction)
@@ -267,13 +316,27 @@ class PlanningNode(Node):
             if goal_handle is not None:
                 goal_handle.publish_feedback(ExecuteInstruction.Feedback(stage="predict", reasoning_chunk=text))
 
+        trial: dict[str, Any] = {}  # this trial's frame set, measured tray and lifted answer, for validation
+
+        def perceive() -> FrameSet:
+            frames = trial["frames"] = self._perceive(requested_ns)
+            trial["tray"] = self._measured_tray(frames)
+            return frames
+
+        def lift(prediction: Prediction, frames: FrameSet) -> LiftedPrediction:
+            trial["lifted"] = self._lift(prediction, frames)
+            return trial["lifted"]
+
+        def validate(plan: PickPlacePlan) -> ValidatedPlan:
+            return self._validate(plan, self._seen_obstacles(trial["frames"], trial["lifted"], trial["tray"]))
+
         flow = TrialFlow(
             TrialSteps(
-                perceive=lambda: self._perceive(requested_ns),
+                perceive=perceive,
                 predict=lambda text, t, frames: self.predictor.predict(text, t, frames, on_text, should_stop),
-                lift=self._lift,
+                lift=lift,
                 plan=self._plan,
-                validate=self._validate,
+                validate=validate,
                 # The executor judges the outcome against the instructed object where it can (the sim).
                 execute=lambda plan, stop: self._execute(plan, stop, instruction),
                 judge=(lambda trial: self._judge(trial, should_stop)) if self.params["judge"] == "vision" else None,

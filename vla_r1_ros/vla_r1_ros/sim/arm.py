@@ -92,6 +92,20 @@ class SimPanda:
         pose = self.base_T_world @ RigidTransform.from_pose(state[4], state[5])
         return pose.translation, pose.quat_xyzw
 
+    def link_positions(self, names: tuple[str, ...]) -> np.ndarray:
+        """(len(names), 3) origins of the named links as the arm stands now, base frame."""
+        client = self.clock.client
+        with self.clock.lock:
+            index = {
+                p.getJointInfo(self.uid, j, physicsClientId=client)[12].decode(): j
+                for j in range(p.getNumJoints(self.uid, physicsClientId=client))
+            }
+            states = [
+                p.getLinkState(self.uid, index[name], computeForwardKinematics=True, physicsClientId=client)
+                for name in names
+            ]
+        return self.base_T_world.apply(np.array([state[4] for state in states], float).reshape(-1, 3))
+
     def within_limits(self, joints: np.ndarray, tolerance: float = 1e-6) -> bool:
         q = np.asarray(joints, dtype=float)
         return bool(np.all(q >= self.lower - tolerance) and np.all(q <= self.upper + tolerance))

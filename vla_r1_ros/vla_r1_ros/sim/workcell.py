@@ -28,7 +28,7 @@ import pybullet as p
 import pybullet_data
 
 from vla_r1_ros.cameras.base import RgbdFrame
-from vla_r1_ros.core.collision import Box, workcell_obstacles, world_T_base
+from vla_r1_ros.core.collision import NOTHING_SEEN, Box, SeenObstacles, workcell_obstacles, world_T_base
 from vla_r1_ros.core.config import PackageConfig
 from vla_r1_ros.core.geometry import camera_extrinsics
 from vla_r1_ros.core.scene import ObjectState, Scene
@@ -205,10 +205,11 @@ class Workcell:
             ee_position=tuple(float(v) for v in self.ee_pose()[0]),
         )
 
-    def obstacles(self, grasp_point: np.ndarray | None = None) -> list[Box]:
+    def obstacles(self, grasp_point: np.ndarray | None = None, seen: SeenObstacles = NOTHING_SEEN) -> list[Box]:
         """The workcell's collision boxes as they are now (core/collision.py): table, camera mount, tray
-        and every object but the one under `grasp_point`."""
-        return workcell_obstacles(self.config, self.camera_config, self.scene(), grasp_point)
+        (where `seen` measured it, else the scene's), every object but the one under `grasp_point` (with
+        `collision.scene_objects`) and the depth clutter `seen` carries."""
+        return workcell_obstacles(self.config, self.camera_config, self.scene(), grasp_point, seen)
 
     def _object_state(self, body: Body) -> ObjectState:
         return self.layout.object_state(body, *self._boxes.get(body.uid, (None, False)))

@@ -3,7 +3,9 @@ the tray, onto the table or off it, as a trial could leave them (test support: t
 the frames captured afterwards, core/vision_judge.py).
 
 `arrange_outcome(workcell, rng, kind)` makes one trial's end state on the workcell's current layout and
-says what it did; `view_of(frame, camera_config)` is the frame set as the judge takes it.
+says what it did; `view_of(frame, camera_config)` is the frame set as the judge takes it. For the
+collision tests: `move_tray` (the tray somewhere else than the layout put it) and `depth_only_box` (a body
+the camera sees but the simulator's scene does not list, as a real cell's clutter).
 """
 
 from __future__ import annotations
@@ -15,12 +17,16 @@ import pybullet as p
 from scipy.spatial.transform import Rotation
 
 from vla_r1_ros.cameras.base import RgbdFrame
+from vla_r1_ros.core.collision import Box
 from vla_r1_ros.core.geometry import RigidTransform, camera_extrinsics
 from vla_r1_ros.core.scene import ObjectState, Scene, make_instruction
 from vla_r1_ros.core.tabletop import RgbdView
+from vla_r1_ros.sim.collision import create_box_body
+from vla_r1_ros.sim.rendering import on_gl_thread
 from vla_r1_ros.sim.workcell import Workcell
 
 SETTLE_S = 0.5
+DEPTH_ONLY_RGBA = (0.45, 0.35, 0.25, 1.0)  # a cardboard box
 TRAY_SPACING_M = 0.09  # between two objects in the tray: an open finger fits between them (the reset picks them)
 OFF_THE_TABLE_WORLD = np.array([0.0, 3.0, 0.5])  # on the floor, far outside the camera's view
 # The outcomes a trial can leave: (what ends in the tray, where the named object ends).
@@ -54,6 +60,35 @@ def move_object(
         )
         p.resetBaseVelocity(body.uid, [0, 0, 0], [0, 0, 0], physicsClientId=workcell._client)
     workcell.step(SETTLE_S)
+
+
+def move_tray(workcell: Workcell, xy: np.ndarray, yaw: float = 0.0) -> None:
+    """Put the tray upright at `xy` (base frame), turned by `yaw`, and let it settle."""
+    with workcell.lock:
+        workcell.layout._place(workcell.layout.tray, float(xy[0]), float(xy[1]), yaw)
+    workcell.step(SETTLE_S)
+
+
+def depth_only_box(workcell: Workcell, centre: np.ndarray, size: np.ndarray) -> int:
+    """A static box standing at `centre` (base frame) that is in no Scene: the camera renders it, the
+    simulator's object list does not have it. Returns its body id (`remove_body` takes it away)."""
+    box = Box("depth_only", np.asarray(size, float), RigidTransform(Rotation.identity(), np.asarray(centre, float)))
+
+    def create() -> int:  # on the renderer's thread: the EGL plugin draws only what is made there
+        with workcell.lock:
+            return create_box_body(workcell._client, box, workcell.world_T_base, DEPTH_ONLY_RGBA)
+
+    return on_gl_thread(create)
+
+
+def remove_body(workcell: Workcell, uid: int) -> None:
+    """Take a `depth_only_box` away again (on the renderer's thread, where it was made)."""
+
+    def remove() -> None:
+        with workcell.lock:
+            p.removeBody(uid, physicsClientId=workcell._client)
+
+    on_gl_thread(remove)
 
 
 def drop_off_the_table(workcell: Workcell, name: str) -> None:
