@@ -51,7 +51,8 @@ def steps(calls: list, moves=("red_cube", "blue_mug"), refuse="", fail="", verif
         calls.append(("plan", move.object_name))
         return move.object_name
 
-    def validate(plan):
+    def validate(move, plan):
+        assert move.object_name == plan
         if plan == refuse:
             raise PlanRejected("collision", f"{plan} would hit the tray wall")
         return plan

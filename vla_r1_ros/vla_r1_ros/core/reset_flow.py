@@ -30,7 +30,7 @@ class ResetSteps:
     perceive: Callable[[], Any]  # a frame set captured now, as an RgbdView; raise ResetFailure when none comes
     plan_moves: Callable[[Any, np.random.Generator], list[Any]]  # (view, rng) -> ResetMoves; raise on impossible
     plan: Callable[[Any], PickPlacePlan]  # a ResetMove -> its pick-and-place plan
-    validate: Callable[[PickPlacePlan], ValidatedPlan]  # raise PlanRejected
+    validate: Callable[[Any, PickPlacePlan], ValidatedPlan]  # (the ResetMove, its plan); raise PlanRejected
     execute: Callable[[ValidatedPlan], ExecutionResult]
     check_layout: Callable[[Any], Any]  # view -> LayoutCheck (ok, message, positions)
 
@@ -55,7 +55,7 @@ def run_self_reset(steps: ResetSteps, seed: int, impossible: tuple[type[Exceptio
             return ResetOutcome(False, f"cannot plan the reset: {exc}")
         for move in moves:
             try:
-                validated = steps.validate(steps.plan(move))
+                validated = steps.validate(move, steps.plan(move))
             except PlanRejected as exc:
                 return ResetOutcome(False, f"moving {move.object_name}: plan refused ({exc.check}): {exc}", moved)
             result = steps.execute(validated)

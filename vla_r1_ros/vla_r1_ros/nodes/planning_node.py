@@ -64,14 +64,21 @@ from vla_r1_ros.core.clutter import ClutterSettings, depth_clutter
 from vla_r1_ros.core.collision import NOTHING_SEEN, SeenObstacles
 from vla_r1_ros.core.frame_sync import FrameSetSync
 from vla_r1_ros.core.geometry import camera_extrinsics
-from vla_r1_ros.core.lifting import LiftedPrediction, LiftError, LiftParams, check_depth_for, lift_prediction
+from vla_r1_ros.core.lifting import (
+    GraspSurface,
+    LiftedPrediction,
+    LiftError,
+    LiftParams,
+    check_depth_for,
+    lift_prediction,
+)
 from vla_r1_ros.core.object_registry import ObjectRegistry, RegistryError
 from vla_r1_ros.core.outcomes import JUDGES, ExecutionResult, FailureStage
 from vla_r1_ros.core.planning import PickPlacePlan, PlanningParams, SafetyLimits, ValidatedPlan, plan_pick_and_place
 from vla_r1_ros.core.prediction import Prediction
 from vla_r1_ros.core.prompts import TASKS
 from vla_r1_ros.core.reset_flow import ResetFailure, ResetSteps, run_self_reset
-from vla_r1_ros.core.self_reset import ResetImpossible, ResetSettings, check_layout, plan_reset
+from vla_r1_ros.core.self_reset import ResetImpossible, ResetMove, ResetSettings, check_layout, plan_reset
 from vla_r1_ros.core.tabletop import RgbdView, tray_sample
 from vla_r1_ros.core.tray import TrayNotFound, TrayOffConfig, TrayPose, TrayTolerance, locate_tray
 from vla_r1_ros.core.trial_flow import CameraVerdict, StageFailure, TrialFlow, TrialRecord, TrialSteps
@@ -204,15 +211,15 @@ class PlanningNode(Node):
         self.get_logger().info(f"tray measured from depth at {self.measured_tray.describe()}")
         return self.measured_tray
 
-    def _seen_obstacles(self, frames: FrameSet, lifted: LiftedPrediction, tray: TrayPose | None) -> SeenObstacles:
-        """The measured tray and the depth clutter of the trial's frame set (the picked object left out)."""
+    def _seen_obstacles(self, frames: FrameSet, picked: GraspSurface | None, tray: TrayPose | None) -> SeenObstacles:
+        """The measured tray and the depth clutter of the frame set (the `picked` object left out)."""
         if not self.clutter_settings.enabled:
             return SeenObstacles(tray)
         started = time.perf_counter()
         where = tray or (TrayPose.of(scene_from_msg(frames.scene).tray) if frames.scene is not None else None)
         points = self._view(frames).base_points(self.lift_params, self.clutter_settings.pixel_stride)
         clutter = depth_clutter(
-            points, where or self.configured_tray, lifted.grasp, self.arm.arm_chain(), self.clutter_settings
+            points, where or self.configured_tray, picked, self.arm.arm_chain(), self.clutter_settings
         )
         self.get_logger().debug(f"depth clutter: {len(clutter)} boxes in {time.perf_counter() - started:.3f} s")
         return SeenObstacles(tray, clutter)
@@ -265,11 +272,20 @@ class PlanningNode(Node):
             response.message = str(exc)
             return response
 
+        seen: dict[str, Any] = {}  # the last frame set (the one the moves are planned on) and its tray
+
         def perceive() -> RgbdView:
             try:
-                return self._view(self._perceive(self.get_clock().now().nanoseconds))
+                frames = seen["frames"] = self._perceive(self.get_clock().now().nanoseconds)
+                seen["tray"] = self._measured_tray(frames)
             except StageFailure as exc:
                 raise ResetFailure(str(exc)) from exc
+            return self._view(frames)
+
+        def validate(move: ResetMove, plan: PickPlacePlan) -> ValidatedPlan:
+            # Depth clutter of the planning view: an object an earlier move took away still stands in it
+            # (an obstacle too many), and the spot it went to keeps the reset's clearance from the rest.
+            return self._validate(plan, self._seen_obstacles(seen["frames"], move.grasp, seen["tray"]))
 
         def stopping() -> bool:
             return self.slot.stop_requested
@@ -280,7 +296,7 @@ class PlanningNode(Node):
                 perceive=perceive,
                 plan_moves=lambda view, rng: plan_reset(view, registry, rng, self.reset_settings),
                 plan=lambda move: plan_pick_and_place(move.grasp, move.surface_waypoints, self.planning_params),
-                validate=self._validate,
+                validate=validate,
                 execute=lambda plan: self.arm.execute(plan, stopping),
                 check_layout=lambda view: check_layout(view, registry, self.reset_settings),
             ),
@@ -328,7 +344,7 @@ class PlanningNode(Node):
             return trial["lifted"]
 
         def validate(plan: PickPlacePlan) -> ValidatedPlan:
-            return self._validate(plan, self._seen_obstacles(trial["frames"], trial["lifted"], trial["tray"]))
+            return self._validate(plan, self._seen_obstacles(trial["frames"], trial["lifted"].grasp, trial["tray"]))
 
         flow = TrialFlow(
             TrialSteps(
