@@ -10,9 +10,10 @@ and their ratios (recorded / not recorded). It also gives the bags' size and rat
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from pathlib import Path
+
+from vla_r1_ros.bench.figures import report_figures
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -90,10 +91,5 @@ def run(args: argparse.Namespace) -> int:
         "trial_seconds": plain,
         "trial_seconds_recorded": recorded,
     }
-    for name, value in figures.items():
-        if not isinstance(value, list):
-            print(f"{name:<28}{value:.3f}" if isinstance(value, float) else f"{name:<28}{value}")
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
-        print(f"wrote {args.json}")
+    report_figures(figures, args.json, width=28, decimals=3)
     return 0

@@ -14,13 +14,14 @@ through it. It records:
 from __future__ import annotations
 
 import argparse
-import json
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
+
+from vla_r1_ros.bench.figures import report_figures
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -133,10 +134,5 @@ def run(args: argparse.Namespace) -> int:
         "trial_seconds": [o.wall_seconds for o in outcomes],
         "frame_stamps_s": [(stamp - started_ns) / 1e9 for stamp in during],
     }
-    for name, value in figures.items():
-        if not isinstance(value, list):
-            print(f"{name:<32}{value:.2f}" if isinstance(value, float) else f"{name:<32}{value}")
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
-        print(f"wrote {args.json}")
+    report_figures(figures, args.json, width=32, decimals=2)
     return 0
