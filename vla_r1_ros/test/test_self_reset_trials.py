@@ -60,6 +60,27 @@ def test_a_self_reset_camera_judged_run_logs_both_verdicts_and_audits_the_camera
         else:  # ended before the arm moved: the pipeline's verdict, nothing for the camera to judge
             assert entry["outcome_source"] == "pipeline" and entry["vision_judge"] is None
 
+    # The same layouts and instructions again, in the simulator (its reset, its judge): --layouts.
+    rerun = tmp_path / "rerun"
+    command = [sys.executable, "-m", "vla_r1_ros.cli.main", "trials", "--layouts", str(out), "--out", str(rerun)]
+    result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=420)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    original = json.loads((out / "trials.json").read_text())
+    again = json.loads((rerun / "trials.json").read_text())
+    assert [(t["instruction"], t["target"]) for t in again] == [(t["instruction"], t["target"]) for t in original]
+    assert set(json.loads((rerun / "summary.json").read_text())["judged_by"]) <= {"simulator", "pipeline"}
+
+
+def test_layouts_of_a_run_that_logged_none_are_refused_before_anything_starts(tmp_path):
+    run = tmp_path / "plain"
+    run.mkdir()
+    (run / "summary.json").write_text(json.dumps({"resets": []}))
+    (run / "trials.json").write_text(json.dumps([{"index": 0, "seed": 0, "instruction": "x", "target": "y"}]))
+    for folder, message in ((tmp_path / "nothing", "not a finished run of trials"), (run, "logs no layouts")):
+        command = [sys.executable, "-m", "vla_r1_ros.cli.main", "trials", "--layouts", str(folder)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
+
 
 class ResetServer:
     """Serves vla_r1/self_reset as the planning node does, failing as told."""

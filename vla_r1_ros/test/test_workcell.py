@@ -99,6 +99,19 @@ def test_same_seed_same_scene_different_seed_differs(workcell):
     assert len({o.colour for o in a.objects}) == 4
 
 
+def test_a_logged_layout_puts_the_seeds_objects_where_it_says(workcell):
+    """`reset(seed, n, poses)`: a self-reset's logged layout (name -> x, y, yaw, base frame) re-run."""
+    drawn = workcell.reset(5)
+    # Each object 15 mm further from the robot than the seed draws it (clear of the tray and the others).
+    poses = {o.name: [o.position[0] + 0.015, o.position[1], 0.3] for o in drawn.objects}
+    scene = workcell.reset(5, None, poses)
+    for obj in scene.objects:
+        np.testing.assert_allclose(obj.position[:2], poses[obj.name][:2], atol=0.005)
+    assert {o.name for o in scene.objects} == {o.name for o in drawn.objects}
+    with pytest.raises(ValueError, match=r"the layout names .* the seed's objects are"):
+        workcell.reset(6, None, poses)  # another seed draws other objects
+
+
 def test_objects_visible_in_workspace_and_count(workcell):
     cfg = load_config("workcell")["objects"]
     for seed, count in ((0, 3), (1, 6), (2, None)):

@@ -1,7 +1,8 @@
 """How each trial's scene is set up: the `SceneSetup` seam of a run of trials (`trial_runner`).
 
 `SimReset` resets the simulated workcell to the trial's layout seed and draws the target and the
-instruction from the objects the camera shows; `ManualReset` (a real arm) takes the instructions it was
+instruction from the objects the camera shows; `LoggedLayouts` re-runs a self-reset run's logged layouts
+and instructions in the simulator; `ManualReset` (a real arm) takes the instructions it was
 given and waits until the operator has set the scene up — asking is the caller's (`confirm`: the CLI
 reads stdin; this library never does); `SelfReset` has the arm put the scene back itself
 (`vla_r1/self_reset`) and draws the target from the registered objects the camera verified on the table.
@@ -63,6 +64,45 @@ class SimReset:
             raise GraphUnavailable(f"layout {seed} has no visible object")
         target = visible[rng.integers(len(visible))]
         return PreparedTrial(make_instruction(target, rng), target.name)
+
+
+class LoggedLayouts:
+    """A `--reset self` run's layouts again, in the simulator: trial i starts from the layout the camera
+    verified before trial i of that run (its summary.json `resets`: the last successful teleport or
+    self-reset of each trial), the objects of its first layout's seed teleported there, with that
+    trial's instruction (trials.json). The simulator judges, as with `SimReset`."""
+
+    judged_by = OutcomeSource.SIMULATOR
+    needs_reset_service = True
+
+    def __init__(self, graph: GraphClient, run_dir: Path) -> None:
+        self.graph = graph
+        self.first_seed, self.trials = logged_layouts(run_dir)
+
+    def prepare(self, index: int, seed: int, rng: np.random.Generator) -> PreparedTrial:
+        layout, instruction, target = self.trials[index]
+        self.graph.reset_layout(self.first_seed, len(layout), layout)
+        return PreparedTrial(instruction, target)
+
+
+def logged_layouts(run_dir: Path) -> tuple[int, list[tuple[dict[str, Any], str, str]]]:
+    """The first layout's seed and, per trial of a `--reset self` run, (its verified layout, instruction,
+    target); ValueError naming what the run lacks."""
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+        trials = json.loads((run_dir / "trials.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{run_dir}: not a finished run of trials ({exc})") from None
+    layouts: dict[int, dict[str, Any]] = {}
+    for event in summary.get("resets") or []:
+        if event.get("success") and event.get("layout"):
+            layouts[int(event["trial"])] = event["layout"]  # the last one of a trial is what it ran on
+    if not layouts:
+        raise ValueError(f"{run_dir}: its summary logs no layouts (only a --reset self run does)")
+    missing = [t["index"] for t in trials if t["index"] not in layouts]
+    if missing:
+        raise ValueError(f"{run_dir}: no verified layout for trials {missing}")
+    return int(trials[0]["seed"]), [(layouts[t["index"]], t["instruction"], t["target"]) for t in trials]
 
 
 class ManualReset:

@@ -121,6 +121,13 @@ def configure(parser: argparse.ArgumentParser, default_n: int = 10, default_out:
         "(the simulator's teleport for the first layout only), planned from the camera's depth",
     )
     parser.add_argument(
+        "--layouts",
+        type=Path,
+        metavar="RUN",
+        help="re-run the layouts a --reset self run RUN logged (its summary.json), each trial with that run's "
+        "instruction, in the simulator (default --n: all of RUN's trials)",
+    )
+    parser.add_argument(
         "--registry",
         type=Path,
         help="the object registry (vla-r1 objects register) of --judge vision / --reset self on a real arm; "
@@ -171,6 +178,16 @@ class UsageError(ValueError):
 
 def trial_count(args: argparse.Namespace) -> int:
     """How many trials the arguments ask for (UsageError for contradictory ones)."""
+    if args.layouts is not None:
+        from vla_r1_ros.scene_setup import logged_layouts
+
+        try:
+            _, logged = logged_layouts(args.layouts)
+        except ValueError as exc:
+            raise UsageError(f"--layouts: {exc}") from None
+        if args.n is not None and not 0 <= args.n <= len(logged):
+            raise UsageError(f"--n {args.n}: --layouts {args.layouts} logged {len(logged)} trials")
+        return len(logged) if args.n is None else args.n
     if args.scenes < 0 or args.per_scene < 1:
         raise UsageError("--scenes must be ≥ 0 and --per-scene ≥ 1")
     if not args.scenes:
@@ -219,6 +236,11 @@ def checked_arguments(args: argparse.Namespace) -> tuple[int, list[dict] | None]
         raise UsageError("--reset self and --manual-reset contradict: the arm or a person resets the scene")
     if args.stand_in_operator and (args.reset != "self" or args.registry is not None):
         raise UsageError("--stand-in-operator answers a simulated self-reset run's operator calls: use --reset self")
+    if args.layouts is not None and (args.reset == "self" or args.manual_reset or args.scenes or vision):
+        raise UsageError(
+            "--layouts re-runs logged layouts with the simulator's reset and judge: drop --reset self, "
+            "--manual-reset, --scenes and --judge"
+        )
     if args.reset == "self" and args.scenes:
         raise UsageError("--scenes lays out each scene with the simulator; --reset self makes its own layouts")
     if vision and not (args.reset == "self" or args.manual_reset):
@@ -323,7 +345,7 @@ def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
     from vla_r1_ros.core.config import PackageConfig
     from vla_r1_ros.nodes.trial_client import GraphClient, GraphUnavailable
     from vla_r1_ros.operator_channel import OperatorChannel
-    from vla_r1_ros.scene_setup import ManualReset, SelfReset, SimReset, sim_first_layout
+    from vla_r1_ros.scene_setup import LoggedLayouts, ManualReset, SelfReset, SimReset, sim_first_layout
     from vla_r1_ros.trial_observers import ProgressBar, RecordingIndex, SummaryWriter
     from vla_r1_ros.trial_runner import TrialRunner
 
@@ -359,6 +381,8 @@ def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
             first = None if args.registry else sim_first_layout(graph, PackageConfig.load(), registry, args.objects)
             stand_in = (lambda: graph.reset_layout(args.seed, args.objects)) if args.stand_in_operator else None
             setup = SelfReset(graph, registry, operator.call, first, stand_in)
+        elif args.layouts is not None:
+            setup = LoggedLayouts(graph, args.layouts)
         else:
             setup = SimReset(graph, num_objects=args.objects)
         graph.wait_for_graph(timeout_s=180.0, need_reset=setup.needs_reset_service)

@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from rclpy.action import ActionClient
 from rclpy.callback_groups import ReentrantCallbackGroup
@@ -203,11 +204,12 @@ class GraphClient:
         topic = self.node.resolve_topic_name(topics.EXECUTE_INSTRUCTION) + "/_action/status"
         return {bytes(info.endpoint_gid) for info in self.node.get_publishers_info_by_topic(topic)}
 
-    def reset_layout(self, seed: int, num_objects: int) -> Scene:
-        """Reset the simulated workcell to layout `seed` and return the scene the camera then shows. A
-        simulator process that died is waited for (the graph respawns it) and asked again."""
+    def reset_layout(self, seed: int, num_objects: int, poses: dict[str, Any] | None = None) -> Scene:
+        """Reset the simulated workcell to layout `seed` (its objects at `poses`, name -> [x, y, yaw], when
+        given) and return the scene the camera then shows. A simulator process that died is waited for
+        (the graph respawns it) and asked again."""
         client = self.node.reset_client
-        request = ResetScene.Request(seed=seed, num_objects=num_objects)
+        request = ResetScene.Request(seed=seed, num_objects=num_objects, layout=json.dumps(poses) if poses else "")
         deadline = time.monotonic() + RESPAWN_WAIT_S
         while True:
             # A request to a simulator that died is never answered, and DDS may show its service (and the

@@ -4,6 +4,7 @@ calls on the process-wide Workcell (camera frames and the scene come from the pe
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
@@ -44,8 +45,9 @@ class WorkcellNode(Node):
 
     def _on_reset(self, request: ResetScene.Request, response: ResetScene.Response) -> ResetScene.Response:
         try:
-            scene = self.workcell.reset(int(request.seed), int(request.num_objects) or None)
-        except (ValueError, RuntimeError) as exc:
+            poses = json.loads(request.layout) if request.layout else None
+            scene = self.workcell.reset(int(request.seed), int(request.num_objects) or None, poses)
+        except (ValueError, RuntimeError) as exc:  # json.JSONDecodeError is a ValueError
             response.success, response.message = False, str(exc)
             return response
         stamp = self.get_clock().now().to_msg()

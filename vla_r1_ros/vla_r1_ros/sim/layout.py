@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -183,6 +184,19 @@ class Layout:
         for body, (x, y, yaw) in zip(bodies, self._sample_layout(rng, bodies, tray), strict=True):
             self._place(body, x, y, yaw)
         return bodies
+
+    def place_at(self, bodies: list[Body], poses: Mapping[str, Sequence[float]]) -> None:
+        """Put each body upright at its (x, y, yaw) of `poses` (base frame; a logged layout, as the camera
+        verified it). ValueError unless `poses` names exactly these bodies."""
+        names = {body.name for body in bodies}
+        if set(poses) != names:
+            raise ValueError(
+                f"the layout names {sorted(poses)}, the seed's objects are {sorted(names)}: "
+                "a layout re-runs only on the seed (and object count) it was made with"
+            )
+        for body in bodies:
+            x, y, yaw = (float(v) for v in poses[body.name])
+            self._place(body, x, y, yaw)
 
     def _sample_layout(
         self, rng: np.random.Generator, bodies: list[Body], tray: Body

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -141,8 +141,12 @@ class Workcell:
                 p.configureDebugVisualizer(p.COV_ENABLE_RENDERING, 1, physicsClientId=c)
                 self.layout.aim_gui_camera()
 
-    def reset(self, seed: int, num_objects: int | None = None) -> Scene:
+    def reset(
+        self, seed: int, num_objects: int | None = None, poses: Mapping[str, Sequence[float]] | None = None
+    ) -> Scene:
         """Lay out the scene for `seed`: same seed, same layout, same physics, whatever came before.
+        `poses` (name -> x, y, yaw in the base frame, a layout a self-reset logged) puts the seed's objects
+        there instead of where the seed draws them.
 
         The bodies are made once (layout.py: rebuilding them leaked the renderer's memory); a reset parks
         every object and homes the arm, then places the tray and the drawn objects (tested: a layout is
@@ -167,6 +171,8 @@ class Workcell:
                 self.gripper.attach(self.arm.uid)
                 self._tray = self.layout.place_tray(rng)
                 self._bodies = self.layout.place_objects(rng, count, palette, self._tray)
+                if poses:
+                    self.layout.place_at(self._bodies, poses)
                 self._boxes = {}
                 self._renderer.quiet_next_render = True  # the EGL plugin prints GL vendor lines after a layout
             self.clock.step(float(self.config["physics"]["settle_s"]))
