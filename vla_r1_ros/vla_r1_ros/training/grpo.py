@@ -194,7 +194,7 @@ def train(settings: GrpoSettings) -> TrainResult:
     )
     processor, on_gpu = loaded.processor, loaded.on_gpu
 
-    dataset = load_hf_dataset(settings.data)
+    dataset = loading.with_prompt_layout(load_hf_dataset(settings.data), settings.prompt_layout)
     before = len(dataset)
     dataset = dataset.filter(  # in memory: no cache files written into the export directory
         lambda row: _prompt_length(processor, row) <= settings.max_prompt_length, keep_in_memory=True
