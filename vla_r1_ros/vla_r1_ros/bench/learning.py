@@ -229,7 +229,12 @@ def run(args: argparse.Namespace) -> int:
     targets = layouts["targets_per_layout"]
     # The model first: importing torch's stack (triton) after the simulator and pyarrow crashed the
     # process here (SIGSEGV in triton's extension module).
-    model = build_tiny_vla_r1(out / "model", size=TinyModelSize(**bench["model"]))
+    import torch
+
+    torch.set_num_threads(bench["threads"])
+    size = {key: value for key, value in bench["model"].items() if key != "tokenizer"}
+    tokenizer = bench["model"].get("tokenizer", "bpe")
+    model = build_tiny_vla_r1(out / "model", tokenizer=tokenizer, size=TinyModelSize(**size))
     queries = layout_queries(config, [*train_seeds, *held_out_seeds], targets)
     train = [query for query in queries if query.layout_seed in train_seeds]
     queries = [query for query in queries if query.layout_seed in held_out_seeds]
@@ -247,6 +252,7 @@ def run(args: argparse.Namespace) -> int:
         "layouts": {"train": list(train_seeds), "held_out": list(held_out_seeds), "targets_per_layout": targets},
         "records": {"train": exported.records, "held_out_queries": len(queries)},
         "model": bench["model"],
+        "threads": bench["threads"],
         "per_seed": per_seed,
         "figure": str(out / FIGURE_FILE),
     }
