@@ -98,9 +98,16 @@ def test_sft_teaches_reasoning_and_reference_answer_after_the_official_prompt(sf
     assert lora_modules and all(".language_model." in name for name in lora_modules)
 
 
-def test_grpo_goes_on_from_the_sft_adapter(sft_run, export, tiny_model, tmp_path):
+def test_grpo_goes_on_from_the_sft_adapter(sft_run, export, tiny_model, tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
+    # 8 tokens never hold a parsable answer: every real reward is 0, the advantages are 0, and GRPO (no
+    # dropout, so the policy's KL to its reference copy is exactly 0) rightly leaves the weights alone. A
+    # reward that differs between completions gives the step a gradient, to show the adapter is trained on.
+    def format_reward(completions, **_columns):
+        return [float(sum(map(ord, text)) % 7) for text in grpo._completion_texts(completions)]
+
+    monkeypatch.setattr(grpo, "format_reward", format_reward)
     sft_adapter = sft_run[0] / ADAPTER_DIR
     output = tmp_path / "grpo"
     argv = ["train-grpo", "--data", str(export), "--model", str(tiny_model), "--output", str(output), "--cpu-smoke"]
