@@ -108,10 +108,10 @@ class GrpoSettings(TrainingSettings):
     max_completion_length: int = 2048
     temperature: float = 1.0
     top_p: float = 1.0  # rollout nucleus sampling (verl's default 1.0: the whole distribution)
-    # No dropout while the policy's and the reference's log-probs are computed (verl's actor and reference
-    # run without dropout): with LoRA dropout on, the two see different masks, and the k3 KL estimate of a
-    # policy equal to its reference came out at 13 nats a token (the bench's first GRPO step), a pull that
-    # swamped the rewards' gradient.
+    # No dropout while the policy's and the reference's log-probs are computed (the official run has none: a
+    # full fine-tune of a model whose attention dropout is 0). With LoRA dropout on, the two see different
+    # masks, and the k3 KL estimate of a policy equal to its reference came out at 13 nats a token (the
+    # bench's first GRPO step), a pull that swamped the rewards' gradient.
     disable_dropout: bool = True
     per_device_train_batch_size: int = 5  # one group of 5 per device step
     num_train_epochs: float = 1.0
