@@ -98,9 +98,16 @@ def test_sft_teaches_reasoning_and_reference_answer_after_the_official_prompt(sf
     assert lora_modules and all(".language_model." in name for name in lora_modules)
 
 
-def test_grpo_goes_on_from_the_sft_adapter(sft_run, export, tiny_model, tmp_path):
+def test_grpo_goes_on_from_the_sft_adapter(sft_run, export, tiny_model, tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
+    # 8 tokens never hold a parsable answer: every real reward is 0, the advantages are 0, and GRPO (no
+    # dropout, so the policy's KL to its reference copy is exactly 0) rightly leaves the weights alone. A
+    # reward that differs between completions gives the step a gradient, to show the adapter is trained on.
+    def format_reward(completions, **_columns):
+        return [float(sum(map(ord, text)) % 7) for text in grpo._completion_texts(completions)]
+
+    monkeypatch.setattr(grpo, "format_reward", format_reward)
     sft_adapter = sft_run[0] / ADAPTER_DIR
     output = tmp_path / "grpo"
     argv = ["train-grpo", "--data", str(export), "--model", str(tiny_model), "--output", str(output), "--cpu-smoke"]
@@ -140,3 +147,28 @@ def test_an_adapter_of_another_base_model_is_refused(sft_run, export, tiny_model
         (error,) = refusals(capsys.readouterr().err)
         assert "trained on Qwen/Qwen2.5-VL-3B, not on" in error
         assert not output.exists()
+
+
+def test_the_inference_prompt_layout_trains_on_the_message_the_policy_sends(export):
+    from vla_r1_ros.policies.vla_r1 import chats_for
+    from vla_r1_ros.training.loading import prompt_in_layout
+
+    instruction = "put the red cube in the tray"
+    for task in prompts.TASKS:
+        rl = dataset.prompt_messages(instruction, task)
+        assert prompt_in_layout(rl, "rl") == rl
+        (sent,) = chats_for(instruction, [task])
+        # The policy's message, text then image, with the image left for TRL to fill from the row.
+        assert prompt_in_layout(rl, "inference") == [
+            {"role": "user", "content": [sent[0]["content"][0], {"type": "image"}]}
+        ]
+    with pytest.raises(ValueError, match="prompt_layout"):
+        prompt_in_layout(rl, "verl")
+    with pytest.raises(ValueError, match="prompt_layout"):
+        sft.SftSettings("data", "model", "out", prompt_layout="verl")
+    rows, _dropped = sft.sft_dataset(str(export), "inference")
+    records = dataset.load_hf_dataset(export)
+    for row, record in zip(rows, records, strict=True):
+        (text, image) = row["prompt"][0]["content"]
+        assert text["text"] == " " + "".join(part["text"] or "<image>" for part in record["prompt"][0]["content"])
+        assert text["text"].endswith("</output>.\n<image>") and image["type"] == "image"

@@ -82,6 +82,31 @@ def evaluate(
     return held_out_rewards(log, policy.model_id)
 
 
+def constant_answer(train_log: Path, held_out_log: Path) -> dict[str, float]:
+    """The held-out rewards of one fixed answer that never looks at image or instruction: the mean of the
+    training references (box; waypoints of the most common length), in the official format (format 1).
+    A model whose task scores do not beat it has learnt where objects usually are, not where this one is."""
+    from vla_r1_ros.core import rewards
+    from vla_r1_ros.core.episodes import iter_episodes
+
+    def references(log: Path) -> list[dict[str, Any]]:
+        return [document["references"] for _entry, document in iter_episodes(log) if document.get("references")]
+
+    train = references(train_log)
+    box = np.mean([ref["box"] for ref in train if ref.get("box")], axis=0)
+    paths = [ref["waypoints"] for ref in train if ref.get("waypoints")]
+    length = max({len(path) for path in paths}, key=[len(path) for path in paths].count)
+    path = np.mean([p for p in paths if len(p) == length], axis=0)
+    # One episode per (run, query) in the held-out log: the references of one run's episodes.
+    held = {}
+    for _entry, document in iter_episodes(held_out_log):
+        held.setdefault(document["trial_id"].split("-", 1)[1], document["references"])
+    region = float(np.mean([rewards.region_reward(box, ref["box"]) for ref in held.values()]))
+    trajectory = float(np.mean([rewards.trajectory_reward(path, ref["waypoints"]) for ref in held.values()]))
+    total = rewards.TASK_WEIGHT * (region + trajectory) / 2 + rewards.FORMAT_WEIGHT * 1.0
+    return {"format": 1.0, "region": region, "trajectory": trajectory, "total": total}
+
+
 def sft_checkpoints(output: Path) -> list[tuple[int, Path]]:
     """(step, adapter directory) of the checkpoints TRL saved during a run, by step."""
     found = [(int(path.name.split("-")[1]), path) for path in output.glob("checkpoint-*") if path.is_dir()]
@@ -229,28 +254,38 @@ def run(args: argparse.Namespace) -> int:
     targets = layouts["targets_per_layout"]
     # The model first: importing torch's stack (triton) after the simulator and pyarrow crashed the
     # process here (SIGSEGV in triton's extension module).
-    model = build_tiny_vla_r1(out / "model", size=TinyModelSize(**bench["model"]))
+    import torch
+
+    torch.set_num_threads(bench["threads"])
+    size = {key: value for key, value in bench["model"].items() if key != "tokenizer"}
+    tokenizer = bench["model"].get("tokenizer", "bpe")
+    model = build_tiny_vla_r1(out / "model", tokenizer=tokenizer, size=TinyModelSize(**size))
     queries = layout_queries(config, [*train_seeds, *held_out_seeds], targets)
     train = [query for query in queries if query.layout_seed in train_seeds]
     queries = [query for query in queries if query.layout_seed in held_out_seeds]
     write_expert_episodes(out / "train_log", config, train, layouts["noise"])
     exported = dataset.export_dataset(out / "train_log", out / "train_data")
     per_seed = [run_seed(seed, bench, model, out / "train_data", queries, out) for seed in seeds]
+    baseline = constant_answer(out / "train_log", Path(per_seed[0]["held_out_log"]))
     command = ["vla-r1", "bench", "learning", *(["--quick"] if args.quick else []), "--seeds", *map(str, seeds)]
     figure(per_seed, out / FIGURE_FILE)
     result = {
         "command": shlex.join([*command, "--out", str(args.out)]),
         "wall_seconds": time.monotonic() - started,
         **summary(per_seed),
+        # Not a model: the mean training reference given as every answer (what no image reading scores).
+        "constant_answer": baseline,
         "seeds": list(seeds),
         "spread": spread(per_seed),
         "layouts": {"train": list(train_seeds), "held_out": list(held_out_seeds), "targets_per_layout": targets},
         "records": {"train": exported.records, "held_out_queries": len(queries)},
         "model": bench["model"],
+        "threads": bench["threads"],
         "per_seed": per_seed,
         "figure": str(out / FIGURE_FILE),
     }
     (out / RESULT_FILE).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps({key: result[key] for key in ("held_out", "checks", "seeds", "spread", "wall_seconds")}, indent=2))
+    shown = ("held_out", "constant_answer", "checks", "seeds", "spread", "wall_seconds")
+    print(json.dumps({key: result[key] for key in shown}, indent=2))
     print(out / RESULT_FILE)
     return 0

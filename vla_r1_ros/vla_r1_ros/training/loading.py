@@ -16,6 +16,12 @@ from typing import Any, ClassVar, Self
 # gate_proj / up_proj / down_proj too; a bare list of names would adapt them as well.
 LORA_TARGET_MODULES = r".*language_model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)"
 ADAPTER_DIR = "adapter"  # where a run saves its LoRA adapter (or full model) in its output directory
+# The user turn a model trains on: `rl` = the export's `prompt` column (the official RL stage's layout, verl
+# `_build_messages`: the image where the prompt's `<image>` was, no leading space); `inference` = the
+# message `VlaR1Policy` sends (the official client's, `prompts.build_messages`: " " + the prompt with its
+# literal `<image>`, then the image). A small model trained on one layout does not answer the other
+# (docs/episodes.md, "Does it learn?").
+PROMPT_LAYOUTS = ("rl", "inference")
 
 
 class TrainingInputError(ValueError):
@@ -60,6 +66,7 @@ class TrainingSettings:
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     init_adapter: str = ""  # a PEFT adapter (e.g. `train-sft`'s) to go on training instead of a new LoRA
+    prompt_layout: str = "rl"  # rl | inference (PROMPT_LAYOUTS): the user turn trained on
     # Recompute activations in the backward pass: the memory that lets a 3B model train on one GPU, at the
     # price of generating without a KV cache (transformers turns the cache off under checkpointing).
     gradient_checkpointing: bool = True
@@ -68,6 +75,10 @@ class TrainingSettings:
     logging_steps: int = 1
     save_steps: int = 100
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.prompt_layout not in PROMPT_LAYOUTS:
+            raise ValueError(f"prompt_layout must be one of {', '.join(PROMPT_LAYOUTS)}, not {self.prompt_layout!r}")
 
     def lora_settings(self) -> LoraSettings:
         return LoraSettings(self.lora, self.lora_r, self.lora_alpha, self.lora_dropout, self.init_adapter)
@@ -106,6 +117,28 @@ def processor_from_parts(image_processor: Any, tokenizer: Any, chat_template: st
     return Qwen2_5_VLImageOnlyProcessor(
         image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template
     )
+
+
+def prompt_in_layout(messages: list[dict[str, Any]], layout: str) -> list[dict[str, Any]]:
+    """An export row's `prompt` (the RL layout) as the user turn of `layout` (PROMPT_LAYOUTS). `inference`:
+    the prompt text put back together (the image part is its `<image>`) as `prompts.build_messages` sends it,
+    with a bare image placeholder for TRL to fill from the row's `image`."""
+    from vla_r1_ros.core.dataset import IMAGE_TOKEN
+
+    if layout == "rl":
+        return messages
+    if layout != "inference":
+        raise ValueError(f"prompt_layout must be one of {', '.join(PROMPT_LAYOUTS)}, not {layout!r}")
+    (message,) = messages
+    prompt = "".join(IMAGE_TOKEN if part["type"] == "image" else part["text"] for part in message["content"])
+    return [{"role": message["role"], "content": [{"type": "text", "text": " " + prompt}, {"type": "image"}]}]
+
+
+def with_prompt_layout(dataset: Any, layout: str) -> Any:
+    """The dataset with its `prompt` column in `layout` (in memory; the export is not touched)."""
+    if layout == "rl":
+        return dataset
+    return dataset.map(lambda row: {"prompt": prompt_in_layout(row["prompt"], layout)}, keep_in_memory=True)
 
 
 def trains_on_gpu(device: str) -> bool:

@@ -60,9 +60,10 @@ def target_problem(ground_truth: str) -> str | None:
     return None
 
 
-def sft_dataset(data: str):
-    """The export's usable records as TRL prompt-completion rows (`prompt`, `completion`, `image`, and
-    `row`: which one) and how many were dropped; TrainingInputError when none is usable or the export cannot be read."""
+def sft_dataset(data: str, prompt_layout: str = "rl"):
+    """The export's usable records as TRL prompt-completion rows (`prompt` in `prompt_layout`, `completion`,
+    `image`, and `row`: which one) and how many were dropped; TrainingInputError when none is usable or the
+    export cannot be read."""
     from vla_r1_ros.core.dataset import load_hf_dataset
 
     try:
@@ -86,6 +87,7 @@ def sft_dataset(data: str):
         },
         keep_in_memory=True,
     )
+    rows = loading.with_prompt_layout(rows, prompt_layout)
     keep = ("prompt", "completion", "image", ROW_COLUMN)
     return rows.remove_columns([c for c in rows.column_names if c not in keep]), before - len(usable)
 
@@ -95,7 +97,7 @@ def train(settings: SftSettings) -> SftResult:
     `ranks.json` in `settings.output`. Input is checked (records, `init_adapter`) before the model loads."""
     from trl import SFTConfig, SFTTrainer
 
-    dataset, dropped = sft_dataset(settings.data)
+    dataset, dropped = sft_dataset(settings.data, settings.prompt_layout)
     if dropped:
         log.warning("dropped %d of %d records without a usable target", dropped, dropped + len(dataset))
     loading.check_init_adapter(settings.model, settings.lora_settings())
