@@ -227,6 +227,25 @@ def logged(graph, n: int = 1, timeout_s: float = 10.0) -> list[tuple[dict, dict]
     return list(episodes.iter_episodes(root))
 
 
+def config_for_tray_of(config, scene):
+    """`config` as a real cell's that says where its tray stands: `collision.tray_when_unseen` at the tray
+    of the simulator's `scene` (a recording of that layout is replayed as a real camera, where the
+    planning node measures the tray and refuses trials when it is not where the config says)."""
+    import copy
+    import dataclasses
+
+    from vla_r1_ros.core.tray import TrayPose
+
+    tray = TrayPose.of(scene.tray)
+    workcell = copy.deepcopy(dict(config.workcell))
+    workcell["collision"]["tray_when_unseen"] = {
+        "centre_base": [float(v) for v in tray.centre],
+        "size_m": [float(v) for v in tray.size],
+        "yaw_rad": tray.yaw_rad,
+    }
+    return dataclasses.replace(config, workcell=workcell)
+
+
 def instruction_for(workcell, seed: int, pick: int = 0):
     workcell.reset(seed)
     target = [o for o in workcell.scene().objects if o.visible][pick]
@@ -580,3 +599,6 @@ def test_a_real_cells_tray_far_from_the_config_refuses_trials_and_nothing_moves(
     )
     assert real_cell_graph["planning"].measured_tray is None
     np.testing.assert_allclose(workcell.joint_positions(), before, atol=1e-3)
+    ((entry, document),) = logged(real_cell_graph)  # the refusal is logged, with the frames it refused
+    assert entry["trial_id"] == result.episode_id and entry["failure_stage"] == "safety"
+    assert document["files"]["color"] and document["prediction"]

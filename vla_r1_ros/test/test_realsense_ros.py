@@ -22,7 +22,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_system_default
 from sensor_msgs.msg import CameraInfo, Image
-from test_planning_node import GroundTruthModel, graph_discovered, logged, start_logger
+from test_planning_node import GroundTruthModel, config_for_tray_of, graph_discovered, logged, start_logger
 from vla_r1_interfaces.action import ExecuteInstruction
 from vla_r1_interfaces.msg import ManipulationPlan
 
@@ -105,8 +105,9 @@ def graph(executor, config, workcell, tmp_path):
 
     (planning_spec,) = find_process(REALSENSE_ROS, "planning").nodes
     overrides = [Parameter("scene", value=planning_spec.parameters["scene"])]
+    workcell.reset(3)  # the layout the test's trials run on: its tray is where this cell's config says
     planning = PlanningNode(
-        ProcessContext(config, workcell),
+        ProcessContext(config_for_tray_of(config, workcell.scene()), workcell),
         arm=SimArmExecutor(workcell),
         cli_args=ros_args("planning"),
         parameter_overrides=overrides,

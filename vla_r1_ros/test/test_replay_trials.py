@@ -19,7 +19,15 @@ import pytest
 from rclpy.action import ActionClient
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from test_planning_node import GroundTruthModel, graph_discovered, instruction_for, logged, run_goal, start_logger
+from test_planning_node import (
+    GroundTruthModel,
+    config_for_tray_of,
+    graph_discovered,
+    instruction_for,
+    logged,
+    run_goal,
+    start_logger,
+)
 from vla_r1_interfaces.action import ExecuteInstruction
 
 from vla_r1_ros import topics
@@ -67,7 +75,9 @@ def played_graph(executor, config, workcell, played: GraphArgs, intrinsics, log_
 
     perception = PerceptionNode(ProcessContext(config), parameter_overrides=node_parameters(played, "perception"))
     planning = PlanningNode(
-        ProcessContext(config), arm=SimArmExecutor(workcell), parameter_overrides=node_parameters(played, "planning")
+        ProcessContext(config_for_tray_of(config, workcell.scene())),  # the recorded layout's tray
+        arm=SimArmExecutor(workcell),
+        parameter_overrides=node_parameters(played, "planning"),
     )
     model = GroundTruthModel(intrinsics, scene_source=workcell.scene)
     start_logger(executor, log_dir)

@@ -335,11 +335,13 @@ class PlanningNode(Node):
         trial: dict[str, Any] = {}  # this trial's frame set, measured tray and lifted answer, for validation
 
         def perceive() -> FrameSet:
-            frames = trial["frames"] = self._perceive(requested_ns)
-            trial["tray"] = self._measured_tray(frames)
-            return frames
+            trial["frames"] = self._perceive(requested_ns)
+            return trial["frames"]
 
         def lift(prediction: Prediction, frames: FrameSet) -> LiftedPrediction:
+            # Measured here, not at perceive: a refusal then keeps the frame set and the answer it refused
+            # in the trial's record (a record ending at `safety` without its frames is not logged).
+            trial["tray"] = self._measured_tray(frames)
             trial["lifted"] = self._lift(prediction, frames)
             return trial["lifted"]
 
