@@ -32,7 +32,7 @@ import pytest
 
 from vla_r1_ros.core.delivery import SPOOL_SUFFIX
 from vla_r1_ros.core.episodes import read_index
-from vla_r1_ros.core.episodes.layout import PLANNING_SPOOL_DIR
+from vla_r1_ros.core.episodes.layout import PLANNING_SPOOL_DIR, TMP_PREFIX
 
 TRIALS = 4
 
@@ -104,7 +104,11 @@ def test_kill_9_of_the_planning_process_mid_run_loses_no_finished_trial(tmp_path
         os.kill(logger_pid, signal.SIGSTOP)  # finished trials now wait in the planning node
         try:
             spool = out / PLANNING_SPOOL_DIR
-            while not (spooled := sorted(spool.glob(f"*{SPOOL_SUFFIX}"))):
+            # Only a spooled record (renamed into place once durable), not one being written: a kill then
+            # ends a trial that never finished, which the run rightly reports as the planning process's death.
+            while not (
+                spooled := sorted(p for p in spool.glob(f"*{SPOOL_SUFFIX}") if not p.name.startswith(TMP_PREFIX))
+            ):
                 assert run.poll() is None and time.monotonic() < deadline, console.text()[-3000:]
                 time.sleep(0.05)
             spooled_trials = [path.name.split("-", 1)[1].removesuffix(SPOOL_SUFFIX) for path in spooled]
