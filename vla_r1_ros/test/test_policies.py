@@ -350,6 +350,7 @@ def test_make_policy():
         make_policy("vla_r1", CONFIG, {"backend": "onnx"})
 
 
+@pytest.mark.slow  # builds and runs the 3B architecture's quick variants; the bench's own smoke test
 def test_bench_inference_quick_smoke(tmp_path, capsys):
     from vla_r1_ros.bench import inference
 
