@@ -386,6 +386,8 @@ def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
         else:
             setup = SimReset(graph, num_objects=args.objects)
         graph.wait_for_graph(timeout_s=180.0, need_reset=setup.needs_reset_service)
+        if launcher and launcher.recording:
+            graph.wait_for_recorder(timeout_s=60.0)
         settings = TrialSettings(
             n=n,
             seed=args.seed,
@@ -426,8 +428,15 @@ def run_trials(args: argparse.Namespace, keep_running: bool = False) -> int:
         graph.close()
         rclpy.try_shutdown()
         if launcher:
+            if launcher.recording:
+                # A reliable sample DDS lost on the way to the recorder is sent again after the writer's
+                # next heartbeat (Fast DDS: every 3 s): the last trial's messages reach the bag before it closes.
+                time.sleep(RECORDER_DRAIN_S)
             launcher.stop()
     return 0
+
+
+RECORDER_DRAIN_S = 3.5  # > Fast DDS's default heartbeat period (3 s)
 
 
 def exit_status(n: int, ran: int, stopped: str, unlogged: list[str], summary_error: str) -> int:

@@ -94,6 +94,7 @@ class RecorderNode(Node):
         self._bag = BagWriter(Path(p["bag_dir"]))
         self._subscriptions_by_topic: dict[str, object] = {}
         self._error = ""
+        self._ready = False
         self._status_pub = self.create_publisher(String, topics.RECORDER_STATUS, STATUS_QOS)
         self._discovery = self.create_timer(float(p["discovery_period_s"]), self._subscribe_offered)
         self.create_timer(float(p["status_period_s"]), self._report)
@@ -128,9 +129,16 @@ class RecorderNode(Node):
             self._subscriptions_by_topic[topic] = self.create_subscription(
                 message_class(types[0]), topic, partial(self._on_message, topic), qos, raw=True
             )
+        ready = self.status()["ready"]
+        if ready != self._ready:  # said at once: a run waits for it before its first trial
+            self._ready = ready
+            self._report()
 
-    def _on_message(self, topic: str, data: bytes) -> None:
-        received_ns = time.time_ns()  # rosbag2 stamps with the receive time too
+    def _on_message(self, topic: str, data: bytes, info: dict) -> None:
+        # rosbag2 stamps with the receive time too: the middleware's, taken when the sample arrived, not
+        # when a worker thread got to it (behind a backlog of images a trial's answer would land late,
+        # in the next trial's span).
+        received_ns = int(info.get("received_timestamp") or 0) or time.time_ns()
         with self._lock:
             if self.stopped:
                 return
@@ -148,12 +156,18 @@ class RecorderNode(Node):
             self.create_timer(EXIT_DELAY_S, lambda: rclpy.try_shutdown(context=self.context))
 
     def status(self) -> dict:
+        """`unmatched`: topics subscribed whose publishers DDS has not matched to the subscription yet (what
+        they publish now is not recorded); `ready` once every topic is subscribed and matched."""
         subscribed = self._subscriptions_by_topic
+        waiting = [topic for topic in self._wanted if topic not in subscribed]
+        unmatched = [topic for topic, sub in subscribed.items() if sub is not None and sub.get_publisher_count() == 0]
         return {
             "state": STOPPED if self.stopped else RECORDING,
             "bag": str(self._bag.bag_dir),
             "messages": dict(self._bag.counts),
-            "waiting_for": [topic for topic in self._wanted if topic not in subscribed],
+            "waiting_for": waiting,
+            "unmatched": unmatched,
+            "ready": not self.stopped and not waiting and not unmatched,
             "error": self._error,
         }
 

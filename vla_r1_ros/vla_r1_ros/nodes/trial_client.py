@@ -69,6 +69,7 @@ class TrialClient(Node):
         self.inference_status = ""
         self.planning_status: dict | None = None  # None until the node says anything: nothing known
         self.perception_status: dict | None = None
+        self.recorder_status: dict | None = None  # a --record run's recorder (None: none said anything)
         latched = QoSProfile(
             depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE
         )
@@ -77,6 +78,9 @@ class TrialClient(Node):
             String, topics.PLANNING_STATUS, self._on_planning_status, latched, callback_group=group
         )
         self.create_subscription(String, topics.PERCEPTION_STATUS, self._on_perception_status, 10, callback_group=group)
+        self.create_subscription(
+            String, topics.RECORDER_STATUS, self._on_recorder_status, latched, callback_group=group
+        )
         self.create_subscription(
             SceneState, topics.SCENE, self._on_scene, qos_profile_sensor_data, callback_group=group
         )
@@ -94,6 +98,9 @@ class TrialClient(Node):
 
     def _on_perception_status(self, msg: String) -> None:
         self.perception_status = json.loads(msg.data)
+
+    def _on_recorder_status(self, msg: String) -> None:
+        self.recorder_status = json.loads(msg.data)
 
     def hold_reason(self) -> str:
         return hold_reason(self.planning_status, self.perception_status)
@@ -114,6 +121,9 @@ class TrialClient(Node):
     def logged(self, trial_id: str) -> dict | None:
         with self._lock:
             return self._logged.get(trial_id)
+
+
+RECORDER_MATCH_SETTLE_S = 1.0
 
 
 def _wait(predicate: Callable[[], object], timeout_s: float, what: str, held: Callable[[], str] = lambda: "") -> object:
@@ -188,6 +198,27 @@ class GraphClient:
         )
         if self.node.inference_status != "ready":
             raise GraphUnavailable(f"inference node: {self.node.inference_status}")
+
+    def wait_for_recorder(self, timeout_s: float) -> None:
+        """Until the run's recorder has subscribed to every topic it records and DDS matched each to its
+        publishers: what the first trial publishes before that is in no bag (measured: the first trial's
+        prediction and plan missing in 2 runs of 4 that did not wait)."""
+
+        def ready() -> bool:
+            status = self.node.recorder_status or {}
+            if status.get("error"):
+                raise GraphUnavailable(f"the recorder stopped: {status['error']}")
+            return bool(status.get("ready"))
+
+        try:
+            _wait(ready, timeout_s, "the recorder to subscribe to every recorded topic")
+        except GraphUnavailable as exc:
+            status = self.node.recorder_status or {}
+            missing = [*status.get("waiting_for", []), *status.get("unmatched", [])]
+            raise GraphUnavailable(f"{exc}: {', '.join(missing) or 'no recorder/status'}") from None
+        # The recorder's subscriptions see their publishers; a publisher sends to a subscription only once
+        # it has matched it too, which DDS discovery does in the same exchange, a moment apart.
+        time.sleep(RECORDER_MATCH_SETTLE_S)
 
     def logger_log_dir(self, timeout_s: float = 10.0) -> str:
         """The reward logger's `log_dir` parameter: where the trials' episodes (and labels) are written."""
