@@ -51,7 +51,13 @@ def bag(workcell, config, tmp_path_factory):
     try:
         for node in (camera, recorder):
             executor.add_node(node)
-        assert spin_until(executor, lambda: recorder.status()["messages"].get(f"/{topics.COLOR}", 0) >= 8, 60.0)
+        streams = [f"/{topic}" for topic in (topics.COLOR, topics.DEPTH, topics.CAMERA_INFO)]
+        # every stream of a frame set recorded, not only colour: under load depth lags colour by a frame or two
+        assert spin_until(
+            executor,
+            lambda: all(recorder.status()["messages"].get(stream, 0) >= RECORDED_FRAMES for stream in streams),
+            60.0,
+        )
     finally:
         for node in (recorder, camera):  # the recorder first: its bag is complete when it goes
             executor.remove_node(node)

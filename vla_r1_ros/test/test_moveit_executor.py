@@ -29,6 +29,7 @@ from vla_r1_ros.core.geometry import RigidTransform, look_at
 from vla_r1_ros.core.lifting import GraspSurface
 from vla_r1_ros.core.outcomes import OutcomeSource, is_judged
 from vla_r1_ros.core.planning import MotionSegment, PlanningParams, PlanRejected, SafetyLimits, plan_pick_and_place
+from vla_r1_ros.core.self_reset import Hand, ResetSettings, put_down_plan
 from vla_r1_ros.executors.base import validate_for
 
 SETTINGS = load_config("moveit_py")["vla_r1"]
@@ -142,7 +143,8 @@ def tcp_of(executor, q):
 
 def test_the_executed_path_is_read_from_joint_states_during_each_motion(fake_moveit):
     """Dense: every waypoint the double's arm passes is seen by the sampler (10 ms each, read every
-    1 ms), not one point per segment; and every point is where a validated sample puts the TCP."""
+    1 ms), not one point per segment; and every point is where the start or a validated sample puts the
+    TCP."""
     fake, world = fake_moveit
     executor = make_executor(fake)
     validated = validated_plan(executor)
@@ -152,7 +154,8 @@ def test_the_executed_path_is_read_from_joint_states_during_each_motion(fake_mov
     segments = [s for s in validated.steps if isinstance(s, MotionSegment)]
     samples = np.vstack([s.joints for s in segments])
     assert len(result.ee_path) >= 0.9 * len(samples) > 2 * len(segments)
-    reachable = np.array([tcp_of(executor, q) for q in samples])
+    # The sampler may read the arm before the first waypoint's state arrives: the start is a point too.
+    reachable = np.array([tcp_of(executor, q) for q in (validated.start_joints, *samples)])
     for point in result.ee_path:
         assert np.min(np.linalg.norm(reachable - point, axis=1)) < 1e-6
     np.testing.assert_allclose(result.ee_path[-1], reachable[-1], atol=1e-6)  # it ends where the plan does
@@ -168,6 +171,21 @@ def test_gripper_opens_first_closes_after_the_descent_and_opens_at_the_place(fak
     assert executed_groups(world) == ["hand", "arm", "arm", "hand", "arm", "arm", "arm", "hand", "arm"]
     kinds = [c[1] for c in world.calls if c[0] == "hand"][:3]
     assert kinds == ["set_start_state_to_current_state", "set_goal_state", "plan"]
+
+
+def test_a_put_down_keeps_the_hand_closed_until_the_place(fake_moveit):
+    """The self-reset's put-down of an object still in the hand: no "open" before the motion (it would
+    drop the object wherever the arm stands); the fingers close on it again and open at the place."""
+    fake, world = fake_moveit
+    executor = make_executor(fake)
+    world.object_width_m = 0.05
+    at_start(executor)
+    settings = ResetSettings.from_config(WORKSPACE, CAMERA, executor.gripper_opening_m)
+    hand = Hand(executor.tcp_pose(), 0.05)
+    plan = put_down_plan(hand, 0.05, np.array([0.45, 0.1]), settings)
+    result = executor.execute(validate_for(executor, plan, LIMITS), lambda: False)
+    assert result.success, result.message
+    assert [c[2] for c in world.calls if c[1] == "set_goal_state"] == ["close", "open"]
 
 
 def test_an_empty_grasp_ends_at_grasp_and_the_arm_backs_up(fake_moveit):

@@ -13,9 +13,16 @@ import pytest
 from vla_r1_ros.core.config import PackageConfig
 from vla_r1_ros.core.geometry import camera_extrinsics
 from vla_r1_ros.core.object_registry import register_objects
-from vla_r1_ros.core.planning import PlanRejected, plan_pick_and_place
+from vla_r1_ros.core.planning import GripperAction, PlanRejected, plan_pick_and_place
 from vla_r1_ros.core.scene import sim_marks
-from vla_r1_ros.core.self_reset import ResetImpossible, ResetSettings, check_layout, plan_reset
+from vla_r1_ros.core.self_reset import (
+    Hand,
+    ResetImpossible,
+    ResetSettings,
+    carry_waypoints,
+    check_layout,
+    plan_reset,
+)
 from vla_r1_ros.core.tabletop import segment_tabletop
 from vla_r1_ros.core.tray import TrayPose
 from vla_r1_ros.executors.base import validate_for
@@ -147,3 +154,46 @@ def test_a_reset_that_cannot_be_done_says_why(arm, settings):
     narrow = dataclasses.replace(settings, gripper_opening_m=0.03)
     with pytest.raises(ResetImpossible, match=r"cannot grasp .* the gripper opens 30 mm"):
         plan_reset(view, registry, np.random.default_rng(0), narrow)
+
+
+def test_an_object_left_in_the_hand_is_set_down_first(arm, settings):
+    """A grasp never released (a wrong-object trial stopped mid-carry): the arm at its observe pose still
+    holds the cube, which the camera then sees nowhere. The reset sets it down on a free spot first,
+    through the executor's own validation and execution, and the layout verifies."""
+    registry = registered(arm, settings)
+    workcell = arm.workcell
+    scene = segment_tabletop(look(arm), registry.table_z, registry.tray, settings.segmentation)
+    (cube,) = [blob for blob in scene.on_table if registry.match(blob, settings.match)[0].name == "purple_cube"]
+    grasp = cube.grasp_surface()
+    pick = plan_pick_and_place(
+        grasp, carry_waypoints(grasp.point, grasp.point[:2], registry.table_z, 0.2), settings.planning
+    )
+    for step in validate_for(arm, pick, settings.limits, settings.planning).steps:  # pick it up, keep it
+        if isinstance(step, GripperAction):
+            workcell.set_gripper(closed=True)
+        else:
+            workcell.execute_joint_path(step.joints, 0.5)
+            if step.name == "lift":
+                break
+    workcell.home()
+    hand = Hand(arm.tcp_pose(), arm.finger_width())
+    assert settings.holds_something(hand.finger_width_m)
+    layout = check_layout(look(arm), registry, settings)
+    assert not layout.ok and "not on the table: purple_cube" in layout.message
+    moves = plan_reset(look(arm), registry, np.random.default_rng(0), settings, hand)
+    assert [(m.object_name, m.reason, m.grasp) for m in moves] == [("purple_cube", "in the hand", None)]
+    result = arm.execute(validate_for(arm, moves[0].plan, settings.limits, settings.planning), lambda: False)
+    assert result.failure_stage == "", result.message
+    assert not settings.holds_something(arm.finger_width())
+    workcell.home()
+    layout = check_layout(look(arm), registry, settings)
+    assert layout.ok, layout.message
+    assert np.linalg.norm(np.array(layout.positions["purple_cube"][:2]) - moves[0].place_xy) < 0.02
+
+
+def test_a_hand_holding_something_when_every_object_is_seen_is_not_reset(arm, settings):
+    registry = registered(arm, settings)
+    arm.workcell.home()
+    hand = Hand(arm.tcp_pose(), 0.04)  # fingers 40 mm apart, yet every registered object on the table
+    with pytest.raises(ResetImpossible, match=r"the gripper holds something \(40 mm apart\) and every registered"):
+        plan_reset(look(arm), registry, np.random.default_rng(0), settings, hand)

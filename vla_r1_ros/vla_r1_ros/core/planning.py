@@ -126,12 +126,18 @@ class PickPlacePlan:
     grasp_width_m: float  # what the fingers must span: the object's footprint across the grasp
     grasp_length_m: float = 0.0  # the footprint at right angles to that, along the fingers (0: unknown)
     grasp_shift_m: float = 0.0  # the TCP this far along its own x from the footprint's centre (`shifted`)
+    held_height_m: float = 0.0  # the object already in the hand (a put-down): its height; 0: grasped top to table
 
     @property
     def lift(self) -> RigidTransform:
         """Straight up from the grasp to the first carry height (or the pre-grasp height if higher)."""
         z = max(self.pre_grasp.translation[2], self.carry_waypoints[0].translation[2])
         return RigidTransform(self.grasp.rotation, np.array([*self.grasp.translation[:2], z]))
+
+    @property
+    def holds_from_start(self) -> bool:
+        """A put-down: the object is in the hand before the plan starts, so the hand is not opened first."""
+        return self.held_height_m > 0.0
 
     @property
     def retreat(self) -> RigidTransform:
@@ -195,12 +201,13 @@ class PickPlacePlan:
 
 def held_object_box(plan: PickPlacePlan, table_z: float) -> Box:
     """The object between the fingers, in the TCP frame (z down the fingers): as wide as the grasp on
-    both horizontal axes, from the grasped top down to the table it stood on."""
+    both horizontal axes, from the grasped top down to the table it stood on (an object already in the
+    hand: `held_height_m` down from its top)."""
     top = float(plan.grasp_surface_point[2])
     grasp_z = float(plan.grasp.translation[2])
-    height = max(top - table_z, 1e-3)
-    # TCP z points down: the top is (top - grasp_z) above the TCP, the bottom (grasp_z - table_z) below.
-    centre_z = ((grasp_z - table_z) - (top - grasp_z)) / 2
+    height = plan.held_height_m or max(top - table_z, 1e-3)
+    # TCP z points down: the top is (top - grasp_z) above the TCP, the bottom (height - that) below.
+    centre_z = (height - 2 * (top - grasp_z)) / 2
     width = float(plan.grasp_width_m)
     centre = np.array([-plan.grasp_shift_m, 0.0, centre_z])  # a shifted hand holds the object off its centre
     return Box(HELD_OBJECT, np.array([width, width, height]), RigidTransform(Rotation.identity(), centre))

@@ -7,6 +7,10 @@ already chosen and from the tray, so an open finger fits beside it. Each `ResetM
 object's grasp (core/tabletop.py) and surface waypoints from it across to the table at the spot, so
 `core.planning.plan_pick_and_place` plans it and the executor's validation checks it as any trial's.
 `ResetImpossible` says why when there is no free spot or an object is wider than the open gripper.
+An object still in the hand (fingers neither closed nor open, as the camera judge reads them, and a
+registered object seen nowhere: a wrong-object grasp that was never released, an object wedged between
+the fingers) is set down on a free spot first (`put_down_plan`): the camera cannot see it, the reset
+can still carry it.
 
 `check_layout(view, registry, settings)` is the reset's own check afterwards: every registered object
 seen once, on the table inside the spawn area, and nothing in the tray.
@@ -20,9 +24,17 @@ from typing import Any
 
 import numpy as np
 
+from vla_r1_ros.core.geometry import RigidTransform
 from vla_r1_ros.core.lifting import GraspSurface
 from vla_r1_ros.core.object_registry import MatchSettings, ObjectRegistry, RegisteredObject
-from vla_r1_ros.core.planning import PlanningParams, PlanRejected, SafetyLimits, check_grasp_width, plan_pick_and_place
+from vla_r1_ros.core.planning import (
+    PickPlacePlan,
+    PlanningParams,
+    PlanRejected,
+    SafetyLimits,
+    check_grasp_width,
+    plan_pick_and_place,
+)
 from vla_r1_ros.core.tabletop import Blob, RgbdView, TabletopScene, TabletopSettings, measure_tray_in, segment_tabletop
 from vla_r1_ros.core.tray import TrayNotFound, TrayPose
 
@@ -47,6 +59,7 @@ class ResetSettings:
     planning: PlanningParams
     limits: SafetyLimits
     gripper_opening_m: float
+    holding_width_m: float  # `vision_judge.holding_width_m`: fingers this far from closed and from open hold something
 
     @classmethod
     def from_config(
@@ -65,7 +78,12 @@ class ResetSettings:
             planning=PlanningParams.from_config(workspace_config),
             limits=SafetyLimits.from_config(workspace_config),
             gripper_opening_m=float(gripper_opening_m),
+            holding_width_m=float(workspace_config["vision_judge"]["holding_width_m"]),
         )
+
+    def holds_something(self, finger_width_m: float) -> bool:
+        """Fingers neither closed nor open (the camera judge's reading of the gripper)."""
+        return self.holding_width_m < finger_width_m < self.gripper_opening_m - self.holding_width_m
 
     def in_spawn_area(self, xy: np.ndarray) -> bool:
         """Whether an object whose centre is measured at `xy` stands in the spawn area (`area_margin_m`)."""
@@ -74,12 +92,21 @@ class ResetSettings:
 
 
 @dataclass(frozen=True)
+class Hand:
+    """The arm's hand as the reset is planned (at its observe pose): the TCP and the fingers' width."""
+
+    tcp: RigidTransform  # base frame
+    finger_width_m: float
+
+
+@dataclass(frozen=True)
 class ResetMove:
     object_name: str
-    grasp: GraspSurface  # base frame
+    grasp: GraspSurface | None  # base frame; None: the object is already in the hand
     surface_waypoints: np.ndarray  # (N, 3) base frame: the grasp point, then across to the table at place_xy
     place_xy: np.ndarray  # (2,)
-    reason: str  # "in the tray" / "outside the spawn area"
+    reason: str  # "in the tray" / "outside the spawn area" / "in the hand"
+    plan: PickPlacePlan
 
 
 @dataclass(frozen=True)
@@ -135,20 +162,50 @@ def free_spot(
     return None
 
 
-def carry_waypoints(grasp: GraspSurface, place_xy: np.ndarray, table_z: float, spacing_m: float) -> np.ndarray:
+def carry_waypoints(grasp_point: np.ndarray, place_xy: np.ndarray, table_z: float, spacing_m: float) -> np.ndarray:
     """The grasp point, then points on the table along the straight line to `place_xy`, at most
     `spacing_m` apart (the planner carries `carry_height_m` above each and places at the last)."""
-    start = np.array([*grasp.point[:2], table_z])
+    start = np.array([*grasp_point[:2], table_z])
     end = np.array([*place_xy, table_z])
     steps = max(1, int(np.ceil(np.linalg.norm(end - start) / spacing_m)))
-    return np.vstack([grasp.point, start + (end - start) * np.arange(1, steps + 1)[:, None] / steps])
+    return np.vstack([grasp_point, start + (end - start) * np.arange(1, steps + 1)[:, None] / steps])
+
+
+def put_down_plan(hand: Hand, held_height_m: float, place_xy: np.ndarray, settings: ResetSettings) -> PickPlacePlan:
+    """The object in the hand set down at `place_xy`: the grasp is where the hand holds it now (the fingers
+    close on it again, so a wedged object is gripped), then straight down to carry height and across in
+    steps of at most `waypoint_spacing_m`, lowered until the object — assumed to hang its whole height
+    below the TCP, since where it is held is unknown — is `release_gap_m` above the table, released."""
+    params, table_z = settings.planning, settings.limits.table_z
+    start, orientation = np.asarray(hand.tcp.translation, dtype=float), hand.tcp.rotation
+    carry_z = table_z + params.carry_height_m
+    spacing = settings.waypoint_spacing_m
+    down = max(1, int(np.ceil(max(start[2] - carry_z, 0.0) / spacing)))
+    descent = [np.array([*start[:2], start[2] + (carry_z - start[2]) * k / down]) for k in range(1, down + 1)]
+    table_path = carry_waypoints(start, place_xy, table_z, spacing)[1:]
+    carry = [*descent, *(point + np.array([0.0, 0.0, params.carry_height_m]) for point in table_path)]
+    return PickPlacePlan(
+        grasp_surface_point=start.copy(),
+        pre_grasp=hand.tcp,
+        grasp=hand.tcp,
+        carry_waypoints=tuple(RigidTransform(orientation, point) for point in carry),
+        place=RigidTransform(orientation, np.array([*place_xy, table_z + held_height_m + params.release_gap_m])),
+        speed_scaling=params.speed_scaling,
+        grasp_width_m=float(hand.finger_width_m),  # what the fingers span now
+        held_height_m=float(held_height_m),
+    )
 
 
 def plan_reset(
-    view: RgbdView, registry: ObjectRegistry, rng: np.random.Generator, settings: ResetSettings
+    view: RgbdView,
+    registry: ObjectRegistry,
+    rng: np.random.Generator,
+    settings: ResetSettings,
+    hand: Hand | None = None,
 ) -> list[ResetMove]:
-    """The moves that put the scene back (module docstring): first the tray's objects, then the table's
-    strays. ResetImpossible when an object is unknown, too wide to grasp, or has no free spot."""
+    """The moves that put the scene back (module docstring): first whatever the hand still holds, then
+    the tray's objects, then the table's strays. ResetImpossible when an object is unknown, too wide to
+    grasp, or has no free spot, or the hand holds something while every registered object is seen."""
     scene, named = _look(view, registry, settings)
     unknown = [blob for blob, obj in named if obj is None]
     if unknown:
@@ -163,6 +220,8 @@ def plan_reset(
     # Every object where it stands now is in the way, even one that will move (it may still be there).
     occupied = [(blob.centroid[:2], _radius(blob)) for blob in scene.on_table]
     moves = []
+    if hand is not None and settings.holds_something(hand.finger_width_m):
+        moves.append(_put_down(hand, named, registry, occupied, scene.tray, rng, settings))
     for blob, obj, reason in to_move:
         grasp = blob.grasp_surface()
         place = free_spot(_radius(blob), occupied, scene.tray, rng, settings)
@@ -171,16 +230,43 @@ def plan_reset(
                 f"no free spot for {obj.name} in the spawn area after {settings.attempts} tries "
                 f"({len(occupied)} footprints in the way, {settings.clearance_m * 100:.1f} cm apart)"
             )
-        waypoints = carry_waypoints(grasp, place, registry.table_z, settings.waypoint_spacing_m)
+        waypoints = carry_waypoints(grasp.point, place, registry.table_z, settings.waypoint_spacing_m)
+        plan = plan_pick_and_place(grasp, waypoints, settings.planning)
         try:
-            check_grasp_width(
-                plan_pick_and_place(grasp, waypoints, settings.planning), settings.limits, settings.gripper_opening_m
-            )
+            check_grasp_width(plan, settings.limits, settings.gripper_opening_m)
         except PlanRejected as exc:
             raise ResetImpossible(f"cannot grasp {obj.name} ({reason}): {exc.reason}") from None
         occupied.append((place, _radius(blob)))
-        moves.append(ResetMove(obj.name, grasp, waypoints, place, reason))
+        moves.append(ResetMove(obj.name, grasp, waypoints, place, reason, plan))
     return moves
+
+
+def _put_down(
+    hand: Hand,
+    named: list[tuple[Blob, RegisteredObject | None]],
+    registry: ObjectRegistry,
+    occupied: list[tuple[np.ndarray, float]],
+    tray: TrayPose,
+    rng: np.random.Generator,
+    settings: ResetSettings,
+) -> ResetMove:
+    """The move that sets down what the hand holds: a registered object the camera sees nowhere (of
+    several, the tallest and widest is assumed, the others then show up on the next look)."""
+    seen = {obj.name for _, obj in named if obj is not None}
+    unseen = [obj for obj in registry.objects if obj.name not in seen]
+    width = f"{hand.finger_width_m * 1000:.0f} mm apart"
+    if not unseen:
+        raise ResetImpossible(f"the gripper holds something ({width}) and every registered object is seen")
+    held = max(unseen, key=lambda obj: (obj.height_m, np.hypot(obj.length_m, obj.width_m)))
+    radius = float(np.hypot(held.length_m, held.width_m) / 2)
+    place = free_spot(radius, occupied, tray, rng, settings)
+    if place is None:
+        raise ResetImpossible(f"no free spot to set down what the gripper holds ({width})")
+    occupied.append((place, radius))
+    name = " or ".join(obj.name for obj in unseen)
+    plan = put_down_plan(hand, held.height_m, place, settings)
+    surface = np.vstack([plan.grasp.translation, [[*place, settings.limits.table_z]]])
+    return ResetMove(name, None, surface, place, "in the hand", plan)
 
 
 def check_layout(view: RgbdView, registry: ObjectRegistry, settings: ResetSettings) -> LayoutCheck:

@@ -467,8 +467,9 @@ class MoveItExecutor(ExecutorBase):
             return result.fail(FailureStage.EXECUTE, drift)
         joints = plan.start_joints
         holding = False  # between a grasp the fingers confirmed and the release
-        # The hand must be open before the approach, whatever it did last.
-        for step in (GripperAction("open", close=False), *plan.steps):
+        # The hand must be open before the approach, whatever it did last (unless it holds what it puts down).
+        opening = () if plan.plan.holds_from_start else (GripperAction("open", close=False),)
+        for step in (*opening, *plan.steps):
             if stopping():
                 return result.fail(FailureStage.CANCELLED, f"stopped before {step.name}")
             if isinstance(step, MotionSegment):

@@ -100,7 +100,8 @@ class SimArmExecutor(ExecutorBase):
         drift = plan.start_drift(self.workcell.joint_positions())
         if drift:
             return result.fail(FailureStage.EXECUTE, drift)
-        self._open_gripper()
+        if not plan.plan.holds_from_start:
+            self._open_gripper()
         carrying = False  # between a successful grasp and the release
         joints = plan.start_joints
         for step in plan.steps:

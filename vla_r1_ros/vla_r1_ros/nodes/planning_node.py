@@ -78,7 +78,7 @@ from vla_r1_ros.core.planning import PickPlacePlan, PlanningParams, SafetyLimits
 from vla_r1_ros.core.prediction import Prediction
 from vla_r1_ros.core.prompts import TASKS
 from vla_r1_ros.core.reset_flow import ResetFailure, ResetSteps, run_self_reset
-from vla_r1_ros.core.self_reset import ResetImpossible, ResetMove, ResetSettings, check_layout, plan_reset
+from vla_r1_ros.core.self_reset import Hand, ResetImpossible, ResetMove, ResetSettings, check_layout, plan_reset
 from vla_r1_ros.core.tabletop import RgbdView, tray_sample
 from vla_r1_ros.core.tray import TrayNotFound, TrayOffConfig, TrayPose, TrayTolerance, locate_tray
 from vla_r1_ros.core.trial_flow import CameraVerdict, StageFailure, TrialFlow, TrialRecord, TrialSteps
@@ -294,8 +294,8 @@ class PlanningNode(Node):
             ResetSteps(
                 observe=lambda: self.arm.observe(stopping),
                 perceive=perceive,
-                plan_moves=lambda view, rng: plan_reset(view, registry, rng, self.reset_settings),
-                plan=lambda move: plan_pick_and_place(move.grasp, move.surface_waypoints, self.planning_params),
+                plan_moves=lambda view, rng: plan_reset(view, registry, rng, self.reset_settings, self._hand()),
+                plan=lambda move: move.plan,
                 validate=validate,
                 execute=lambda plan: self.arm.execute(plan, stopping),
                 check_layout=lambda view: check_layout(view, registry, self.reset_settings),
@@ -306,6 +306,9 @@ class PlanningNode(Node):
         response.success, response.message, response.moved = outcome.success, outcome.message, len(outcome.moved)
         response.layout = json.dumps({name: [float(v) for v in pose] for name, pose in outcome.layout.items()})
         return response
+
+    def _hand(self) -> Hand:
+        return Hand(self.arm.tcp_pose(), self.arm.finger_width())
 
     def _publish_plan(self, record: TrialRecord) -> None:
         msg = trial_plan_msg(record, self.base_frame, self.get_clock().now().to_msg())
