@@ -16,7 +16,7 @@ import pytest
 from vla_r1_ros.cameras import make_camera
 from vla_r1_ros.cli import doctor as doctor_cli
 from vla_r1_ros.core.geometry import CameraIntrinsics, RigidTransform, camera_extrinsics
-from vla_r1_ros.core.tray import measure_tray, yaw_difference_deg
+from vla_r1_ros.core.tray import RIM_BAND_M, SCORE_CELL_M, _scores, measure_tray, yaw_difference_deg
 from vla_r1_ros.doctor import (
     DoctorSettings,
     Verdict,
@@ -143,6 +143,30 @@ def test_the_tray_is_measured_from_depth_where_the_simulator_put_it(workcell, co
     assert np.linalg.norm(measured.centre[:2] - expected.centre[:2]) < 0.01, (measured, expected)
     assert yaw_difference_deg(measured.yaw_rad, expected.yaw_rad) < 2.0
     assert measured.size[:2] == pytest.approx(expected.size[:2], abs=0.02)
+
+
+def test_the_tray_score_counts_what_a_pass_over_every_point_counts():
+    """`_scores` reads region counts off a summed-area table; for points no nearer than a grid cell to any
+    region's edge this is exactly the direct count of the rim band and the floor (cleared here)."""
+    rng = np.random.default_rng(0)
+    half, yaw = np.array([0.12, 0.09]), 0.3
+    centres = np.array([[0.45, 0.30], [0.47, 0.28], [0.40, 0.35]])
+    xy = rng.uniform([0.25, 0.10], [0.65, 0.50], (20000, 2))
+    standing = rng.random(20000) < 0.4
+    c, s = np.cos(yaw), np.sin(yaw)
+    edges = [half, half - RIM_BAND_M, half - RIM_BAND_M - 0.01]
+    for centre in centres:  # keep only points clear of every centre's region edges
+        local = np.abs((xy - centre) @ np.array([[c, -s], [s, c]]))
+        clear = np.all([np.all(np.abs(local - edge) > 2 * SCORE_CELL_M, axis=1) for edge in edges], axis=0)
+        xy, standing = xy[clear], standing[clear]
+    expected = []
+    for centre in centres:
+        local = np.abs((xy - centre) @ np.array([[c, -s], [s, c]]))
+        inside = np.all(local <= half, axis=1)
+        rim = inside & np.any(local >= half - RIM_BAND_M, axis=1)
+        floor = np.all(local < half - RIM_BAND_M - 0.01, axis=1)
+        expected.append(standing[rim].mean() - standing[floor].mean())
+    np.testing.assert_allclose(_scores(xy, standing, centres, yaw, half), expected, atol=1e-12)
 
 
 def test_an_arm_outside_its_limits_or_without_a_state_fails():

@@ -92,17 +92,48 @@ MIN_SCORE = 0.3  # of the best pose: walls standing along its rim, its floor fre
 MIN_WALL_POINTS = 50  # of a pose's rim band in view
 
 
-def _score(xy: np.ndarray, standing: np.ndarray, centre: np.ndarray, yaw: float, half: np.ndarray) -> float:
-    """How well a tray at (centre, yaw) explains the points: the fraction of its rim band that stands at
-    wall height, less the fraction of its floor that does (an object beside the tray stands too)."""
+SCORE_CELL_M = 0.001  # the grid the points are counted on (far finer than the search steps)
+
+
+def _scores(xy: np.ndarray, standing: np.ndarray, centres: np.ndarray, yaw: float, half: np.ndarray) -> np.ndarray:
+    """How well a tray at each of `centres` (K, 2), turned `yaw`, explains the points: the fraction of its
+    rim band that stands at wall height, less the fraction of its floor that does (an object beside the
+    tray stands too); -1 where fewer than MIN_WALL_POINTS of the rim band are in view.
+
+    In the tray's frame every region is an axis-aligned rectangle, so the points are counted once on a
+    `SCORE_CELL_M` grid and each rectangle's count read off a summed-area table: every pose of one yaw
+    costs a few look-ups instead of a pass over the points (the counts move by at most a cell's width)."""
     c, s = np.cos(yaw), np.sin(yaw)
-    local = np.abs((xy - centre) @ np.array([[c, -s], [s, c]]))
-    inside = np.all(local <= half, axis=1)
-    rim = inside & np.any(local >= half - RIM_BAND_M, axis=1)
-    floor = np.all(local < half - RIM_BAND_M - 0.01, axis=1)
-    if rim.sum() < MIN_WALL_POINTS:
-        return -1.0
-    return float(standing[rim].mean() - (standing[floor].mean() if floor.any() else 0.0))
+    rotation = np.array([[c, -s], [s, c]])
+    local, shifted = xy @ rotation, centres @ rotation  # (xy - centre) @ R == xy @ R - centre @ R
+    origin = local.min(axis=0) - SCORE_CELL_M
+    shape = np.ceil((local.max(axis=0) - origin) / SCORE_CELL_M).astype(int) + 2
+    cells = np.floor((local - origin) / SCORE_CELL_M).astype(int)
+    flat = cells[:, 0] * shape[1] + cells[:, 1]
+    tables = []
+    for weights in (None, standing.astype(float)):
+        counts = np.bincount(flat, weights=weights, minlength=shape[0] * shape[1]).reshape(shape)
+        table = np.zeros((shape[0] + 1, shape[1] + 1))
+        table[1:, 1:] = counts.cumsum(axis=0).cumsum(axis=1)
+        tables.append(table)
+
+    def inside(table: np.ndarray, extent: np.ndarray) -> np.ndarray:
+        lo = np.clip(np.floor((shifted - extent - origin) / SCORE_CELL_M).astype(int), 0, shape - 1)
+        hi = np.clip(np.floor((shifted + extent - origin) / SCORE_CELL_M).astype(int) + 1, 0, shape)
+        return (
+            table[hi[:, 0], hi[:, 1]]
+            - table[lo[:, 0], hi[:, 1]]
+            - table[hi[:, 0], lo[:, 1]]
+            + table[lo[:, 0], lo[:, 1]]
+        )
+
+    floor_half = half - RIM_BAND_M - 0.01
+    rim_all = inside(tables[0], half) - inside(tables[0], half - RIM_BAND_M)
+    rim_standing = inside(tables[1], half) - inside(tables[1], half - RIM_BAND_M)
+    floor_all, floor_standing = inside(tables[0], floor_half), inside(tables[1], floor_half)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        score = rim_standing / rim_all - np.where(floor_all > 0, floor_standing / np.maximum(floor_all, 1), 0.0)
+    return np.where(rim_all < MIN_WALL_POINTS, -1.0, score)
 
 
 def measure_tray(points: np.ndarray, expected: TrayPose, table_z: float) -> TrayPose:
@@ -117,15 +148,17 @@ def measure_tray(points: np.ndarray, expected: TrayPose, table_z: float) -> Tray
     xy = points[near, :2][:: max(1, int(near.sum()) // 8000)]  # a few thousand points are plenty
     standing = (points[near, 2][:: max(1, int(near.sum()) // 8000)] - table_z) > wall / 2
     best = (-1.0, np.asarray(expected.centre[:2], float), float(expected.yaw_rad))
+    if len(xy) == 0:
+        raise TrayNotFound(f"no depth within {reach:.2f} m of ({expected.centre[0]:.2f}, {expected.centre[1]:.2f}) m")
     for step_m, step_deg, span_m, span_deg in ((0.01, 2.5, SEARCH_M, SEARCH_DEG), (0.002, 0.5, 0.01, 2.5)):
         centre0, yaw0 = best[1], best[2]
-        for dx in np.arange(-span_m, span_m + 1e-9, step_m):
-            for dy in np.arange(-span_m, span_m + 1e-9, step_m):
-                for dyaw in np.radians(np.arange(-span_deg, span_deg + 1e-9, step_deg)):
-                    centre = centre0 + np.array([dx, dy])
-                    score = _score(xy, standing, centre, yaw0 + dyaw, half)
-                    if score > best[0]:
-                        best = (score, centre, yaw0 + dyaw)
+        offsets = np.arange(-span_m, span_m + 1e-9, step_m)
+        centres = centre0 + np.stack(np.meshgrid(offsets, offsets, indexing="ij"), axis=-1).reshape(-1, 2)
+        for dyaw in np.radians(np.arange(-span_deg, span_deg + 1e-9, step_deg)):
+            scores = _scores(xy, standing, centres, yaw0 + dyaw, half)
+            i = int(np.argmax(scores))
+            if scores[i] > best[0]:
+                best = (float(scores[i]), centres[i], yaw0 + dyaw)
     score, centre, yaw = best
     if score < MIN_SCORE:
         raise TrayNotFound(
