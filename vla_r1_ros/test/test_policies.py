@@ -173,6 +173,31 @@ def test_constrained_answers_always_parse_with_numbers_in_0_1(tiny_policy):
         assert all(text.endswith(answer_format.OUTPUT_CLOSE) for text in texts)
 
 
+@pytest.mark.parametrize("constrained", [True, False])
+def test_the_reasoning_cannot_write_the_output_close(tiny_policy, constrained):
+    """The learning bench's seed-1 SFT adapter, looping, wrote `</output>` inside its reasoning:
+    `stop_at_output` ended the row there, `generate` wrote padding into it, and xgrammar's processor
+    asserted (its grammar, still in the reasoning, refuses an end token). The grammar now refuses the
+    token that would complete `</output>` in the reasoning, so the stop string cannot fire there."""
+    import torch
+
+    tokenizer = tiny_policy.components().tokenizer
+    vocab = tiny_policy.components().model.config.text_config.vocab_size
+    compiler = answer_format.make_compiler(tokenizer, vocab)
+    tag = answer_format.structural_tag(AFFORDANCE, 0 if constrained else 8, constrained)  # budget-only: 8
+    processor = answer_format.logits_processor(compiler, [tag])
+    opening = answer_format.THINK_OPEN if constrained else ""
+    written = tokenizer(opening + "it is on the left</output", add_special_tokens=False)["input_ids"]
+    closing = tokenizer(answer_format.OUTPUT_CLOSE, add_special_tokens=False)["input_ids"][-1]
+    prompt = tokenizer("answer:", add_special_tokens=False)["input_ids"]
+    scores = torch.zeros(1, vocab)
+    processor(torch.tensor([prompt]), scores.clone())  # the first step: nothing sampled yet
+    for n in range(1, len(written) + 1):  # each token written is one the grammar allowed
+        allowed = processor(torch.tensor([prompt + written[:n]]), scores.clone())
+    assert allowed[0, closing] == -float("inf")
+    assert (allowed[0] > -float("inf")).sum() > 10  # the reasoning goes on freely otherwise
+
+
 def test_answer_grammar_accepts_the_official_examples_and_rejects_out_of_range():
     import xgrammar
 

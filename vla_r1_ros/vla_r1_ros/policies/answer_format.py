@@ -3,7 +3,7 @@
 `<think> reasoning </think> so, the answer is <output> JSON </output>` (docs/vla_r1_contract.md).
 Both options are one structural tag (xgrammar's format, the one OpenAI-compatible servers take as
 `response_format: {"type": "structural_tag", ...}` — vLLM and SGLang compile it with xgrammar too):
-- the reasoning is free text that cannot contain `</think>`; with a think budget it may use at most
+- the reasoning is free text that cannot contain `</think>` or `</output>`; with a think budget it may use at most
   N tokens, after which the grammar allows only the closing `</think> so, the answer is <output>`
   (xgrammar's `any_text.max_tokens`), so the model goes on with its answer;
 - constrained: the text opens with `<think>`; after `</think>` it must be ` so, the answer is <output>`, a box or a
@@ -45,7 +45,10 @@ def structural_tag(task: str, think_budget: int, constrained: bool) -> dict[str,
         raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
     if not think_budget and not constrained:
         return None
-    reasoning: dict[str, Any] = {"type": "any_text", "excludes": [THINK_CLOSE]}
+    # Not `</output>` either: `stop_at_output`'s stop string would end the row inside the reasoning, the
+    # answer would not parse, and xgrammar's transformers processor asserts on the padding `generate` then
+    # writes into the finished row (a token its unfinished grammar refuses).
+    reasoning: dict[str, Any] = {"type": "any_text", "excludes": [THINK_CLOSE, OUTPUT_CLOSE]}
     if think_budget:
         reasoning["max_tokens"] = int(think_budget)
     opening: list[dict[str, Any]] = []
