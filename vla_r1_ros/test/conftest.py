@@ -5,25 +5,10 @@ from __future__ import annotations
 import os
 import sys
 
-
-def _domain_id() -> int:
-    """This run's ROS domain: from the run's pid, so parallel runs never cross; under pytest-xdist each
-    worker of one run takes its own (the workers share the run's uid, gw0 and gw1 get neighbours)."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    if not worker:
-        return 1 + os.getpid() % 100
-    run = int(os.environ["PYTEST_XDIST_TESTRUNUID"][:8], 16)
-    return 1 + (run % 25) * 4 + int(worker.removeprefix("gw")) % 4
-
-
 # Set before rclpy initialises anywhere (and inherited by subprocess nodes): localhost-only
-# discovery and a domain id of this run's (and worker's) own. A worker inherits the environment of the
-# xdist controller, which set its own id: a worker always takes its own.
+# discovery and a domain id derived from this run's pid, so parallel runs never cross.
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-if "PYTEST_XDIST_WORKER" in os.environ:
-    os.environ["ROS_DOMAIN_ID"] = str(_domain_id())
-else:
-    os.environ.setdefault("ROS_DOMAIN_ID", str(_domain_id()))
+os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
 _prefix_path = os.environ.get("AMENT_PREFIX_PATH", "")
 if sys.prefix not in _prefix_path.split(os.pathsep):
     os.environ["AMENT_PREFIX_PATH"] = os.pathsep.join(p for p in (sys.prefix, _prefix_path) if p)
