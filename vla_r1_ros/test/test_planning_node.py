@@ -500,6 +500,10 @@ def moveit_graph(executor, workcell, tmp_path, monkeypatch):
     MoveIt itself is a TEST DOUBLE: moveit_py cannot be installed here. test/moveit_jazzy_double.py
     mirrors moveit_py's Jazzy API (the moveit2 files and commit are in its docstring) over PyBullet's
     Panda; only the MoveItPy construction (moveit_configs_utils, not doubled) is bypassed."""
+    yield from moveit_planning_graph(executor, workcell, tmp_path, monkeypatch)
+
+
+def moveit_planning_graph(executor, workcell, tmp_path, monkeypatch, overrides=()):
     import moveit_jazzy_double as double
 
     from vla_r1_ros.core.collision import CollisionWorld
@@ -514,7 +518,7 @@ def moveit_graph(executor, workcell, tmp_path, monkeypatch):
     assert world.arm_q is not None
     world.object_width_m = 0.04  # the hand closes on an object
     try:
-        yield from (graph | {"world": world} for graph in planning_graph(executor, workcell, tmp_path, arm))
+        yield from (graph | {"world": world} for graph in planning_graph(executor, workcell, tmp_path, arm, overrides))
     finally:
         world.close()
 
@@ -538,6 +542,46 @@ def test_a_trial_through_moveit_inside_the_planning_node_is_executed_logged_and_
     assert not is_judged(entry["outcome_source"], entry["failure_stage"])  # no success until someone judges it
     # The path measured from joint states during the motions: more points than motions ran.
     assert len(document["executed_ee_path"]) > world.arm_trajectories
+
+
+def test_a_self_reset_through_moveit_inside_the_planning_node_plans_from_depth_and_executes(
+    executor, workcell, tmp_path, monkeypatch
+):
+    """`vla_r1/self_reset` served by the planning node on the MoveIt executor (the TEST DOUBLE of
+    moveit_jazzy_double.py, as in `moveit_graph`): the objects the camera sees in the tray are moved
+    through moveit_py, then a fresh frame set is checked. MoveIt's arm is not the simulator's, so
+    nothing moved in the simulated scene and the layout rightly does not verify: the reset says so."""
+    from vla_r1_interfaces.srv import SelfReset
+
+    from vla_r1_ros.core.object_registry import register_objects
+    from vla_r1_ros.core.scene import sim_marks
+    from vla_r1_ros.core.self_reset import ResetSettings
+    from vla_r1_ros.core.tray import TrayPose
+    from vla_r1_ros.testing.arrange import arrange_outcome, view_of
+
+    config = PackageConfig.load()
+    settings = ResetSettings.from_config(config.workspace, config.camera, gripper_opening_m=0.08)
+    workcell.reset(3)
+    frame, scene = workcell.capture()
+    expected = TrayPose(np.array(scene.tray.position), np.array(scene.tray.size))
+    marks = sim_marks(scene, frame.intrinsics, camera_extrinsics(config.camera))
+    register_objects(view_of(frame, config.camera), marks, expected, settings.segmentation).save(
+        tmp_path / "objects.json"
+    )
+    arrange_outcome(workcell, np.random.default_rng(0), "two_in_tray")
+    in_tray = workcell.objects_in_tray()
+    assert len(in_tray) == 2
+    overrides = [Parameter("object_registry", value=str(tmp_path / "objects.json"))]
+    for graph in moveit_planning_graph(executor, workcell, tmp_path, monkeypatch, overrides):
+        client = graph["client"].create_client(SelfReset, topics.SELF_RESET)
+        assert client.wait_for_service(timeout_sec=10.0)
+        future = client.call_async(SelfReset.Request(seed=0))
+        assert spin_until(executor, future.done, 120.0), "the self-reset did not answer"
+        response = future.result()
+        world = graph["world"]
+        assert response.moved == 2 and world.arm_trajectories >= 8, response.message  # both, through moveit_py
+        assert not response.success and "the layout does not verify: 2 object(s) in the tray" in response.message
+        assert workcell.objects_in_tray() == in_tray
 
 
 @pytest.fixture
